@@ -1,0 +1,40 @@
+"""The small interface every prior exposes to the sampler.
+
+A prior is a score function plus its parameters. The sampler never looks inside
+either; it only calls
+
+    score_fn(params, x, level) -> ∇_x log p_{σ_level}(x)      x: [B, H, W, C]
+
+with `level` an int32 scalar (possibly traced) indexing the σ ladder, σ_0 largest.
+Priors whose parameters differ per level (Glow fine-tuned per σ) supply
+`select_level(params, level)`, which the sampler calls once per level, outside the
+inner step loop, so only that level's slice is touched by the steps.
+Priors with a tractable density (Glow) supply `log_density_fn(params, x, level)`
+-> [B], used for best-of-N selection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+ScoreFn = Callable[[Any, Any, Any], Any]
+
+
+def _identity_level(params, level):
+  del level
+  return params
+
+
+@dataclasses.dataclass(frozen=True)
+class Prior:
+  """A generative prior as the sampler sees it."""
+
+  name: str
+  score_fn: ScoreFn
+  params: Any
+  image_shape: tuple[int, int, int]  # (H, W, C) of one component.
+  data_range: tuple[float, float] = (0.0, 1.0)
+  num_levels: int | None = None  # Levels the network was trained for (None: any).
+  select_level: Callable[[Any, Any], Any] = _identity_level
+  log_density_fn: Callable[[Any, Any, Any], Any] | None = None

@@ -1,0 +1,35 @@
+"""basis-jax: BASIS source separation (Jayaram & Thickstun, ICML 2020) on JAX/Flax."""
+
+import setuptools
+
+setuptools.setup(
+    name="basis-jax",
+    version="0.1.0",
+    description="Source separation with deep generative priors (BASIS) on JAX/Flax.",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["basis_jax", "basis_jax.*", "experiments",
+                                               "configs", "convert_weights"]),
+    package_data={"basis_jax": ["weights/*"]},
+    install_requires=[
+        # jax 0.10.x is the newest on Python 3.11, 0.11.x on 3.12; both are supported.
+        "jax>=0.6",
+        "flax>=0.10",
+        "optax",
+        "orbax-checkpoint",
+        "numpy",
+        "absl-py",
+        "ml_collections",
+        "clu",
+        "pillow",
+        "tensorflow-datasets",
+    ],
+    extras_require={
+        "test": ["pytest", "chex"],
+        # PyTorch is only needed to convert the published checkpoints and for the
+        # parity tests; converted checkpoints load without it.
+        "torch": ["torch"],
+        # Preparing a tfds dataset (as opposed to reading a prepared one) needs TensorFlow.
+        "prepare": ["tensorflow"],
+    },
+)
