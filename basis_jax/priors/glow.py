@@ -265,3 +265,96 @@ def select_level(stacked_state, level):
   return jax.tree.map(
       lambda leaf: jax.lax.dynamic_index_in_dim(leaf, level, axis=0, keepdims=False),
       stacked_state)
+
+
+# -- weights files and the BASIS prior ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GlowWeights:
+  """A weights file read back: one state, or a stack of per-σ states (`sigmas` set)."""
+
+  config: GlowConfig
+  graphdef: object
+  state: nnx.State
+  sigmas: tuple[float, ...] | None  # Level order, largest σ first; None: one clean model.
+  metadata: dict
+
+
+def config_to_json(config: GlowConfig) -> dict:
+  values = dataclasses.asdict(config)
+  values["image_shape"] = list(values["image_shape"])
+  return values
+
+
+def save_weights(path: str, config: GlowConfig, state, sigmas=None, **metadata) -> None:
+  """Writes one state, or per-σ states stacked on a leading axis with their `sigmas`."""
+  from basis_jax import checkpoint_io  # pylint: disable=import-outside-toplevel
+  meta = {"architecture": "glow", "glow_config": config_to_json(config), **metadata}
+  if sigmas is not None:
+    meta["sigmas"] = [float(s) for s in sigmas]
+  checkpoint_io.save_params(path, state, meta)
+
+
+def load_weights(path: str) -> GlowWeights:
+  """Reads a file written by `save_weights` or `convert_weights.glow`, strictly checked."""
+  from basis_jax import checkpoint_io  # pylint: disable=import-outside-toplevel
+  metadata = checkpoint_io.read_metadata(path)
+  if metadata.get("architecture") != "glow" or "glow_config" not in metadata:
+    raise ValueError(f"{path} is not a Glow weights file (architecture "
+                     f"{metadata.get('architecture')!r}).")
+  values = dict(metadata["glow_config"])
+  values["image_shape"] = tuple(values["image_shape"])
+  config = GlowConfig(**values)
+  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Glow(config)))
+  sigmas = metadata.get("sigmas")
+  if sigmas is not None:
+    sigmas = tuple(float(s) for s in sigmas)
+    abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct((len(sigmas),) + tuple(a.shape), a.dtype), abstract)
+  state, metadata = checkpoint_io.load_params(path, abstract)
+  return GlowWeights(config, graphdef, state, sigmas, metadata)
+
+
+def load(prior_config, schedule=None) -> Prior:
+  """The Glow prior of `config.prior`, one parameter set per σ level.
+
+  Fields: weights (a file from `experiments/finetune_glow.py`: per-σ states whose σ ladder
+  must equal the schedule's; a single clean model, e.g. a converted one, is used at every
+  level; empty: random weights from `seed` and the architecture fields of `GlowConfig`).
+
+  The prior works on images in [0, 1] and shifts them by −½ into Glow's data space
+  [−½, ½]; a shift does not change the score.
+  """
+  if schedule is None:
+    raise ValueError("The Glow prior needs the schedule (one parameter set per σ level).")
+  num_levels = schedule.num_levels
+  path = prior_config.get("weights") or None
+  if path:
+    weights = load_weights(path)
+    config, graphdef = weights.config, weights.graphdef
+    if weights.sigmas is None:
+      stacked = stack_states([weights.state] * num_levels)
+    else:
+      if not (len(weights.sigmas) == num_levels and
+              np.allclose(weights.sigmas, schedule.sigmas, rtol=1e-4)):
+        raise ValueError(f"{path} was fine-tuned for σ = {weights.sigmas}, but the schedule "
+                         f"uses σ = {schedule.sigmas}; fine-tune for this ladder or change "
+                         "config.schedule.")
+      stacked = weights.state
+  else:
+    config = GlowConfig.from_config(prior_config)
+    graphdef, state = nnx.split(Glow(config, seed=prior_config.get("seed", 0)))
+    stacked = stack_states([state] * num_levels)
+  log_prob_fn = make_log_prob_fn(graphdef)
+
+  def log_density_fn(level_state, x, level):
+    del level  # The state is already that of the level (see `select_level`).
+    return log_prob_fn(level_state, x - 0.5)
+
+  def score_fn(level_state, x, level):
+    return jax.grad(lambda x: jnp.sum(log_density_fn(level_state, x, level)))(x)
+
+  return Prior(name="glow", score_fn=score_fn, params=stacked, image_shape=config.image_shape,
+               data_range=(0.0, 1.0), num_levels=num_levels, select_level=select_level,
+               log_density_fn=log_density_fn)
