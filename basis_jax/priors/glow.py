@@ -13,6 +13,7 @@ stacked along a leading level axis (see `load`, `stack_states`); `select_level` 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Sequence
 
 import jax
@@ -215,6 +216,7 @@ def log_prob_to_bits_per_dim(log_prob, config: GlowConfig):
   return -(log_prob - d * config.n_bits * np.log(2.0)) / (d * np.log(2.0))
 
 
+@functools.partial(jax.jit, static_argnames="n_bits")
 def dequantize(images, key: jax.Array, n_bits: int = 8):
   """Images in [0, 1] (multiples of 1/255) -> Glow's data space x/2^n − ½ + U(0, 1/2^n)."""
   bins = 2.0**n_bits
@@ -256,8 +258,9 @@ def make_score_fn(graphdef) -> Callable[[nnx.State, jax.Array], jax.Array]:
 
 
 def stack_states(states: Sequence[nnx.State]) -> nnx.State:
-  """Per-σ states -> one state with a leading level axis."""
-  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+  """Per-σ states -> one state with a leading level axis (on the host: stacking eagerly
+  with jnp would compile one program per parameter shape)."""
+  return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *states)
 
 
 def select_level(stacked_state, level):
