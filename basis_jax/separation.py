@@ -228,7 +228,7 @@ def _check_memory(compiled, batch_rows: int, cap_gb: float) -> None:
 
 def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False):
   """Separates `config.num_mixtures` mixtures into `workdir`, resuming if possible."""
-  sharding.initialize_distributed(config.get("distributed", False))
+  sharding.initialize_distributed(config.get("distributed"))
   work = Workdir(workdir)
   work.check_config(config, allow_config_change)
   progress = _LevelProgress(schedules.from_config(config.schedule).num_levels)

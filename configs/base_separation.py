@@ -3,7 +3,8 @@
 Fields:
   seed: noise for mixture n derives from fold_in(key(seed), n).
   num_mixtures, batch_size: total mixtures and the global chunk size (across devices).
-  distributed: call jax.distributed.initialize() (multi-host).
+  distributed: enabled → jax.distributed.initialize() (multi-host); coordinator_address,
+    num_processes, process_id where the cluster is not auto-detected.
   max_device_memory_gb: refuse chunks that need more (0: the device's own limit).
   prior: one prior shared by all components, or priors: one per component.
   schedule: σ ladder (sigmas, or sigma_max/sigma_min/num_levels), steps_per_level (T),
@@ -23,7 +24,8 @@ def get_config():
   config.seed = 1234
   config.num_mixtures = 50
   config.batch_size = 50
-  config.distributed = False
+  config.distributed = ml_collections.ConfigDict({
+      "enabled": False, "coordinator_address": "", "num_processes": 0, "process_id": -1})
   config.max_device_memory_gb = 0.0
 
   config.prior = ml_collections.ConfigDict({"name": "ncsn", "weights": ""})
