@@ -2,8 +2,8 @@
 
 One `.npz` file: one array per parameter, keyed by its flattened pytree path ('a/b/0/c'),
 plus a JSON metadata entry (`__metadata__`: format version, architecture, config, ...).
-It loads with numpy alone (no torch, no orbax), is written atomically (temporary file +
-`os.replace`), and loading checks every key and shape against the model's abstract state.
+It loads with numpy alone (no torch, no orbax), is written atomically (`basis_jax.atomic`),
+and loading checks every key and shape against the model's abstract state.
 
     checkpoint_io.save_params(path, {'params': params, 'ema': ema}, {'architecture': ...})
     state, metadata = checkpoint_io.load_params(path, {'params': abstract, 'ema': abstract})
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any, Mapping
 
 import jax
 import numpy as np
+
+from basis_jax import atomic
 
 FORMAT_VERSION = 1
 _METADATA_KEY = "__metadata__"
@@ -63,17 +64,7 @@ def save_params(path: str, state, metadata: Mapping[str, Any] | None = None) -> 
     raise ValueError(f"{_METADATA_KEY!r} is reserved.")
   meta = {"format_version": FORMAT_VERSION, **(metadata or {})}
   arrays[_METADATA_KEY] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  atomic.save_npz(path, **arrays)
 
 
 def _open(path: str):

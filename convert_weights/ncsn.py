@@ -65,6 +65,19 @@ def flax_key(torch_key: str) -> str:
   return "/".join(parents + [leaf])
 
 
+def torch_key(flax_path: str) -> str:
+  """The inverse of `flax_key`."""
+  *parents, leaf = flax_path.split("/")
+  return ".".join(parents + ["weight" if leaf in ("kernel", "embedding") else leaf])
+
+
+def _torch_shape(flax_shape: tuple[int, ...]) -> tuple[int, ...]:
+  if len(flax_shape) == 4:  # HWIO -> OIHW
+    h, w, i, o = flax_shape
+    return (o, i, h, w)
+  return tuple(flax_shape)
+
+
 def infer_config(state: Mapping[str, np.ndarray], dataset: str) -> ncsn.NCSNConfig:
   if dataset not in _IMAGE_SIZES:
     raise ValueError(f"Unknown dataset {dataset!r}; known: {sorted(_IMAGE_SIZES)}.")
@@ -80,26 +93,21 @@ def infer_config(state: Mapping[str, np.ndarray], dataset: str) -> ncsn.NCSNConf
 
 def convert_state_dict(state: Mapping[str, np.ndarray], config: ncsn.NCSNConfig,
                        source: str = "checkpoint"):
-  """Maps a (prefix-free) state dict onto the Flax parameters; returns an nnx.State."""
+  """Maps a (prefix-free) state dict onto the Flax parameters; returns an nnx.State.
+
+  The check runs in the PyTorch naming and layout, so an error names keys and shapes as
+  they appear in the source file.
+  """
   _, abstract = ncsn.abstract_params(config)
-  flat, _ = checkpoint_io.flatten(abstract)
-  converted = {}
-  for key, value in state.items():
+  flat, treedef = checkpoint_io.flatten(abstract)
+  expected = {torch_key(k): _torch_shape(v.shape) for k, v in flat.items()}
+  checkpoint_io.check_keys(expected, {k: tuple(v.shape) for k, v in state.items()}, source)
+  leaves = []
+  for path in flat:
+    value = np.asarray(state[torch_key(path)], np.float32)
     # PyTorch conv weights are OIHW; Flax kernels are HWIO.
-    converted[flax_key(key)] = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value
-  expected = {k: tuple(v.shape) for k, v in flat.items()}
-  found = {k: tuple(v.shape) for k, v in converted.items()}
-  try:
-    checkpoint_io.check_keys(expected, found, source)
-  except checkpoint_io.CheckpointError as e:
-    # Name the keys as they appear in the PyTorch file, which is what the user can inspect.
-    back = {flax_key(k): k for k in state}
-    message = str(e)
-    for fk in sorted(back, key=len, reverse=True):
-      message = message.replace(fk, f"{back[fk]} [{fk}]")
-    raise checkpoint_io.CheckpointError(message) from None
-  leaves = [jax.numpy.asarray(converted[k], np.float32) for k in flat]
-  return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(abstract), leaves)
+    leaves.append(jax.numpy.asarray(value.transpose(2, 3, 1, 0) if value.ndim == 4 else value))
+  return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def convert(checkpoint: str, out: str, dataset: str = "mnist") -> ncsn.NCSNConfig:
