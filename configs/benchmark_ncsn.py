@@ -24,7 +24,7 @@ def get_config(model="mnist"):
   config.step_lr = 3e-5
   config.seed = 0
   # The batch sweep (mixtures per batch, global); stops at the first that does not fit.
-  config.batch_sizes = (50, 100, 200, 500, 1000, 2000, 4000)
+  config.batch_sizes = (50, 250, 1000)
   config.sweep_precision = "bf16"
   # Every precision is also timed at the first batch size, with its score error.
   config.precisions = ("highest", "default", "bf16")
