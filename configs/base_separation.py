@@ -12,11 +12,14 @@ Fields:
   mixing: kind ('sum', 'grayscale', 'clipped_sum') and alphas.
   sampler: init ('uniform'|'normal'), init_range, clamp (empty = none), num_samples,
     hard_constraint, snapshots, unroll.
-  data, mixture: where mixtures come from (see basis_jax/mixtures.py).
+  data, mixture: where mixtures come from (`basis_jax.data.data_config_defaults` and
+    `basis_jax.mixtures.mixture_config_defaults` document every field).
   output: grid_rows.
 """
 
 import ml_collections
+
+from basis_jax import data, mixtures
 
 
 def get_config():
@@ -40,8 +43,7 @@ def get_config():
       "init": "uniform", "init_range": (0.0, 1.0), "clamp": (), "num_samples": 1,
       "hard_constraint": False, "snapshots": False, "unroll": 1,
   })
-  config.data = ml_collections.ConfigDict({"source": "mnist", "path": "", "split": "test"})
-  config.mixture = ml_collections.ConfigDict({"kind": "agnostic", "num_components": 2,
-                                              "seed": 0})
+  config.data = data.data_config_defaults()
+  config.mixture = mixtures.mixture_config_defaults()
   config.output = ml_collections.ConfigDict({"grid_rows": 8})
   return config
