@@ -24,19 +24,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, mixing as mixing_lib, priors as priors_lib, sampler, schedules
-from basis_jax import sharding, visualize
+from basis_jax import atomic, metrics, mixing as mixing_lib, mixtures as mixtures_lib
+from basis_jax import priors as priors_lib, sampler, schedules, sharding, visualize
 from basis_jax.priors import gaussian
 
 # Config keys that do not change any separated value; a resumed run may change them.
 RESULT_INVARIANT_KEYS = ("batch_size", "distributed", "output", "max_device_memory_gb")
-
-
-@dataclasses.dataclass
-class MixtureSet:
-  mixtures: np.ndarray  # [N, *mixture_shape]
-  ground_truth: np.ndarray | None  # [N, k, H, W, C]
-  indices: np.ndarray | None  # dataset items mixed, [N, k]
 
 
 @dataclasses.dataclass
@@ -96,7 +89,7 @@ def build_job(config, progress=None) -> Job:
   return Job(schedule, mixing, priors, options, params, separate)
 
 
-def load_mixtures(config, job: Job) -> MixtureSet:
+def load_mixtures(config, job: Job) -> mixtures_lib.MixtureSet:
   """The mixtures to separate: from the toy priors, or from data (basis_jax.mixtures)."""
   if config.data.source == "gaussian_toy":
     n, k = config.num_mixtures, config.mixture.num_components
@@ -104,8 +97,8 @@ def load_mixtures(config, job: Job) -> MixtureSet:
         np.stack([gaussian.sample(p, 1, seed=[config.mixture.seed, i, j])[0]
                   for j, p in enumerate(job.priors)]) for i in range(n)])
     mixtures = np.asarray(jax.vmap(job.mixing)(truth))
-    return MixtureSet(mixtures, truth, None)
-  from basis_jax import mixtures as mixtures_lib  # pylint: disable=g-import-not-at-top
+    return mixtures_lib.MixtureSet(mixtures, truth, None, tuple(config.mixing.alphas),
+                                   kind="gaussian_toy")
   return mixtures_lib.from_config(config, job.priors[0].image_shape)
 
 
@@ -228,7 +221,7 @@ def _check_memory(compiled, batch_rows: int, cap_gb: float) -> None:
 
 def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False):
   """Separates `config.num_mixtures` mixtures into `workdir`, resuming if possible."""
-  sharding.initialize_distributed(config.get("distributed", False))
+  sharding.initialize_distributed(config.get("distributed"))
   work = Workdir(workdir)
   work.check_config(config, allow_config_change)
   progress = _LevelProgress(schedules.from_config(config.schedule).num_levels)
@@ -308,15 +301,11 @@ def _sync(name: str) -> None:
 
 
 def _best_permutation_psnr(components, truth, data_range):
-  """Mean PSNR per mixture under the best permutation (for the progress metrics)."""
-  try:
-    from basis_jax import metrics  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return np.full(len(components), np.nan)
-  return metrics.permutation_psnr(components, truth, data_range=data_range)["psnr"]
+  """Per-mixture PSNR under the reference's best permutation."""
+  return metrics.separation_psnr(components, truth, data_range[1] - data_range[0])["mixture"]
 
 
-def assemble(work: Workdir, config, mixture_set: MixtureSet, job: Job) -> dict:
+def assemble(work: Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: Job) -> dict:
   """Reads every chunk file and writes separations.npz, metrics.json and a PNG grid."""
   num_mixtures = mixture_set.mixtures.shape[0]
   fields: dict[str, np.ndarray] = {}
@@ -351,8 +340,14 @@ def assemble(work: Workdir, config, mixture_set: MixtureSet, job: Job) -> dict:
              "residual_norm_mean": float(fields["residual_norm"].mean())}
   components = fields["components"]
   if mixture_set.ground_truth is not None and job.options.num_samples == 1:
-    psnr = _best_permutation_psnr(components, mixture_set.ground_truth, job.priors[0].data_range)
-    summary["psnr_mean"] = float(np.mean(psnr))
+    data_range = job.priors[0].data_range
+    psnr = _best_permutation_psnr(components, mixture_set.ground_truth, data_range)
+    summary["psnr"] = metrics.summarize(psnr)
+    average = metrics.average_baseline(mixture_set.mixtures, job.mixing.num_components,
+                                       mixture_set.alphas)
+    if average.shape == mixture_set.ground_truth.shape:
+      summary["average_baseline_psnr"] = metrics.summarize(
+          _best_permutation_psnr(average, mixture_set.ground_truth, data_range))
   atomic.write_json(work.file("metrics.json"), summary)
   shown = components if job.options.num_samples == 1 else components[:, 0]
   grid = visualize.separation_grid(mixture_set.mixtures, shown, mixture_set.ground_truth,
