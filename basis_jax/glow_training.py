@@ -35,6 +35,7 @@ import optax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from basis_jax import schedules
 from basis_jax.priors import glow
 
 CLEAN_FILE = "glow_clean.npz"
@@ -80,9 +81,11 @@ class TrainOptions:
 
 
 def options_from_config(config) -> TrainOptions:
-  t = config.train
-  from basis_jax import schedules  # pylint: disable=import-outside-toplevel
-  sigmas = schedules.from_config(config.schedule).sigmas
+  """TrainOptions from `config.train` and the σ ladder of `config.schedule` (`sigmas`, or
+  `sigma_max`, `sigma_min`, `num_levels` as in a separation config)."""
+  t, s = config.train, config.schedule
+  sigmas = tuple(s.get("sigmas") or ()) or schedules.geometric_sigmas(
+      s.sigma_max, s.sigma_min, s.num_levels)
   fields = {f.name for f in dataclasses.fields(TrainOptions)} - {"sigmas"}
   return TrainOptions(sigmas=sigmas, **{k: t[k] for k in fields if k in t})
 
