@@ -97,3 +97,19 @@ def test_best_of_n_errors():
   no_density = toy.__class__(**{**toy.__dict__, "log_density_fn": None})
   with pytest.raises(ValueError, match="needs a prior log-density"):
     best_of_n.select_best_for_priors(np.zeros((1, 2, 1, 2, 2, 1)), [no_density])
+
+
+def test_separation_configs():
+  from basis_jax import separation  # pylint: disable=import-outside-toplevel
+  from configs import cifar_glow, lsun_glow, mnist_glow  # pylint: disable=import-outside-toplevel
+  config = mnist_glow.get_config("small")
+  job = separation.build_job(config)
+  assert job.priors[0].name == "glow" and job.priors[0].image_shape == (32, 32, 3)
+  assert job.options.init == "normal" and job.schedule.likelihood_weight == 4.0
+  leaf = jax.tree.leaves(job.params)[0]
+  assert leaf.shape[0] == job.schedule.num_levels  # Stacked per level.
+  assert cifar_glow.get_config().mixture.kind == "class_split"
+  lsun = lsun_glow.get_config()
+  lsun.church_weights, lsun.bedroom_weights = "church.npz", "bedroom.npz"
+  assert [p.weights for p in lsun.priors] == ["church.npz", "bedroom.npz"]
+  assert all(tuple(p.image_shape) == (64, 64, 3) and p.levels == 4 for p in lsun.priors)
