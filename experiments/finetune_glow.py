@@ -12,8 +12,10 @@ import json
 import logging
 import os
 
+import jax
 import numpy as np
 from absl import app, flags
+from flax import nnx
 from ml_collections import config_flags
 
 from basis_jax import data as data_lib
@@ -45,7 +47,7 @@ def main(argv):
   eval_data.update(split=config.eval_split, num_examples=options.eval_batch_size)
   eval_images = data_lib.load(eval_data).images
   num_params = sum(int(np.prod(a.shape)) for a in
-                   glow_training.jax.tree.leaves(glow.Glow(model_config)))
+                   jax.tree.leaves(nnx.state(glow.Glow(model_config))))
   logging.info("Glow %s: %.2fM parameters; %d training images; σ ladder %s.", model_config,
                num_params / 1e6, len(train_images), options.sigmas)
   result = glow_training.train(model_config, options, train_images, eval_images, workdir,
