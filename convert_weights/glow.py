@@ -308,34 +308,40 @@ def save(path: str, config: glow.GlowConfig, state, source: str) -> None:
 
 # -- CLI ------------------------------------------------------------------------------------
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "y0ast/Glow-PyTorch state dict (.pth).")
-_TF_CHECKPOINT = flags.DEFINE_string("tf_checkpoint", None, "openai/BASIS TF checkpoint prefix.")
-_OUT = flags.DEFINE_string("out", None, "Output .npz.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "TF only: image height and width.")
-_CHANNELS = flags.DEFINE_integer("channels", 3, "TF only: image channels.")
-_LEVELS = flags.DEFINE_integer("levels", 3, "TF only: number of levels.")
-_DEPTH = flags.DEFINE_integer("depth", 32, "TF only: flow steps per level.")
-_WIDTH = flags.DEFINE_integer("width", 512, "TF only: coupling network width.")
-_COUPLING = flags.DEFINE_enum("coupling", "affine", ["affine", "additive"], "TF only.")
-_LEARN_TOP = flags.DEFINE_bool("learn_top", True, "TF only: keep the learned top prior.")
+
+def _define_flags():
+  """Defined only when run as a script, so importing this module next to another
+  converter (e.g. in one test process) does not collide on flag names."""
+  flags.DEFINE_string("checkpoint", None, "y0ast/Glow-PyTorch state dict (.pth).")
+  flags.DEFINE_string("tf_checkpoint", None, "openai/BASIS TF checkpoint prefix.")
+  flags.DEFINE_string("out", None, "Output .npz.")
+  flags.DEFINE_integer("image_size", 32, "TF only: image height and width.")
+  flags.DEFINE_integer("channels", 3, "TF only: image channels.")
+  flags.DEFINE_integer("levels", 3, "TF only: number of levels.")
+  flags.DEFINE_integer("depth", 32, "TF only: flow steps per level.")
+  flags.DEFINE_integer("width", 512, "TF only: coupling network width.")
+  flags.DEFINE_enum("coupling", "affine", ["affine", "additive"], "TF only.")
+  flags.DEFINE_bool("learn_top", True, "TF only: keep the learned top prior.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not _OUT.value or bool(_CHECKPOINT.value) == bool(_TF_CHECKPOINT.value):
+  f = flags.FLAGS
+  if not f.out or bool(f.checkpoint) == bool(f.tf_checkpoint):
     raise app.UsageError("Give --out and exactly one of --checkpoint, --tf_checkpoint.")
-  if _CHECKPOINT.value:
-    config, _, state = convert_torch(_CHECKPOINT.value)
-    save(_OUT.value, config, state, f"y0ast/Glow-PyTorch: {_CHECKPOINT.value}")
+  if f.checkpoint:
+    config, _, state = convert_torch(f.checkpoint)
+    save(f.out, config, state, f"y0ast/Glow-PyTorch: {f.checkpoint}")
   else:
-    config = glow.GlowConfig(image_shape=(_IMAGE_SIZE.value, _IMAGE_SIZE.value, _CHANNELS.value),
-                             levels=_LEVELS.value, depth=_DEPTH.value, width=_WIDTH.value,
-                             coupling=_COUPLING.value, learn_top=_LEARN_TOP.value)
-    _, state = convert_tf(_TF_CHECKPOINT.value, config)
-    save(_OUT.value, config, state, f"openai/glow TF: {_TF_CHECKPOINT.value}")
-  print(f"Wrote {_OUT.value}: {config}")
+    config = glow.GlowConfig(image_shape=(f.image_size, f.image_size, f.channels),
+                             levels=f.levels, depth=f.depth, width=f.width,
+                             coupling=f.coupling, learn_top=f.learn_top)
+    _, state = convert_tf(f.tf_checkpoint, config)
+    save(f.out, config, state, f"openai/glow TF: {f.tf_checkpoint}")
+  print(f"Wrote {f.out}: {config}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
