@@ -16,6 +16,7 @@ checkpoint (`basis_jax.checkpoint_io`): converted from the published `checkpoint
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import Any
 
@@ -139,8 +140,13 @@ def abstract_params(config: NCSNConfig):
   return graphdef, params
 
 
+@functools.lru_cache(maxsize=16)
 def make_score_fn(graphdef):
-  """score_fn(params, x, level) for the sampler; `level` scalar or [B], broadcast to B."""
+  """score_fn(params, x, level) for the sampler; `level` scalar or [B], broadcast to B.
+
+  Cached per graphdef: one function object per architecture lets every `jax.jit` of it
+  share compiled executables.
+  """
 
   def score_fn(params, x, level):
     model = nnx.merge(graphdef, params)
