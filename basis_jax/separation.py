@@ -128,6 +128,14 @@ class Workdir:
     self.chunk_dir = os.path.join(path, "chunks")
     os.makedirs(self.chunk_dir, exist_ok=True)
 
+  def remove_stale_temporaries(self) -> int:
+    """Deletes temporary files left by a killed writer (never a finished chunk)."""
+    stale = [os.path.join(d, name) for d in (self.path, self.chunk_dir)
+             for name in os.listdir(d) if name.startswith(".") and name.endswith(".tmp")]
+    for path in stale:
+      os.unlink(path)
+    return len(stale)
+
   def file(self, name):
     return os.path.join(self.path, name)
 
@@ -219,11 +227,30 @@ def _check_memory(compiled, batch_rows: int, cap_gb: float) -> None:
         "(global), or raise max_device_memory_gb.")
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False):
-  """Separates `config.num_mixtures` mixtures into `workdir`, resuming if possible."""
+def _log_to(path: str) -> None:
+  if any(getattr(h, "baseFilename", None) == os.path.abspath(path)
+         for h in logging.getLogger().handlers):
+    return
+  handler = logging.FileHandler(path)
+  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+  logging.getLogger().addHandler(handler)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False,
+        log_file: bool = False):
+  """Separates `config.num_mixtures` mixtures into `workdir`, resuming if possible.
+
+  With `log_file`, log lines also go to WORKDIR/separate.log (separate.pN.log for
+  process N > 0).
+  """
   sharding.initialize_distributed(config.get("distributed"))
   work = Workdir(workdir)
+  if log_file:
+    _log_to(work.file("separate.log" if jax.process_index() == 0 else
+                      f"separate.p{jax.process_index()}.log"))
   work.check_config(config, allow_config_change)
+  if jax.process_count() == 1:  # With several processes another may be writing already.
+    work.remove_stale_temporaries()
   progress = _LevelProgress(schedules.from_config(config.schedule).num_levels)
   job = build_job(config, progress=progress)
   mixture_set = load_mixtures(config, job)
