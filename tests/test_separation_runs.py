@@ -103,6 +103,7 @@ def test_sigkill_then_resume_is_byte_identical(tmp_path):
   result = subprocess.run(_separate_cmd(killed, *RUN_FLAGS), cwd=REPO, env=_env(), check=True,
                           capture_output=True, text=True)
   assert f"{done * 4} already done" in result.stderr
+  assert not list(killed.rglob("*.tmp"))
   assert ((killed / "separations.npz").read_bytes() ==
           (reference / "separations.npz").read_bytes())
 
