@@ -149,6 +149,13 @@ def to_glow32(images: np.ndarray) -> np.ndarray:
   return np.repeat(padded, 3, axis=-1)
 
 
+def from_glow32(images: np.ndarray) -> np.ndarray:
+  """Undoes `to_glow32` on [..., 32, 32, 3]: crop the padding, average the channels."""
+  if images.shape[-3:] != (32, 32, 3):
+    raise ValueError(f'Expected [..., 32, 32, 3] glow32 images, got {images.shape}.')
+  return images[..., 2:30, 2:30, :].mean(axis=-1, keepdims=True)
+
+
 # ----------------------------------------------------------------------------- checksums
 
 

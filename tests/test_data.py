@@ -179,3 +179,8 @@ def test_unknown_source():
     data.load({'source': 'imagenet'})
   with pytest.raises(ValueError, match='no local-file'):
     data.load({'source': 'lsun_church', 'path': '/tmp'})
+
+
+def test_glow32_roundtrip():
+  x = np.random.default_rng(0).random((3, 28, 28, 1)).astype(np.float32)
+  np.testing.assert_allclose(data.from_glow32(data.to_glow32(x)), x, atol=1e-6)
