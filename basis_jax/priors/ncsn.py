@@ -1,0 +1,219 @@
+"""NCSN prior: the noise-conditional score network `CondRefineNetDilated` (Song & Ermon 2019).
+
+A Flax NNX port of the network BASIS uses as its NCSN prior, NHWC, numerically matching
+the published PyTorch model (see docs/ncsn.md for the parity numbers). It maps
+(x ∈ [0,1]^{H×W×C}, integer level y) to the score ∇_x log p_{σ_y}(x) in the data space of
+x; level 0 is the largest σ.
+
+    model = CondRefineNetDilated(NCSNConfig.mnist(), rngs=nnx.Rngs(0))
+    score = model(x, levels)            # x [B,H,W,C] in [0,1], levels int [B]
+
+`load(prior_config)` builds the `Prior` the sampler uses, with weights from a project
+checkpoint (`basis_jax.checkpoint_io`): converted from the published `checkpoint.pth`
+(`python -m convert_weights.ncsn`) or written by `experiments/train_ncsn.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from basis_jax import checkpoint_io
+from basis_jax.priors.base import Prior
+from basis_jax.priors.ncsn_layers import (CondInstanceNormPlus, CondRefineBlock, ResidualBlock,
+                                          conv, elu)
+
+ARCHITECTURE = "ncsn_cond_refinenet_dilated"
+_DTYPES = {None: None, "float32": jnp.float32, "bfloat16": jnp.bfloat16,
+           "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class NCSNConfig:
+  """Static architecture settings. `dtype` is the compute dtype (None: float32)."""
+
+  channels: int = 1
+  image_size: int = 28
+  ngf: int = 64
+  num_classes: int = 10
+  dtype: str | None = None
+
+  def __post_init__(self):
+    for name in ("channels", "image_size", "ngf", "num_classes"):
+      value = getattr(self, name)
+      if int(value) != value or value < 1:
+        raise ValueError(f"NCSNConfig.{name} must be a positive integer, got {value!r}.")
+    if self.image_size % 2:
+      raise ValueError(f"image_size must be even (one 2× downsampling), got {self.image_size}.")
+    if self.dtype not in _DTYPES:
+      raise ValueError(f"dtype must be one of {sorted(map(str, _DTYPES))}, got {self.dtype!r}.")
+
+  @classmethod
+  def mnist(cls, **overrides) -> NCSNConfig:
+    return cls(**{"channels": 1, "image_size": 28, "ngf": 64, **overrides})
+
+  @classmethod
+  def cifar10(cls, **overrides) -> NCSNConfig:
+    return cls(**{"channels": 3, "image_size": 32, "ngf": 128, **overrides})
+
+  @classmethod
+  def from_dict(cls, d) -> NCSNConfig:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in dict(d).items() if k in fields})
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+class CondRefineNetDilated(nnx.Module):
+  """The NCSN score network: 4 residual stages (one 2× downsampling, then dilations 2 and 4
+  at constant resolution) and a 4-stage RefineNet decoder back to full size."""
+
+  def __init__(self, config: NCSNConfig, *, rngs: nnx.Rngs):
+    self.config = config
+    f, c, k = config.ngf, config.channels, config.num_classes
+    dt = _DTYPES[config.dtype]
+    block = lambda i, o, **kw: ResidualBlock(i, o, k, dtype=dt, rngs=rngs, **kw)
+    self.begin_conv = conv(c, f, dtype=dt, rngs=rngs)
+    self.normalizer = CondInstanceNormPlus(f, k, rngs=rngs)
+    self.end_conv = conv(f, c, dtype=dt, rngs=rngs)
+    self.res1 = nnx.List([block(f, f), block(f, f)])
+    self.res2 = nnx.List([block(f, 2 * f, resample="down"), block(2 * f, 2 * f)])
+    self.res3 = nnx.List([block(2 * f, 2 * f, resample="down", dilation=2),
+                          block(2 * f, 2 * f, dilation=2)])
+    self.res4 = nnx.List([block(2 * f, 2 * f, resample="down", dilation=4),
+                          block(2 * f, 2 * f, dilation=4)])
+    refine = lambda i, o, **kw: CondRefineBlock(i, o, k, dtype=dt, rngs=rngs, **kw)
+    self.refine1 = refine([2 * f], 2 * f, start=True)
+    self.refine2 = refine([2 * f, 2 * f], 2 * f)
+    self.refine3 = refine([2 * f, 2 * f], f)
+    self.refine4 = refine([f, f], f, end=True)
+
+  def __call__(self, x, y):
+    """Score at levels `y` [B] (int) for `x` [B,H,W,C] in [0,1]; returns float32 [B,H,W,C]."""
+    cfg = self.config
+    if x.ndim != 4 or x.shape[1:] != (cfg.image_size, cfg.image_size, cfg.channels):
+      raise ValueError(f"Expected x of shape [B, {cfg.image_size}, {cfg.image_size}, "
+                       f"{cfg.channels}], got {x.shape}.")
+    y = jnp.asarray(y, jnp.int32)
+    if y.shape != x.shape[:1]:
+      raise ValueError(f"Expected one level per batch item, shape {x.shape[:1]}; got {y.shape}.")
+    h = 2.0 * x.astype(jnp.float32) - 1.0
+    dt = _DTYPES[cfg.dtype]
+    if dt is not None:
+      h = h.astype(dt)
+    h = self.begin_conv(h)
+    layers = []
+    for stage in (self.res1, self.res2, self.res3, self.res4):
+      for blk in stage:
+        h = blk(h, y)
+      layers.append(h)
+    layer1, layer2, layer3, layer4 = layers
+    size = lambda t: t.shape[1:3]
+    ref = self.refine1([layer4], y, size(layer4))
+    ref = self.refine2([layer3, ref], y, size(layer3))
+    ref = self.refine3([layer2, ref], y, size(layer2))
+    out = self.refine4([layer1, ref], y, size(layer1))
+    out = self.end_conv(elu(self.normalizer(out, y)))
+    return out.astype(jnp.float32)
+
+
+def count_params(state) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state)))
+
+
+def build(config: NCSNConfig, seed: int = 0) -> CondRefineNetDilated:
+  return CondRefineNetDilated(config, rngs=nnx.Rngs(seed))
+
+
+def abstract_params(config: NCSNConfig):
+  """(graphdef, abstract nnx.State of Params) without allocating the weights."""
+  model = nnx.eval_shape(lambda: build(config))
+  graphdef, params = nnx.split(model, nnx.Param)
+  return graphdef, params
+
+
+def make_score_fn(graphdef):
+  """score_fn(params, x, level) for the sampler; `level` scalar or [B], broadcast to B."""
+
+  def score_fn(params, x, level):
+    model = nnx.merge(graphdef, params)
+    levels = jnp.broadcast_to(jnp.asarray(level, jnp.int32), x.shape[:1])
+    return model(x, levels)
+
+  return score_fn
+
+
+_PRESETS = {"mnist": NCSNConfig.mnist, "cifar10": NCSNConfig.cifar10}
+_FIELDS = ("channels", "image_size", "ngf", "num_classes", "dtype")
+
+
+def _overrides(prior_config) -> dict[str, Any]:
+  """The architecture fields `config.prior` sets explicitly (None means 'not set')."""
+  return {k: prior_config.get(k) for k in _FIELDS if prior_config.get(k) is not None}
+
+
+def config_from_prior_config(prior_config) -> NCSNConfig:
+  """NCSNConfig from `config.prior`: the 'dataset' preset, then explicit overrides."""
+  dataset = prior_config.get("dataset", "mnist")
+  if dataset not in _PRESETS:
+    raise ValueError(f"Unknown NCSN dataset preset {dataset!r}; known: {sorted(_PRESETS)}.")
+  return _PRESETS[dataset](**_overrides(prior_config))
+
+
+def load_weights(path: str, overrides: dict[str, Any] | None = None, *, use_ema: bool = True):
+  """Reads a project checkpoint; returns (config, graphdef, params).
+
+  The architecture comes from the file's metadata; `overrides` may set the compute dtype
+  and must agree with the file on everything else. Training files hold `params/...` and
+  possibly `ema/...`; the EMA weights are used when present and `use_ema`.
+  """
+  metadata = checkpoint_io.read_metadata(path)
+  if metadata.get("architecture") != ARCHITECTURE:
+    raise ValueError(f"{path} holds architecture {metadata.get('architecture')!r}, "
+                     f"not {ARCHITECTURE!r}.")
+  file_config = NCSNConfig.from_dict(metadata["config"])
+  overrides = dict(overrides or {})
+  clashes = {k: (v, getattr(file_config, k)) for k, v in overrides.items()
+             if k != "dtype" and v != getattr(file_config, k)}
+  if clashes:
+    raise ValueError(f"{path} was written for {file_config}, which clashes with the prior "
+                     "config: " + ", ".join(f"{k}={a} (file: {b})" for k, (a, b) in clashes.items()))
+  config = dataclasses.replace(file_config, dtype=overrides.get("dtype", file_config.dtype))
+  graphdef, abstract = abstract_params(config)
+  keys = checkpoint_io.list_keys(path)
+  prefix = "ema" if use_ema and any(k.startswith("ema/") for k in keys) else "params"
+  if not any(k.startswith(prefix + "/") for k in keys):
+    prefix = None  # A bare parameter file (as the converter writes).
+  target = abstract if prefix is None else {prefix: abstract}
+  loaded, _ = checkpoint_io.load_params(path, target, allow_unexpected=prefix is not None)
+  params = loaded if prefix is None else loaded[prefix]
+  return config, graphdef, params
+
+
+def load(prior_config, schedule=None) -> Prior:
+  """The NCSN prior of `config.prior` (fields: weights, seed, dataset, ngf, ..., use_ema)."""
+  weights = prior_config.get("weights")
+  config = config_from_prior_config(prior_config)
+  if weights:
+    # The dataset preset fixes the image shape; the file fixes the rest.
+    expected = {"channels": config.channels, "image_size": config.image_size,
+                **_overrides(prior_config)}
+    config, graphdef, params = load_weights(weights, expected,
+                                            use_ema=prior_config.get("use_ema", True))
+  else:
+    logging.warning("NCSN prior: no weights given, using a random initialisation "
+                    "(seed %s). Separations will be meaningless.", prior_config.get("seed", 0))
+    graphdef, params = nnx.split(build(config, prior_config.get("seed", 0)), nnx.Param)
+  if schedule is not None and schedule.num_levels != config.num_classes:
+    raise ValueError(f"The schedule has {schedule.num_levels} levels but the NCSN network "
+                     f"was built for {config.num_classes} noise levels.")
+  return Prior(name="ncsn", score_fn=make_score_fn(graphdef), params=params,
+               image_shape=(config.image_size, config.image_size, config.channels),
+               data_range=(0.0, 1.0), num_levels=config.num_classes)

@@ -1,0 +1,270 @@
+"""The BASIS sampler: annealed Langevin dynamics on p(x | m), compiled as one program.
+
+For every noise level i (σ_1 > … > σ_L) and step t = 1..T, all k components of a mixture
+move together (Jacobi; the released CIFAR runner updates them one after the other):
+
+    x ← x + η_i · ( s_θ(x, i) + w/γ_i² · J_gᵀ (m − g(x)) ) + √(2η_i) · ε
+
+with η_i = δ·σ_i²/σ_L². The sign of the data term is the released code's (it pulls x
+towards the mixture); the paper's Algorithm 1 prints it with a minus.
+
+`make_separator` returns ONE pure function. Its whole L×T schedule is a nested
+`lax.scan` (levels outside, steps inside); the per-mixture update is `vmap`ped over
+mixtures and the prior is called once per step on all N·k components as one batch.
+Noise for mixture n comes from `fold_in(key, n)`, so a mixture gets the same result
+alone, in any batch, or on any number of devices (see `sharding.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from basis_jax import mixing as mixing_lib
+from basis_jax.priors.base import ScoreFn, _identity_level
+from basis_jax.schedules import Schedule
+
+INITS = ("uniform", "normal")
+
+
+class SamplingDivergedError(FloatingPointError):
+  """The Langevin state became non-finite; carries where it began."""
+
+  def __init__(self, indices, levels, sigmas):
+    self.indices = np.asarray(indices)
+    self.levels = np.asarray(levels)
+    first = int(self.levels.min())
+    shown = ", ".join(f"mixture {n} at level {l} (σ={sigmas[l]:.4g})"
+                      for n, l in list(zip(self.indices, self.levels))[:8])
+    more = "" if len(self.indices) <= 8 else f" and {len(self.indices) - 8} more"
+    super().__init__(
+        f"Sampling diverged (non-finite state) for {len(self.indices)} mixture(s): {shown}{more}. "
+        f"The earliest divergence began at level {first} (σ={sigmas[first]:.4g}); lower "
+        "sampler step_lr (δ) or the likelihood weight, or check the prior's weights.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerOptions:
+  """Static options of the sampler (each value change means a new compilation)."""
+
+  init: str = "uniform"  # NCSN: U(init_range); Glow: N(0, 1).
+  init_range: tuple[float, float] = (0.0, 1.0)
+  clamp: tuple[float, float] | None = None  # Final clamp; the MNIST runner uses (0, 1).
+  num_samples: int = 1  # Posterior samples per mixture; > 1 adds an S axis.
+  hard_constraint: bool = False  # Project onto g(x) = m after every step (linear g).
+  snapshots: bool = False  # Keep the state at the end of every level (paper Figure 9).
+  unroll: int = 1  # lax.scan unroll of the inner step loop.
+
+  def __post_init__(self):
+    if self.init not in INITS:
+      raise ValueError(f"Unknown init {self.init!r}; choose one of {INITS}.")
+    if int(self.num_samples) != self.num_samples or self.num_samples < 1:
+      raise ValueError(f"num_samples must be an integer >= 1, got {self.num_samples}.")
+    if self.clamp is not None and not self.clamp[0] < self.clamp[1]:
+      raise ValueError(f"clamp must be (low, high) with low < high, got {self.clamp}.")
+    if int(self.unroll) < 1:
+      raise ValueError(f"unroll must be >= 1, got {self.unroll}.")
+
+
+def _as_tuple(value, k, name):
+  if isinstance(value, (list, tuple)):
+    if len(value) != k:
+      raise ValueError(f"{name} has {len(value)} entries but there are {k} components.")
+    return tuple(value)
+  return None
+
+
+def make_separator(
+    score_fn: ScoreFn | Sequence[ScoreFn],
+    mixing: mixing_lib.MixingOperator,
+    schedule: Schedule,
+    *,
+    component_shape: tuple[int, int, int],
+    num_components: int | None = None,
+    select_level: Callable | Sequence[Callable] | None = None,
+    options: SamplerOptions = SamplerOptions(),
+    progress: Callable[[int], None] | None = None,
+) -> Callable[..., dict[str, jax.Array]]:
+  """Builds `separate(params, mixtures, key, indices) -> dict` (pure, jit-able).
+
+  Args:
+    score_fn: ∇ log p_σ(x) as `score_fn(params, x[B,H,W,C], level)`; one callable shared by
+      all components, or a sequence of k (then `params` is a sequence of k too).
+    mixing: the operator g; its `num_components` is k.
+    schedule: σ ladder, T, δ, w, γ.
+    component_shape: (H, W, C) of one component.
+    num_components: optional check against `mixing.num_components`.
+    select_level: per-level parameter slicing (Glow); called once per level.
+    options: see `SamplerOptions`.
+    progress: host function called with the level index after each level.
+
+  The returned function takes params, mixtures [N, *mixture_shape], a PRNG key and
+  int32 indices [N] (the global index of each mixture; noise derives from it) and returns
+  `components` [N, k, H, W, C] (or [N, S, k, H, W, C] with S = num_samples > 1),
+  `diverged_level` [N] or [N, S] (first level with a non-finite state, -1 if none),
+  `residual_norm` (‖g(x) − m‖ per sample at the end), `score_norm` [N, (S,) L] (mean
+  per-component score norm at each level's last step) and, with snapshots, `snapshots`
+  [N, (S,) L, k, H, W, C].
+  """
+  k = mixing.num_components
+  if num_components is not None and num_components != k:
+    raise ValueError(f"num_components={num_components} but the mixing operator has {k} "
+                     "components (one α per component).")
+  if k < 1:
+    raise ValueError(f"num_components (k) must be >= 1, got {k}.")
+  if options.hard_constraint and not mixing.is_linear:
+    raise ValueError(f"hard_constraint needs a linear mixing operator; "
+                     f"{type(mixing).__name__} is not.")
+  component_shape = tuple(int(d) for d in component_shape)
+  if len(component_shape) != 3:
+    raise ValueError(f"component_shape must be (H, W, C), got {component_shape}.")
+
+  # One prior for all components, or one (score_fn, params, select_level) per component.
+  score_fns = _as_tuple(score_fn, k, "score_fn")
+  select_shared = _identity_level if select_level is None else select_level
+  if score_fns is not None:
+    selects = _as_tuple(select_level, k, "select_level") or (select_shared,) * k
+
+  step_sizes = jnp.asarray(schedule.step_sizes())
+  inv_gamma2 = jnp.asarray(1.0 / schedule.likelihood_variances())
+  weight = float(schedule.likelihood_weight)
+  num_steps_per_level = schedule.steps_per_level
+  num_samples = options.num_samples
+
+  def prior_score(level_params, x, level):
+    """Scores for x [M, k, H, W, C], the prior called on whole batches."""
+    m = x.shape[0]
+    if score_fns is None:
+      flat = x.reshape((m * k,) + component_shape)
+      return score_fn(level_params, flat, level).reshape(x.shape)
+    return jnp.stack([fn(p, x[:, j], level)
+                      for j, (fn, p) in enumerate(zip(score_fns, level_params))], axis=1)
+
+  def select(params, level):
+    if score_fns is None:
+      return select_shared(params, level)
+    return tuple(fn(p, level) for fn, p in zip(selects, params))
+
+  def init_one(key):
+    shape = (k,) + component_shape
+    if options.init == "uniform":
+      low, high = options.init_range
+      return jax.random.uniform(key, shape, jnp.float32, low, high)
+    return jax.random.normal(key, shape, jnp.float32)
+
+  def data_step(x, mixture, score, key, step_size, inv_g2):
+    """One Langevin step for ONE mixture (vmapped over the batch)."""
+    direction = mixing.likelihood_direction(x, mixture)
+    noise = jax.random.normal(key, x.shape, x.dtype)
+    x = x + step_size * (score + weight * inv_g2 * direction) + jnp.sqrt(2.0 * step_size) * noise
+    if options.hard_constraint:
+      x = mixing.project(x, mixture)
+    return x
+
+  batched_data_step = jax.vmap(data_step, in_axes=(0, 0, 0, 0, None, None))
+
+  def separate(params, mixtures, key, indices=None):
+    num_mixtures = mixtures.shape[0]
+    if indices is None:
+      indices = jnp.arange(num_mixtures, dtype=jnp.int32)
+    # One key per (mixture, sample); samples of a mixture are contiguous rows.
+    mixture_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
+    sample_keys = jax.vmap(lambda mk: jax.vmap(lambda s: jax.random.fold_in(mk, s))(
+        jnp.arange(num_samples)))(mixture_keys).reshape((-1,) + mixture_keys.shape[1:])
+    init_keys, step_keys = jnp.split(jax.vmap(lambda sk: jax.random.split(sk, 2))(sample_keys),
+                                     2, axis=1)
+    init_keys, step_keys = init_keys[:, 0], step_keys[:, 0]
+    obs = jnp.repeat(mixtures.astype(jnp.float32), num_samples, axis=0)
+    x0 = jax.vmap(init_one)(init_keys)
+    rows = x0.shape[0]
+
+    def level_body(carry, level_inputs):
+      x, diverged_level = carry
+      level, step_size, inv_g2 = level_inputs
+      level_params = select(params, level)
+
+      def step_body(x, t):
+        score = prior_score(level_params, x, level)
+        global_step = level * num_steps_per_level + t
+        keys = jax.vmap(lambda sk: jax.random.fold_in(sk, global_step))(step_keys)
+        x = batched_data_step(x, obs, score, keys, step_size, inv_g2)
+        return x, score
+
+      x, scores = jax.lax.scan(step_body, x, jnp.arange(num_steps_per_level),
+                               unroll=options.unroll)
+      last_score = scores[-1]
+      score_norm = jnp.mean(jnp.sqrt(jnp.sum(last_score.reshape(rows, k, -1)**2, -1)), -1)
+      finite = jnp.all(jnp.isfinite(x.reshape(rows, -1)), axis=-1)
+      diverged_level = jnp.where((diverged_level < 0) & ~finite, level, diverged_level)
+      if progress is not None:
+        jax.debug.callback(progress, level)
+      outputs = {"score_norm": score_norm}
+      if options.snapshots:
+        outputs["snapshots"] = x
+      return (x, diverged_level), outputs
+
+    levels = jnp.arange(schedule.num_levels, dtype=jnp.int32)
+    (x, diverged_level), per_level = jax.lax.scan(
+        level_body, (x0, jnp.full((rows,), -1, jnp.int32)), (levels, step_sizes, inv_gamma2))
+    residual = jax.vmap(lambda xi, m: mixing(xi) - m)(x, obs)
+    residual_norm = jnp.sqrt(jnp.sum(residual.reshape(rows, -1)**2, axis=-1))
+    if options.clamp is not None:
+      x = jnp.clip(x, *options.clamp)
+
+    def unflatten(a):
+      if num_samples == 1:
+        return a
+      return a.reshape((num_mixtures, num_samples) + a.shape[1:])
+
+    result = {
+        "components": unflatten(x),
+        "diverged_level": unflatten(diverged_level),
+        "residual_norm": unflatten(residual_norm),
+        "score_norm": unflatten(jnp.moveaxis(per_level["score_norm"], 0, 1)),
+    }
+    if options.snapshots:
+      result["snapshots"] = unflatten(jnp.moveaxis(per_level["snapshots"], 0, 1))
+    return result
+
+  separate.component_shape = component_shape
+  separate.mixture_shape = mixing.mixture_shape(component_shape)
+  separate.num_components = k
+  separate.schedule = schedule
+  return separate
+
+
+def validate_mixtures(mixtures, mixture_shape: tuple[int, ...]) -> np.ndarray:
+  """Checks a host batch of mixtures before anything is compiled."""
+  mixtures = np.asarray(mixtures)
+  expected = tuple(mixture_shape)
+  if mixtures.ndim != len(expected) + 1:
+    raise ValueError(f"Mixtures must have shape [N, {', '.join(map(str, expected))}] "
+                     f"(rank {len(expected) + 1}); got shape {mixtures.shape}.")
+  if tuple(mixtures.shape[1:]) != expected:
+    raise ValueError(f"Mixture shape {tuple(mixtures.shape[1:])} does not match the prior and "
+                     f"mixing operator, which expect {expected}.")
+  if mixtures.shape[0] < 1:
+    raise ValueError("No mixtures to separate (N = 0).")
+  if not np.issubdtype(mixtures.dtype, np.number):
+    raise ValueError(f"Mixtures must be numeric, got dtype {mixtures.dtype}.")
+  bad = ~np.isfinite(mixtures.reshape(mixtures.shape[0], -1)).all(axis=1)
+  if bad.any():
+    raise ValueError(f"{int(bad.sum())} mixture(s) contain NaN or inf (first at batch position "
+                     f"{int(np.argmax(bad))}).")
+  return mixtures.astype(np.float32)
+
+
+def check_diverged(result, indices, schedule: Schedule) -> None:
+  """Raises SamplingDivergedError if any sample went non-finite (never written silently)."""
+  levels = np.asarray(result["diverged_level"])
+  indices = np.asarray(indices)
+  if levels.ndim > 1:
+    per_mixture = np.where(levels >= 0, levels, np.iinfo(np.int32).max).min(axis=1)
+    levels = np.where(per_mixture == np.iinfo(np.int32).max, -1, per_mixture)
+  bad = levels >= 0
+  if bad.any():
+    raise SamplingDivergedError(indices[bad], levels[bad], schedule.sigmas)

@@ -1,0 +1,358 @@
+"""A separation run from a config: priors, mixtures, chunked sampling, outputs on disk.
+
+Mixtures are processed in chunks of `config.batch_size` (global, across devices). Each
+chunk is written atomically to WORKDIR/chunks/ and recorded in WORKDIR/index.json, so a
+killed run resumed with the same command skips finished chunks and ends with the same
+bytes as an uninterrupted one (noise depends only on (seed, mixture position)). At the
+end the chunks are assembled into WORKDIR/separations.npz:
+
+  mixtures [N, *mixture_shape], components [N, k, H, W, C] (or [N, S, k, H, W, C]),
+  ground_truth [N, k, H, W, C] when known, indices (dataset items mixed), positions [N],
+  residual_norm, score_norm [N, (S,) L].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from basis_jax import atomic, metrics, mixing as mixing_lib, mixtures as mixtures_lib
+from basis_jax import priors as priors_lib, sampler, schedules, sharding, visualize
+from basis_jax.priors import gaussian
+
+# Config keys that do not change any separated value; a resumed run may change them.
+RESULT_INVARIANT_KEYS = ("batch_size", "distributed", "output", "max_device_memory_gb")
+
+
+@dataclasses.dataclass
+class Job:
+  """Everything built from a config, before any compilation."""
+
+  schedule: schedules.Schedule
+  mixing: mixing_lib.MixingOperator
+  priors: list[priors_lib.Prior]  # One per component (the same object when shared).
+  options: sampler.SamplerOptions
+  params: Any
+  separate: Any
+
+
+def build_priors(config, schedule, k: int) -> list[priors_lib.Prior]:
+  specs = list(config.get("priors") or ())
+  if specs:
+    if len(specs) != k:
+      raise ValueError(f"config.priors lists {len(specs)} priors but there are {k} components.")
+    built = [priors_lib.load(spec, schedule) for spec in specs]
+  else:
+    built = [priors_lib.load(config.prior, schedule)] * k
+  shapes = {p.image_shape for p in built}
+  if len(shapes) != 1:
+    raise ValueError(f"All component priors must share one image shape, got {sorted(shapes)}.")
+  for prior in built:
+    if prior.num_levels is not None and prior.num_levels != schedule.num_levels:
+      raise ValueError(f"Prior {prior.name!r} was trained for {prior.num_levels} noise levels but "
+                       f"the schedule has {schedule.num_levels}.")
+  return built
+
+
+def sampler_options(config) -> sampler.SamplerOptions:
+  s = config.sampler
+  clamp = tuple(s.get("clamp") or ()) or None
+  return sampler.SamplerOptions(
+      init=s.init, init_range=tuple(s.get("init_range", (0.0, 1.0))), clamp=clamp,
+      num_samples=s.get("num_samples", 1), hard_constraint=s.get("hard_constraint", False),
+      snapshots=s.get("snapshots", False), unroll=s.get("unroll", 1))
+
+
+def build_job(config, progress=None) -> Job:
+  schedule = schedules.from_config(config.schedule)
+  k = config.mixture.num_components
+  if k < 1:
+    raise ValueError(f"mixture.num_components (k) must be >= 1, got {k}.")
+  mixing = mixing_lib.from_config(config.mixing, num_components=k)
+  priors = build_priors(config, schedule, k)
+  options = sampler_options(config)
+  shared = all(p is priors[0] for p in priors)
+  separate = sampler.make_separator(
+      priors[0].score_fn if shared else [p.score_fn for p in priors], mixing, schedule,
+      component_shape=priors[0].image_shape, num_components=k,
+      select_level=priors[0].select_level if shared else [p.select_level for p in priors],
+      options=options, progress=progress)
+  params = priors[0].params if shared else tuple(p.params for p in priors)
+  return Job(schedule, mixing, priors, options, params, separate)
+
+
+def load_mixtures(config, job: Job) -> mixtures_lib.MixtureSet:
+  """The mixtures to separate: from the toy priors, or from data (basis_jax.mixtures)."""
+  if config.data.source == "gaussian_toy":
+    n, k = config.num_mixtures, config.mixture.num_components
+    truth = np.stack([
+        np.stack([gaussian.sample(p, 1, seed=[config.mixture.seed, i, j])[0]
+                  for j, p in enumerate(job.priors)]) for i in range(n)])
+    mixtures = np.asarray(jax.vmap(job.mixing)(truth))
+    return mixtures_lib.MixtureSet(mixtures, truth, None, tuple(config.mixing.alphas),
+                                   kind="gaussian_toy")
+  return mixtures_lib.from_config(config, job.priors[0].image_shape)
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+  keys = []
+  for key in sorted(set(saved) | set(current)):
+    name = prefix + key
+    if not prefix and key in RESULT_INVARIANT_KEYS:
+      continue
+    a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+    if isinstance(a, dict) and isinstance(b, dict):
+      keys += config_differences(a, b, name + ".")
+    elif a != b:
+      keys.append(name)
+  return keys
+
+
+def _config_dict(config) -> dict:
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+class Workdir:
+  """Files of one run; process 0 writes shared files, every process its own chunk parts."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.chunk_dir = os.path.join(path, "chunks")
+    os.makedirs(self.chunk_dir, exist_ok=True)
+
+  def file(self, name):
+    return os.path.join(self.path, name)
+
+  def chunk_file(self, start, stop, process):
+    return os.path.join(self.chunk_dir, f"chunk_{start:08d}_{stop:08d}.p{process:03d}.npz")
+
+  def read_index(self) -> dict:
+    try:
+      with open(self.file("index.json")) as f:
+        return json.load(f)
+    except FileNotFoundError:
+      return {"chunks": []}
+
+  def check_config(self, config, allow_change: bool) -> None:
+    current = _config_dict(config)
+    try:
+      with open(self.file("config.json")) as f:
+        saved = json.load(f)
+    except FileNotFoundError:
+      saved = None
+    if saved is not None and saved != current:
+      changed = config_differences(saved, current)
+      if changed and not allow_change:
+        raise ValueError(
+            f"The workdir {self.path} holds results of a different config; these keys change the "
+            f"results: {', '.join(changed)}. Use a new --workdir, or pass "
+            "--allow_config_change if you mean to mix results.")
+    if jax.process_index() == 0:
+      atomic.write_json(self.file("config.json"), current)
+
+
+def plan_chunks(num_mixtures: int, batch_size: int, done: list[list[int]]) -> list[tuple[int, int]]:
+  """Contiguous [start, stop) chunks of at most batch_size covering what is not done."""
+  finished = np.zeros(num_mixtures, bool)
+  for start, stop in done:
+    finished[start:stop] = True
+  chunks, start = [], 0
+  while start < num_mixtures:
+    if finished[start]:
+      start += 1
+      continue
+    stop = start
+    while stop < num_mixtures and not finished[stop] and stop - start < batch_size:
+      stop += 1
+    chunks.append((start, stop))
+    start = stop
+  return chunks
+
+
+RESULT_FIELDS = ("components", "residual_norm", "score_norm", "snapshots")
+
+
+class _LevelProgress:
+  """Host side of the per-level callback: one log line per level of each chunk."""
+
+  def __init__(self, num_levels: int):
+    self.num_levels = num_levels
+    self.chunk = ""
+    self.last = -1
+
+  def start(self, chunk: str):
+    self.chunk, self.last = chunk, -1
+
+  def __call__(self, level):
+    level = int(np.asarray(level).reshape(-1)[0])
+    if level != self.last:  # Each device reports; log once.
+      self.last = level
+      logging.info("%s level %d/%d done", self.chunk, level + 1, self.num_levels)
+
+
+def _check_memory(compiled, batch_rows: int, cap_gb: float) -> None:
+  """Refuses a chunk whose compiled program needs more device memory than allowed."""
+  stats = compiled.memory_analysis()
+  if stats is None:
+    return
+  if not cap_gb:
+    limit = (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
+    if not limit:
+      return
+    cap_gb = limit / 2**30
+  needed = (stats.argument_size_in_bytes + stats.output_size_in_bytes +
+            stats.temp_size_in_bytes - stats.alias_size_in_bytes) / 2**30
+  if needed > cap_gb:
+    # The compiled program is per device and scales with the rows each device holds.
+    fits = max(1, int(batch_rows * cap_gb / needed))
+    raise MemoryError(
+        f"A chunk of {batch_rows} mixtures needs about {needed:.2f} GiB of device memory per "
+        f"device, over the cap of {cap_gb:.2f} GiB. Set batch_size to at most about {fits} "
+        "(global), or raise max_device_memory_gb.")
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False):
+  """Separates `config.num_mixtures` mixtures into `workdir`, resuming if possible."""
+  sharding.initialize_distributed(config.get("distributed"))
+  work = Workdir(workdir)
+  work.check_config(config, allow_config_change)
+  progress = _LevelProgress(schedules.from_config(config.schedule).num_levels)
+  job = build_job(config, progress=progress)
+  mixture_set = load_mixtures(config, job)
+  num_mixtures = mixture_set.mixtures.shape[0]
+  sampler.validate_mixtures(mixture_set.mixtures, job.separate.mixture_shape)
+  mesh = sharding.make_mesh()
+  num_devices = mesh.devices.size
+  data = sharding.batch_sharding(mesh)
+  rep = sharding.replicated(mesh)
+  jitted = jax.jit(job.separate, in_shardings=(rep, data, rep, data), out_shardings=data)
+  key = jax.random.key(config.seed)
+  params = jax.device_put(job.params, rep)
+
+  index = work.read_index()
+  done = [c["range"] for c in index["chunks"]]
+  chunks = plan_chunks(num_mixtures, config.batch_size, done)
+  logging.info("%d mixtures: %d already done, %d chunk(s) of <= %d to run on %d device(s).",
+               num_mixtures, sum(b - a for a, b in done), len(chunks), config.batch_size,
+               num_devices)
+  compiled = {}
+  finished = sum(b - a for a, b in done)
+  t_start = time.time()
+  ran = 0
+  for number, (start, stop) in enumerate(chunks):
+    rows = stop - start
+    global_rows = -(-rows // num_devices) * num_devices
+    positions = sharding.pad_batch(np.arange(start, stop, dtype=np.int32), num_devices)
+    batch = sharding.pad_batch(mixture_set.mixtures[start:stop], num_devices)
+    lo, hi = sharding.process_row_range(mesh, global_rows)
+    args = (params, sharding.global_batch(mesh, batch[lo:hi], global_rows), key,
+            sharding.global_batch(mesh, positions[lo:hi], global_rows))
+    if global_rows not in compiled:
+      compiled[global_rows] = jitted.lower(*args).compile()
+      _check_memory(compiled[global_rows], global_rows, config.get("max_device_memory_gb", 0.0))
+    progress.start(f"chunk {number + 1}/{len(chunks)} [{start}, {stop})")
+    t0 = time.time()
+    out = compiled[global_rows](*args)
+    local = {name: sharding.local_rows(value) for name, value in out.items()}
+    seconds = time.time() - t0
+    keep = np.clip(np.arange(lo, hi), 0, rows - 1) == np.arange(lo, hi)  # Drop padding.
+    local = {name: value[keep] for name, value in local.items()}
+    mine = positions[lo:hi][keep]
+    sampler.check_diverged(local, mine, job.schedule)
+    if mine.size:
+      atomic.save_npz(work.chunk_file(start, stop, jax.process_index()), positions=mine,
+                      **{name: local[name] for name in RESULT_FIELDS if name in local})
+    _sync(f"chunk_{start}")
+    ran += rows
+    finished += rows
+    rate = ran / (time.time() - t_start)
+    if jax.process_index() == 0:
+      index["chunks"].append({"range": [start, stop], "processes": jax.process_count()})
+      atomic.write_json(work.file("index.json"), index)
+      record = {"chunk": [start, stop], "seconds": seconds,
+                "residual_norm_mean": float(np.mean(local["residual_norm"])),
+                "score_norm_per_level": np.mean(local["score_norm"].reshape(
+                    -1, job.schedule.num_levels), axis=0).tolist()}
+      if mixture_set.ground_truth is not None and job.options.num_samples == 1:
+        record["psnr_mean"] = float(np.mean(_best_permutation_psnr(
+            local["components"], mixture_set.ground_truth[mine], job.priors[0].data_range)))
+      with open(work.file("metrics.jsonl"), "a") as f:
+        f.write(json.dumps(record) + "\n")
+    logging.info("Chunk %d/%d: %d/%d mixtures done, %.2f mixtures/s, ETA %.0f s.", number + 1,
+                 len(chunks), finished, num_mixtures, rate, (num_mixtures - finished) / rate)
+
+  if jax.process_index() == 0:
+    return assemble(work, config, mixture_set, job)
+  return None
+
+
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def _best_permutation_psnr(components, truth, data_range):
+  """Per-mixture PSNR under the reference's best permutation."""
+  return metrics.separation_psnr(components, truth, data_range[1] - data_range[0])["mixture"]
+
+
+def assemble(work: Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: Job) -> dict:
+  """Reads every chunk file and writes separations.npz, metrics.json and a PNG grid."""
+  num_mixtures = mixture_set.mixtures.shape[0]
+  fields: dict[str, np.ndarray] = {}
+  filled = np.zeros(num_mixtures, bool)
+  for entry in work.read_index()["chunks"]:
+    start, stop = entry["range"]
+    for process in range(entry.get("processes", 1)):
+      path = work.chunk_file(start, stop, process)
+      if not os.path.exists(path):
+        continue
+      with np.load(path) as chunk:
+        positions = chunk["positions"]
+        for name in RESULT_FIELDS:
+          if name in chunk:
+            if name not in fields:
+              fields[name] = np.zeros((num_mixtures,) + chunk[name].shape[1:], chunk[name].dtype)
+            fields[name][positions] = chunk[name]
+        filled[positions] = True
+  if not filled.all():
+    missing = np.flatnonzero(~filled)
+    raise RuntimeError(f"{missing.size} mixture(s) have no chunk file (first: {missing[:5]}); "
+                       "re-run the same command to compute them.")
+  arrays = {"mixtures": mixture_set.mixtures, "positions": np.arange(num_mixtures), **fields}
+  if mixture_set.ground_truth is not None:
+    arrays["ground_truth"] = mixture_set.ground_truth
+  if mixture_set.indices is not None:
+    arrays["indices"] = mixture_set.indices
+  atomic.save_npz(work.file("separations.npz"), **arrays)
+  summary = {"num_mixtures": num_mixtures,
+             "num_components": job.mixing.num_components,
+             "num_samples": job.options.num_samples,
+             "residual_norm_mean": float(fields["residual_norm"].mean())}
+  components = fields["components"]
+  if mixture_set.ground_truth is not None and job.options.num_samples == 1:
+    data_range = job.priors[0].data_range
+    psnr = _best_permutation_psnr(components, mixture_set.ground_truth, data_range)
+    summary["psnr"] = metrics.summarize(psnr)
+    average = metrics.average_baseline(mixture_set.mixtures, job.mixing.num_components,
+                                       mixture_set.alphas)
+    if average.shape == mixture_set.ground_truth.shape:
+      summary["average_baseline_psnr"] = metrics.summarize(
+          _best_permutation_psnr(average, mixture_set.ground_truth, data_range))
+  atomic.write_json(work.file("metrics.json"), summary)
+  shown = components if job.options.num_samples == 1 else components[:, 0]
+  grid = visualize.separation_grid(mixture_set.mixtures, shown, mixture_set.ground_truth,
+                                   data_range=job.priors[0].data_range,
+                                   max_rows=config.get("output", {}).get("grid_rows", 8))
+  visualize.save_png(work.file("separations.png"), grid, scale=2)
+  logging.info("Wrote %s (%s).", work.file("separations.npz"), summary)
+  return summary

@@ -1,0 +1,53 @@
+"""PNG grids a person can look at: mixture | ground truth | separated, one row each."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from basis_jax import atomic
+
+
+def _to_rgb_uint8(images: np.ndarray, data_range) -> np.ndarray:
+  low, high = data_range
+  images = (np.asarray(images, np.float32) - low) / (high - low)
+  images = np.clip(np.nan_to_num(images), 0.0, 1.0)
+  if images.shape[-1] == 1:
+    images = np.repeat(images, 3, axis=-1)
+  return (images * 255 + 0.5).astype(np.uint8)
+
+
+def separation_grid(mixtures, components, ground_truth=None, data_range=(0.0, 1.0),
+                    mixture_range=None, max_rows: int = 8, pad: int = 2) -> np.ndarray:
+  """Rows of [mixture, gt_1..gt_k, x̂_1..x̂_k] as one uint8 RGB image.
+
+  Mixtures are shown in `mixture_range` (default: [0, k·high] for sums) so they do not clip.
+  """
+  n = min(max_rows, mixtures.shape[0])
+  k = components.shape[1]
+  h, w = components.shape[2:4]
+  if mixture_range is None:
+    mixture_range = (min(data_range[0], float(np.min(mixtures[:n]))),
+                     max(data_range[1], float(np.max(mixtures[:n]))))
+  columns = 1 + k * (2 if ground_truth is not None else 1)
+  grid = np.full((n * (h + pad) + pad, columns * (w + pad) + pad, 3), 255, np.uint8)
+  for row in range(n):
+    mixture = mixtures[row]
+    if mixture.shape[:2] != (h, w):
+      raise ValueError(f"Mixture {mixture.shape} and components {components.shape[2:]} differ.")
+    tiles = [_to_rgb_uint8(mixture, mixture_range)]
+    if ground_truth is not None:
+      tiles += list(_to_rgb_uint8(ground_truth[row], data_range))
+    tiles += list(_to_rgb_uint8(components[row], data_range))
+    for col, tile in enumerate(tiles):
+      top, left = pad + row * (h + pad), pad + col * (w + pad)
+      grid[top:top + h, left:left + w] = tile
+  return grid
+
+
+def save_png(path: str, image: np.ndarray, scale: int = 1) -> None:
+  picture = Image.fromarray(image)
+  if scale > 1:
+    picture = picture.resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
+  with atomic.atomic_open(path, "wb") as f:
+    picture.save(f, format="PNG")

@@ -1,0 +1,49 @@
+"""Defaults shared by every separation config (each config file starts from these).
+
+Fields:
+  seed: noise for mixture n derives from fold_in(key(seed), n).
+  num_mixtures, batch_size: total mixtures and the global chunk size (across devices).
+  distributed: enabled → jax.distributed.initialize() (multi-host); coordinator_address,
+    num_processes, process_id where the cluster is not auto-detected.
+  max_device_memory_gb: refuse chunks that need more (0: the device's own limit).
+  prior: one prior shared by all components, or priors: one per component.
+  schedule: σ ladder (sigmas, or sigma_max/sigma_min/num_levels), steps_per_level (T),
+    step_lr (δ), likelihood_weight (w), gammas (likelihood std; empty = σ).
+  mixing: kind ('sum', 'grayscale', 'clipped_sum') and alphas.
+  sampler: init ('uniform'|'normal'), init_range, clamp (empty = none), num_samples,
+    hard_constraint, snapshots, unroll.
+  data, mixture: where mixtures come from (`basis_jax.data.data_config_defaults` and
+    `basis_jax.mixtures.mixture_config_defaults` document every field).
+  output: grid_rows.
+"""
+
+import ml_collections
+
+from basis_jax import data, mixtures
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.seed = 1234
+  config.num_mixtures = 50
+  config.batch_size = 50
+  config.distributed = ml_collections.ConfigDict({
+      "enabled": False, "coordinator_address": "", "num_processes": 0, "process_id": -1})
+  config.max_device_memory_gb = 0.0
+
+  config.prior = ml_collections.ConfigDict({"name": "ncsn", "weights": ""})
+  config.priors = ()
+
+  config.schedule = ml_collections.ConfigDict({
+      "sigma_max": 1.0, "sigma_min": 0.01, "num_levels": 10, "sigmas": (),
+      "steps_per_level": 100, "step_lr": 3e-5, "likelihood_weight": 1.0, "gammas": (),
+  })
+  config.mixing = ml_collections.ConfigDict({"kind": "sum", "alphas": (1.0, 1.0)})
+  config.sampler = ml_collections.ConfigDict({
+      "init": "uniform", "init_range": (0.0, 1.0), "clamp": (), "num_samples": 1,
+      "hard_constraint": False, "snapshots": False, "unroll": 1,
+  })
+  config.data = data.data_config_defaults()
+  config.mixture = mixtures.mixture_config_defaults()
+  config.output = ml_collections.ConfigDict({"grid_rows": 8})
+  return config

@@ -1,0 +1,34 @@
+"""Separate mixtures with BASIS: `python -m experiments.separate --config=CONFIG --workdir=DIR`.
+
+Re-running the same command on the same workdir resumes: finished chunks are kept.
+"""
+
+import logging
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from basis_jax import separation
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Separation config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Resume even if the saved config differs in result keys.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  handler = logging.FileHandler(os.path.join(_WORKDIR.value, "separate.log"))
+  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+  logging.getLogger().addHandler(handler)
+  logging.getLogger().setLevel(logging.INFO)
+  separation.run(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

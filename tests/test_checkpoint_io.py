@@ -1,0 +1,57 @@
+"""The project weights format: round trip, strict checks, corrupt files."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from basis_jax import checkpoint_io
+
+
+def _tree():
+  model = nnx.Sequential(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), nnx.Linear(3, 1, rngs=nnx.Rngs(1)))
+  _, params = nnx.split(model, nnx.Param)
+  opt_state = optax.adam(1e-3).init(params)
+  return {"params": params, "opt_state": opt_state}
+
+
+def test_round_trip_of_nnx_state_and_optax_state(tmp_path):
+  tree = _tree()
+  path = str(tmp_path / "w.npz")
+  checkpoint_io.save_params(path, tree, {"architecture": "toy", "step": 7})
+  abstract = jax.eval_shape(lambda: tree)
+  loaded, meta = checkpoint_io.load_params(path, abstract)
+  assert meta == {"format_version": 1, "architecture": "toy", "step": 7}
+  jax.tree.map(np.testing.assert_array_equal, loaded, tree)
+  flat, _ = checkpoint_io.flatten(tree)
+  assert "params/layers/0/kernel" in flat
+
+
+def test_mismatches_are_listed_by_name(tmp_path):
+  path = str(tmp_path / "w.npz")
+  checkpoint_io.save_params(path, {"a": jnp.zeros(2), "b": jnp.zeros(3), "extra": jnp.zeros(1)})
+  target = {"a": jax.ShapeDtypeStruct((2,), jnp.float32),
+            "b": jax.ShapeDtypeStruct((4,), jnp.float32),
+            "c": jax.ShapeDtypeStruct((1,), jnp.float32)}
+  with pytest.raises(checkpoint_io.CheckpointError) as info:
+    checkpoint_io.load_params(path, target)
+  message = str(info.value)
+  assert path in message
+  assert "1 missing: c" in message and "1 unexpected: extra" in message
+  assert "1 wrong shape: b: file (3,), model (4,)" in message
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
+def test_unreadable_files(tmp_path, damage):
+  path = tmp_path / "w.npz"
+  checkpoint_io.save_params(str(path), {"a": jnp.arange(1000.0)})
+  if damage == "truncate":
+    path.write_bytes(path.read_bytes()[:-200])
+  elif damage == "garbage":
+    path.write_bytes(b"\x00" * 100)
+  else:
+    path.unlink()
+  with pytest.raises(checkpoint_io.CheckpointError, match="w.npz"):
+    checkpoint_io.load_params(str(path), {"a": jax.ShapeDtypeStruct((1000,), jnp.float32)})

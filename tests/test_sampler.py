@@ -1,0 +1,193 @@
+"""The compiled BASIS sampler: posterior correctness, determinism, compilation, bad input."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from basis_jax import mixing, sampler, schedules, sharding
+from basis_jax.priors import gaussian
+
+SHAPE = (4, 4, 1)
+
+
+def _toy(k, sigmas, mean_step=0.2, std=0.15):
+  moments = [gaussian.toy_moments(SHAPE, j, 0, 0.3 + mean_step * j, std) for j in range(k)]
+  priors = [gaussian.make_prior(m, s**2, sigmas) for m, s in moments]
+  return priors, np.stack([m for m, _ in moments]), np.stack([s**2 for _, s in moments])
+
+
+@pytest.mark.parametrize("alphas", [(1.0, 1.0), (1.0, 1.0, 1.0), (0.7, 1.3)])
+def test_samples_match_analytic_gaussian_posterior(alphas):
+  """With Gaussian priors, BASIS at the last level samples a known Gaussian posterior.
+
+  The target at level L is ∝ p_σL(x) N(m; g(x), γ_L²/w): prior variances v + σ_L², noise
+  variance γ_L²/w. From S = 512 independent samples of one mixture we compare per-pixel
+  means (z-scores against the sampling error √(var/S)) and variances (ratio to the exact
+  posterior variance). Tolerances: RMS z-score < 1.5 (expected 1), max |z| < 4.5 over
+  ≤ 48 pixels×components, variance ratio within [0.75, 1.35] per pixel (the relative sampling
+  error of a variance from 512 draws is ~6 %, plus the O(η) Langevin discretisation bias) and
+  within [0.9, 1.15] on average.
+  """
+  k = len(alphas)
+  sched = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, 10), 100, 3e-5)
+  priors, means, variances = _toy(k, sched.sigmas)
+  truth = np.stack([gaussian.sample(p, 1, seed=10 + j)[0] for j, p in enumerate(priors)])
+  op = mixing.Sum(alphas)
+  m = np.asarray(op(jnp.asarray(truth)))
+  num_samples = 512
+  separate = sampler.make_separator([p.score_fn for p in priors], op, sched,
+                                    component_shape=SHAPE,
+                                    options=sampler.SamplerOptions(num_samples=num_samples))
+  out = jax.jit(separate)([p.params for p in priors], m[None], jax.random.key(0))
+  samples = np.asarray(out["components"][0])
+  assert samples.shape == (num_samples, k) + SHAPE
+  sigma_l2 = sched.sigmas[-1]**2
+  post_mean, post_var = gaussian.analytic_posterior(means, variances + sigma_l2, alphas, m,
+                                                    sigma_l2 / sched.likelihood_weight)
+  z = (samples.mean(0) - post_mean) / np.sqrt(post_var / num_samples)
+  ratio = samples.var(0) / post_var
+  assert np.sqrt(np.mean(z**2)) < 1.5, z
+  assert np.abs(z).max() < 4.5, z
+  assert 0.75 < ratio.min() and ratio.max() < 1.35, ratio
+  assert 0.9 < ratio.mean() < 1.15, ratio.mean()
+  assert (out["diverged_level"] == -1).all()
+
+
+def _small_setup(num_samples=1, **option_kwargs):
+  sched = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, 3), 5, 3e-5)
+  priors, _, _ = _toy(2, sched.sigmas)
+  op = mixing.Sum((1.0, 1.0))
+  options = sampler.SamplerOptions(num_samples=num_samples, **option_kwargs)
+  separate = sampler.make_separator([p.score_fn for p in priors], op, sched,
+                                    component_shape=SHAPE, options=options)
+  params = [p.params for p in priors]
+  truth = np.stack([np.stack([gaussian.sample(p, 1, seed=[n, j])[0]
+                              for j, p in enumerate(priors)]) for n in range(16)])
+  mixtures = np.asarray(jax.vmap(op)(truth))
+  return separate, params, mixtures, sched
+
+
+def test_same_mixture_index_same_result_for_any_batch_and_device_count():
+  separate, params, mixtures, _ = _small_setup()
+  key = jax.random.key(7)
+  assert jax.device_count() == 8, "conftest sets 8 fake CPU devices"
+  one_device = sharding.ShardedBatchFn(separate, sharding.make_mesh(jax.devices()[:1]))
+  eight_devices = sharding.ShardedBatchFn(separate, sharding.make_mesh())
+  full_1 = one_device(params, mixtures, key)["components"]
+  full_8 = eight_devices(params, mixtures, key)["components"]
+  alone = one_device(params, mixtures[5:6], key, indices=[5])["components"]
+  odd_batch = eight_devices(params, mixtures[3:10], key, indices=np.arange(3, 10))["components"]
+  assert full_1.shape == (16, 2) + SHAPE
+  # Noise depends only on (seed, index). XLA may vectorise a loop over 16 rows differently
+  # from one over 1 or 2 rows (FMA contraction), so values agree to float rounding, not bits.
+  np.testing.assert_allclose(full_1, full_8, rtol=0, atol=1e-6)
+  np.testing.assert_allclose(alone[0], full_1[5], rtol=0, atol=1e-6)
+  np.testing.assert_allclose(odd_batch, full_1[3:10], rtol=0, atol=1e-6)  # 7 rows padded to 8.
+  # A different index (same mixture) gets different noise.
+  other = one_device(params, mixtures[5:6], key, indices=[6])["components"]
+  assert not np.allclose(other[0], full_1[5])
+
+
+def test_compiles_once_per_shape():
+  separate, params, mixtures, _ = _small_setup()
+  counted = chex.assert_max_traces(separate, n=1)
+  run = sharding.ShardedBatchFn(counted, sharding.make_mesh())
+  run(params, mixtures, jax.random.key(0))
+  run(params, mixtures + 0.01, jax.random.key(1), indices=np.arange(16) + 100)
+  run(params, mixtures[:13], jax.random.key(1))  # Pads to 16: the same compiled shape.
+  with pytest.raises(AssertionError):
+    run(params, mixtures[:3], jax.random.key(1))  # Pads to 8: a new shape retraces.
+
+
+def test_samples_axis_snapshots_clamp_and_progress():
+  levels = []
+  separate, params, mixtures, sched = _small_setup(num_samples=3, snapshots=True, clamp=(0., 1.))
+  out = jax.jit(separate)(params, mixtures[:4], jax.random.key(0))
+  assert out["components"].shape == (4, 3, 2) + SHAPE
+  assert out["snapshots"].shape == (4, 3, sched.num_levels, 2) + SHAPE
+  assert out["score_norm"].shape == (4, 3, sched.num_levels)
+  assert float(out["components"].min()) >= 0.0 and float(out["components"].max()) <= 1.0
+  np.testing.assert_allclose(np.clip(out["snapshots"][:, :, -1], 0, 1), out["components"])
+  # Samples of one mixture differ from each other.
+  assert not np.allclose(out["components"][:, 0], out["components"][:, 1])
+
+  priors, _, _ = _toy(2, sched.sigmas)
+  with_progress = sampler.make_separator(
+      [p.score_fn for p in priors], mixing.Sum((1.0, 1.0)), sched, component_shape=SHAPE,
+      progress=lambda level: levels.append(int(level)))
+  jax.block_until_ready(jax.jit(with_progress)(params, mixtures[:2], jax.random.key(0)))
+  jax.effects_barrier()
+  assert sorted(set(levels)) == list(range(sched.num_levels))
+
+
+def test_hard_constraint_satisfies_mixture():
+  separate, params, mixtures, _ = _small_setup(hard_constraint=True)
+  out = jax.jit(separate)(params, mixtures[:4], jax.random.key(0))
+  np.testing.assert_allclose(out["components"].sum(1), mixtures[:4], atol=1e-5)
+  assert float(out["residual_norm"].max()) < 1e-4
+
+
+def test_nonlinear_clipped_sum_runs_and_fits_the_mixture():
+  sched = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, 4), 20, 3e-5)
+  priors, _, _ = _toy(2, sched.sigmas, mean_step=0.3)
+  op = mixing.Generic(mixing.clipped_sum, num_components=2)
+  truth = np.stack([np.stack([gaussian.sample(p, 1, seed=[n, j])[0] for j, p in enumerate(priors)])
+                    for n in range(4)])
+  mixtures = np.asarray(jax.vmap(op)(truth))
+  assert (mixtures == 1.0).any(), "the test mixtures should saturate somewhere"
+  separate = sampler.make_separator([p.score_fn for p in priors], op, sched,
+                                    component_shape=SHAPE)
+  out = jax.jit(separate)([p.params for p in priors], mixtures, jax.random.key(0))
+  fitted = np.asarray(jax.vmap(op)(out["components"]))
+  start = np.asarray(jax.vmap(op)(jax.random.uniform(jax.random.key(1), truth.shape)))
+  # A hard clip has zero gradient once a pixel saturates, so a few pixels can stay stuck at
+  # 1; everywhere else the data term pulls the clipped sum onto the mixture.
+  error = np.abs(fitted - mixtures)
+  assert np.median(error) < 0.01 and error.mean() < 0.05
+  assert error.mean() < 0.25 * np.abs(start - mixtures).mean()
+  with pytest.raises(ValueError, match="hard_constraint needs a linear"):
+    sampler.make_separator([p.score_fn for p in priors], op, sched, component_shape=SHAPE,
+                           options=sampler.SamplerOptions(hard_constraint=True))
+
+
+def test_divergence_is_reported_with_the_level_where_it_began():
+  sigmas = schedules.geometric_sigmas(1.0, 0.01, 6)
+  # γ collapses at level 3 only: η·w/γ² ≫ 2 there, so the state explodes at that level.
+  gammas = list(sigmas)
+  gammas[3] = 1e-6
+  sched = schedules.Schedule(sigmas, 20, 3e-5, gammas=gammas)
+  priors, _, _ = _toy(2, sched.sigmas)
+  separate = sampler.make_separator([p.score_fn for p in priors], mixing.Sum((1.0, 1.0)), sched,
+                                    component_shape=SHAPE)
+  mixtures = np.full((3,) + SHAPE, 0.8, np.float32)
+  out = jax.jit(separate)([p.params for p in priors], mixtures, jax.random.key(0))
+  np.testing.assert_array_equal(out["diverged_level"], [3, 3, 3])
+  with pytest.raises(sampler.SamplingDivergedError, match="level 3"):
+    sampler.check_diverged(out, np.array([10, 11, 12]), sched)
+
+
+def test_bad_input_is_refused_before_compilation():
+  separate, _, mixtures, sched = _small_setup()
+  shape = separate.mixture_shape
+  with pytest.raises(ValueError, match="rank 4"):
+    sampler.validate_mixtures(mixtures[0], shape)
+  with pytest.raises(ValueError, match="does not match"):
+    sampler.validate_mixtures(np.zeros((2, 8, 8, 1)), shape)
+  bad = mixtures.copy()
+  bad[3, 0, 0, 0] = np.nan
+  with pytest.raises(ValueError, match="NaN or inf .* position 3"):
+    sampler.validate_mixtures(bad, shape)
+  bad[3, 0, 0, 0] = np.inf
+  with pytest.raises(ValueError, match="NaN or inf"):
+    sampler.validate_mixtures(bad, shape)
+  priors, _, _ = _toy(2, sched.sigmas)
+  with pytest.raises(ValueError, match="num_components=3 but the mixing operator has 2"):
+    sampler.make_separator(priors[0].score_fn, mixing.Sum((1.0, 1.0)), sched,
+                           component_shape=SHAPE, num_components=3)
+  with pytest.raises(ValueError, match="score_fn has 3 entries but there are 2"):
+    sampler.make_separator([priors[0].score_fn] * 3, mixing.Sum((1.0, 1.0)), sched,
+                           component_shape=SHAPE)
+  with pytest.raises(ValueError, match="Unknown init"):
+    sampler.SamplerOptions(init="zeros")
