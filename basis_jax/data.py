@@ -101,7 +101,7 @@ def load(data_config: Any) -> Dataset:
   """Loads the dataset that `config.data` describes (see `data_config_defaults`)."""
   cfg = data_config_defaults()
   cfg.update(dict(data_config))
-  source, path, split = cfg.source, cfg.path, cfg.split
+  source, path, split = cfg.source, cfg.path or None, cfg.split  # '' means no path
   if cfg.variant not in VARIANTS:
     raise ValueError(f'config.data.variant={cfg.variant!r}; expected one of {VARIANTS}.')
   if source == 'image_folder':
