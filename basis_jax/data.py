@@ -404,8 +404,7 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None,
         'config.data.download=True, or use local files via config.data.path.') from e
   count = len(source) if num_examples is None else min(num_examples, len(source))
   images, labels = [], []
-  for i in range(count):
-    example = source[i]
+  for example in _read_examples(source, count):
     image = np.asarray(example['image'])
     if resolution is not None:
       image = centre_crop_resize(image, resolution)
@@ -418,6 +417,20 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None,
                      'set config.data.resolution.')
   return Dataset(f'{name.replace("/", "_")}_{split}', _to_float(np.stack(images)),
                  np.asarray(labels, np.int64) if len(labels) == count else None)
+
+
+def _read_examples(source, count: int, chunk: int = 1024):
+  """Examples 0..count-1, fetched in batches where the data source supports it."""
+  batched = hasattr(source, '__getitems__')
+  for start in range(0, count, chunk):
+    keys = list(range(start, min(start + chunk, count)))
+    if batched:
+      try:
+        yield from source.__getitems__(keys)
+        continue
+      except TypeError:  # some sources (e.g. tfds's mock) only index one at a time
+        batched = False
+    yield from (source[i] for i in keys)
 
 
 def _to_float(images: np.ndarray) -> np.ndarray:
