@@ -9,7 +9,7 @@ import pytest
 import inception_fixture
 from basis_jax import evaluation, inception
 
-TESTDATA = os.path.join(os.path.dirname(__file__), 'testdata')
+TESTDATA = os.path.join(os.path.dirname(__file__), 'fixtures')
 
 
 def _fid_scipy(mu1, s1, mu2, s2):

@@ -9,7 +9,7 @@ import inception_fixture
 from basis_jax import inception
 from convert_weights import inception as converter
 
-TESTDATA = os.path.join(os.path.dirname(__file__), 'testdata')
+TESTDATA = os.path.join(os.path.dirname(__file__), 'fixtures')
 
 
 def _relative_error(actual, expected):
