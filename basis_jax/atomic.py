@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from typing import Any, Iterator
 
 import numpy as np
@@ -38,8 +39,13 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator[Any]:
 
 
 def save_npz(path: str, **arrays) -> None:
+  """np.savez-compatible, but byte-reproducible: entries carry a fixed timestamp."""
   buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
+  with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+    for name in sorted(arrays):
+      info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+      with archive.open(info, "w", force_zip64=True) as entry:
+        np.lib.format.write_array(entry, np.asanyarray(arrays[name]), allow_pickle=False)
   with atomic_open(path, "wb") as f:
     f.write(buffer.getvalue())
 

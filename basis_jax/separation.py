@@ -8,7 +8,10 @@ end the chunks are assembled into WORKDIR/separations.npz:
 
   mixtures [N, *mixture_shape], components [N, k, H, W, C] (or [N, S, k, H, W, C]),
   ground_truth [N, k, H, W, C] when known, indices (dataset items mixed), positions [N],
-  residual_norm, score_norm [N, (S,) L].
+  residual_norm, score_norm [N, (S,) L], alphas.
+
+Mixtures, components and ground truth are saved in the [0, 1] data space; a prior that works
+elsewhere (Glow: [−½, ½]) gets its mixtures mapped in and its components mapped back.
 """
 
 from __future__ import annotations
@@ -24,19 +27,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, mixing as mixing_lib, priors as priors_lib, sampler, schedules
-from basis_jax import sharding, visualize
+from basis_jax import atomic, metrics, mixing as mixing_lib, mixtures as mixtures_lib
+from basis_jax import priors as priors_lib, sampler, schedules, sharding, visualize
 from basis_jax.priors import gaussian
 
 # Config keys that do not change any separated value; a resumed run may change them.
 RESULT_INVARIANT_KEYS = ("batch_size", "distributed", "output", "max_device_memory_gb")
-
-
-@dataclasses.dataclass
-class MixtureSet:
-  mixtures: np.ndarray  # [N, *mixture_shape]
-  ground_truth: np.ndarray | None  # [N, k, H, W, C]
-  indices: np.ndarray | None  # dataset items mixed, [N, k]
 
 
 @dataclasses.dataclass
@@ -96,7 +92,7 @@ def build_job(config, progress=None) -> Job:
   return Job(schedule, mixing, priors, options, params, separate)
 
 
-def load_mixtures(config, job: Job) -> MixtureSet:
+def load_mixtures(config, job: Job) -> mixtures_lib.MixtureSet:
   """The mixtures to separate: from the toy priors, or from data (basis_jax.mixtures)."""
   if config.data.source == "gaussian_toy":
     n, k = config.num_mixtures, config.mixture.num_components
@@ -104,9 +100,36 @@ def load_mixtures(config, job: Job) -> MixtureSet:
         np.stack([gaussian.sample(p, 1, seed=[config.mixture.seed, i, j])[0]
                   for j, p in enumerate(job.priors)]) for i in range(n)])
     mixtures = np.asarray(jax.vmap(job.mixing)(truth))
-    return MixtureSet(mixtures, truth, None)
-  from basis_jax import mixtures as mixtures_lib  # pylint: disable=g-import-not-at-top
+    return mixtures_lib.MixtureSet(mixtures, truth, None, tuple(config.mixing.alphas),
+                                   kind="gaussian_toy")
   return mixtures_lib.from_config(config, job.priors[0].image_shape)
+
+
+def mixtures_to_prior_space(mixtures: np.ndarray, job: Job) -> np.ndarray:
+  """Maps [0, 1]-space mixtures into the prior's data space (Glow: [−½, ½]).
+
+  Components map as x' = lo + (hi − lo)·x; for a linear g whose rows sum to Σα (Sum,
+  Grayscale) the mixture maps as m' = lo·Σα + (hi − lo)·m.
+  """
+  low, high = job.priors[0].data_range
+  if (low, high) == (0.0, 1.0):
+    return mixtures
+  if isinstance(job.mixing, mixing_lib.Sum):
+    total = sum(job.mixing.alphas)
+  elif isinstance(job.mixing, mixing_lib.Grayscale):
+    total = 1.0
+  else:
+    raise ValueError(f"The prior works in {job.priors[0].data_range}, and a non-linear mixing "
+                     "operator cannot be mapped there from [0, 1]; use a [0, 1] prior.")
+  return (low * total + (high - low) * mixtures).astype(np.float32)
+
+
+def components_to_unit_space(values: np.ndarray, job: Job) -> np.ndarray:
+  """The inverse map for components (and snapshots): prior space back to [0, 1]."""
+  low, high = job.priors[0].data_range
+  if (low, high) == (0.0, 1.0):
+    return values
+  return ((values - low) / (high - low)).astype(np.float32)
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -134,6 +157,14 @@ class Workdir:
     self.path = path
     self.chunk_dir = os.path.join(path, "chunks")
     os.makedirs(self.chunk_dir, exist_ok=True)
+
+  def remove_stale_temporaries(self) -> int:
+    """Deletes temporary files left by a killed writer (never a finished chunk)."""
+    stale = [os.path.join(d, name) for d in (self.path, self.chunk_dir)
+             for name in os.listdir(d) if name.startswith(".") and name.endswith(".tmp")]
+    for path in stale:
+      os.unlink(path)
+    return len(stale)
 
   def file(self, name):
     return os.path.join(self.path, name)
@@ -226,16 +257,36 @@ def _check_memory(compiled, batch_rows: int, cap_gb: float) -> None:
         "(global), or raise max_device_memory_gb.")
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False):
-  """Separates `config.num_mixtures` mixtures into `workdir`, resuming if possible."""
-  sharding.initialize_distributed(config.get("distributed", False))
+def _log_to(path: str) -> None:
+  if any(getattr(h, "baseFilename", None) == os.path.abspath(path)
+         for h in logging.getLogger().handlers):
+    return
+  handler = logging.FileHandler(path)
+  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+  logging.getLogger().addHandler(handler)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False,
+        log_file: bool = False):
+  """Separates `config.num_mixtures` mixtures into `workdir`, resuming if possible.
+
+  With `log_file`, log lines also go to WORKDIR/separate.log (separate.pN.log for
+  process N > 0).
+  """
+  sharding.initialize_distributed(config.get("distributed"))
   work = Workdir(workdir)
+  if log_file:
+    _log_to(work.file("separate.log" if jax.process_index() == 0 else
+                      f"separate.p{jax.process_index()}.log"))
   work.check_config(config, allow_config_change)
+  if jax.process_count() == 1:  # With several processes another may be writing already.
+    work.remove_stale_temporaries()
   progress = _LevelProgress(schedules.from_config(config.schedule).num_levels)
   job = build_job(config, progress=progress)
   mixture_set = load_mixtures(config, job)
   num_mixtures = mixture_set.mixtures.shape[0]
   sampler.validate_mixtures(mixture_set.mixtures, job.separate.mixture_shape)
+  prior_mixtures = mixtures_to_prior_space(mixture_set.mixtures, job)
   mesh = sharding.make_mesh()
   num_devices = mesh.devices.size
   data = sharding.batch_sharding(mesh)
@@ -258,7 +309,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
     rows = stop - start
     global_rows = -(-rows // num_devices) * num_devices
     positions = sharding.pad_batch(np.arange(start, stop, dtype=np.int32), num_devices)
-    batch = sharding.pad_batch(mixture_set.mixtures[start:stop], num_devices)
+    batch = sharding.pad_batch(prior_mixtures[start:stop], num_devices)
     lo, hi = sharding.process_row_range(mesh, global_rows)
     args = (params, sharding.global_batch(mesh, batch[lo:hi], global_rows), key,
             sharding.global_batch(mesh, positions[lo:hi], global_rows))
@@ -274,6 +325,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
     local = {name: value[keep] for name, value in local.items()}
     mine = positions[lo:hi][keep]
     sampler.check_diverged(local, mine, job.schedule)
+    for name in ("components", "snapshots"):
+      if name in local:
+        local[name] = components_to_unit_space(local[name], job)
     if mine.size:
       atomic.save_npz(work.chunk_file(start, stop, jax.process_index()), positions=mine,
                       **{name: local[name] for name in RESULT_FIELDS if name in local})
@@ -290,7 +344,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
                     -1, job.schedule.num_levels), axis=0).tolist()}
       if mixture_set.ground_truth is not None and job.options.num_samples == 1:
         record["psnr_mean"] = float(np.mean(_best_permutation_psnr(
-            local["components"], mixture_set.ground_truth[mine], job.priors[0].data_range)))
+            local["components"], mixture_set.ground_truth[mine])))
       with open(work.file("metrics.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
     logging.info("Chunk %d/%d: %d/%d mixtures done, %.2f mixtures/s, ETA %.0f s.", number + 1,
@@ -307,16 +361,12 @@ def _sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-def _best_permutation_psnr(components, truth, data_range):
-  """Mean PSNR per mixture under the best permutation (for the progress metrics)."""
-  try:
-    from basis_jax import metrics  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return np.full(len(components), np.nan)
-  return metrics.permutation_psnr(components, truth, data_range=data_range)["psnr"]
+def _best_permutation_psnr(components, truth):
+  """Per-mixture PSNR (peak 1, [0, 1] space) under the reference's best permutation."""
+  return metrics.separation_psnr(components, truth, 1.0)["mixture"]
 
 
-def assemble(work: Workdir, config, mixture_set: MixtureSet, job: Job) -> dict:
+def assemble(work: Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: Job) -> dict:
   """Reads every chunk file and writes separations.npz, metrics.json and a PNG grid."""
   num_mixtures = mixture_set.mixtures.shape[0]
   fields: dict[str, np.ndarray] = {}
@@ -339,7 +389,8 @@ def assemble(work: Workdir, config, mixture_set: MixtureSet, job: Job) -> dict:
     missing = np.flatnonzero(~filled)
     raise RuntimeError(f"{missing.size} mixture(s) have no chunk file (first: {missing[:5]}); "
                        "re-run the same command to compute them.")
-  arrays = {"mixtures": mixture_set.mixtures, "positions": np.arange(num_mixtures), **fields}
+  arrays = {"mixtures": mixture_set.mixtures, "positions": np.arange(num_mixtures),
+            "alphas": np.asarray(mixture_set.alphas, np.float32), **fields}
   if mixture_set.ground_truth is not None:
     arrays["ground_truth"] = mixture_set.ground_truth
   if mixture_set.indices is not None:
@@ -351,12 +402,16 @@ def assemble(work: Workdir, config, mixture_set: MixtureSet, job: Job) -> dict:
              "residual_norm_mean": float(fields["residual_norm"].mean())}
   components = fields["components"]
   if mixture_set.ground_truth is not None and job.options.num_samples == 1:
-    psnr = _best_permutation_psnr(components, mixture_set.ground_truth, job.priors[0].data_range)
-    summary["psnr_mean"] = float(np.mean(psnr))
+    psnr = _best_permutation_psnr(components, mixture_set.ground_truth)
+    summary["psnr"] = metrics.summarize(psnr)
+    average = metrics.average_baseline(mixture_set.mixtures, job.mixing.num_components,
+                                       mixture_set.alphas)
+    if average.shape == mixture_set.ground_truth.shape:
+      summary["average_baseline_psnr"] = metrics.summarize(
+          _best_permutation_psnr(average, mixture_set.ground_truth))
   atomic.write_json(work.file("metrics.json"), summary)
   shown = components if job.options.num_samples == 1 else components[:, 0]
   grid = visualize.separation_grid(mixture_set.mixtures, shown, mixture_set.ground_truth,
-                                   data_range=job.priors[0].data_range,
                                    max_rows=config.get("output", {}).get("grid_rows", 8))
   visualize.save_png(work.file("separations.png"), grid, scale=2)
   logging.info("Wrote %s (%s).", work.file("separations.npz"), summary)

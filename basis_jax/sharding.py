@@ -20,13 +20,29 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 BATCH_AXIS = "batch"
 
 
-def initialize_distributed(enabled: bool) -> None:
-  """Multi-host start-up behind a config switch (jax.distributed reads the cluster env)."""
-  if enabled:
-    jax.distributed.initialize()
+def initialize_distributed(config=None) -> None:
+  """Multi-host start-up behind a config switch (`config.enabled`).
+
+  On Slurm, TPU pods and other supported clusters jax.distributed finds the coordinator
+  by itself; elsewhere give `coordinator_address`, `num_processes` and `process_id`.
+  """
+  if config is not None and config.get("enabled", False) and not _distributed_started():
+    kwargs = {}
+    if config.get("coordinator_address"):
+      kwargs["coordinator_address"] = config.coordinator_address
+    if config.get("num_processes", 0) > 0:
+      kwargs["num_processes"] = config.num_processes
+    if config.get("process_id", -1) >= 0:
+      kwargs["process_id"] = config.process_id
+    jax.distributed.initialize(**kwargs)
   logging.info("JAX process %d of %d; %d local / %d global devices (%s).", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
+
+
+def _distributed_started() -> bool:
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
+  return distributed.global_state.client is not None
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:

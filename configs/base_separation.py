@@ -3,7 +3,8 @@
 Fields:
   seed: noise for mixture n derives from fold_in(key(seed), n).
   num_mixtures, batch_size: total mixtures and the global chunk size (across devices).
-  distributed: call jax.distributed.initialize() (multi-host).
+  distributed: enabled → jax.distributed.initialize() (multi-host); coordinator_address,
+    num_processes, process_id where the cluster is not auto-detected.
   max_device_memory_gb: refuse chunks that need more (0: the device's own limit).
   prior: one prior shared by all components, or priors: one per component.
   schedule: σ ladder (sigmas, or sigma_max/sigma_min/num_levels), steps_per_level (T),
@@ -11,11 +12,14 @@ Fields:
   mixing: kind ('sum', 'grayscale', 'clipped_sum') and alphas.
   sampler: init ('uniform'|'normal'), init_range, clamp (empty = none), num_samples,
     hard_constraint, snapshots, unroll.
-  data, mixture: where mixtures come from (see basis_jax/mixtures.py).
+  data, mixture: where mixtures come from (`basis_jax.data.data_config_defaults` and
+    `basis_jax.mixtures.mixture_config_defaults` document every field).
   output: grid_rows.
 """
 
 import ml_collections
+
+from basis_jax import data, mixtures
 
 
 def get_config():
@@ -23,7 +27,8 @@ def get_config():
   config.seed = 1234
   config.num_mixtures = 50
   config.batch_size = 50
-  config.distributed = False
+  config.distributed = ml_collections.ConfigDict({
+      "enabled": False, "coordinator_address": "", "num_processes": 0, "process_id": -1})
   config.max_device_memory_gb = 0.0
 
   config.prior = ml_collections.ConfigDict({"name": "ncsn", "weights": ""})
@@ -38,8 +43,7 @@ def get_config():
       "init": "uniform", "init_range": (0.0, 1.0), "clamp": (), "num_samples": 1,
       "hard_constraint": False, "snapshots": False, "unroll": 1,
   })
-  config.data = ml_collections.ConfigDict({"source": "mnist", "path": "", "split": "test"})
-  config.mixture = ml_collections.ConfigDict({"kind": "agnostic", "num_components": 2,
-                                              "seed": 0})
+  config.data = data.data_config_defaults()
+  config.mixture = mixtures.mixture_config_defaults()
   config.output = ml_collections.ConfigDict({"grid_rows": 8})
   return config

@@ -1,0 +1,441 @@
+"""Test images for separation and evaluation: MNIST, CIFAR-10, LSUN, image folders.
+
+Every loader returns a `Dataset`: float32 NHWC images in [0, 1] plus integer labels
+(or None). Two ways in:
+
+- `tensorflow_datasets` through `tfds.data_source`, which reads prepared ArrayRecord
+  files without TensorFlow. *Preparing* a dataset (downloading and converting it) needs
+  TensorFlow: `pip install 'basis-jax[prepare]'`, or prepare it once elsewhere and copy
+  `~/tensorflow_datasets` over.
+- local files in their standard distributions: MNIST's four idx `.gz` files, CIFAR-10's
+  python pickle batches (a folder, or the `cifar-10-python.tar.gz` archive) or an `.npz`,
+  and a folder of image files. Standard files are checked against their published
+  checksums, so a truncated download fails loudly instead of shifting the results.
+
+The `glow32` variant turns MNIST into the 32x32x3 images the Glow prior was trained on:
+zero-padded by 2 pixels on each side and repeated over three channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+from typing import Any, Sequence
+
+import ml_collections
+import numpy as np
+from PIL import Image
+
+# Published SHA-256 of the four MNIST `.gz` files (the values TFDS and torchvision check).
+MNIST_SHA256 = {
+    'train-images-idx3-ubyte.gz':
+        '440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609',
+    'train-labels-idx1-ubyte.gz':
+        '3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c',
+    't10k-images-idx3-ubyte.gz':
+        '8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6',
+    't10k-labels-idx1-ubyte.gz':
+        'f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6',
+}
+# Published MD5 of CIFAR-10's python distribution (archive and each pickle batch).
+CIFAR10_MD5 = {
+    'cifar-10-python.tar.gz': 'c58f30108f718f92721af3b95e74349a',
+    'data_batch_1': 'c99cafc152244af753f735de768cd75f',
+    'data_batch_2': 'd4bba439e000b95fd0a9bffe97cbabec',
+    'data_batch_3': '54ebc095f3ab1f0389bbae665268c751',
+    'data_batch_4': '634d18415352ddfa80567beed471001a',
+    'data_batch_5': '482c414d41f54cd18b22e5b47cb7c3cb',
+    'test_batch': '40351d587109b95175f43aff81a1287e',
+}
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
+                   'ship', 'truck')
+# Names in the tfds catalogue for the sources the paper uses.
+TFDS_NAMES = {
+    'mnist': 'mnist',
+    'cifar10': 'cifar10',
+    'lsun_church': 'lsun/church_outdoor',
+    'lsun_bedroom': 'lsun/bedroom',
+}
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
+VARIANTS = (None, 'glow32')
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Images as float32 [N, H, W, C] in [0, 1]; labels int64 [N] or None."""
+  name: str
+  images: np.ndarray
+  labels: np.ndarray | None = None
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+
+def data_config_defaults() -> ml_collections.ConfigDict:
+  """The `config.data` fields and their defaults (config files may start from this)."""
+  return ml_collections.ConfigDict({
+      # 'mnist' | 'cifar10' | 'lsun_church' | 'lsun_bedroom' | 'image_folder' | 'tfds'
+      'source': 'mnist',
+      # Local files (folder, archive or .npz); None reads the source through tfds.
+      'path': ml_collections.FieldReference(None, field_type=str),
+      'split': 'test',
+      # None, or 'glow32' (MNIST padded to 32x32x3, as the Glow prior expects).
+      'variant': ml_collections.FieldReference(None, field_type=str),
+      # Square side for LSUN and image folders (centre crop, then resize); None keeps the
+      # size of the files (image folders must then hold images of one size).
+      'resolution': ml_collections.FieldReference(None, field_type=int),
+      'tfds_name': ml_collections.FieldReference(None, field_type=str),  # source 'tfds'
+      'tfds_data_dir': ml_collections.FieldReference(None, field_type=str),
+      'download': False,  # let tfds download and prepare (needs TensorFlow)
+      'verify_checksums': True,
+      'num_examples': ml_collections.FieldReference(None, field_type=int),  # first N only
+  })
+
+
+def load(data_config: Any) -> Dataset:
+  """Loads the dataset that `config.data` describes (see `data_config_defaults`)."""
+  cfg = data_config_defaults()
+  cfg.update(dict(data_config))
+  source, path, split = cfg.source, cfg.path or None, cfg.split  # '' means no path
+  if cfg.variant not in VARIANTS:
+    raise ValueError(f'config.data.variant={cfg.variant!r}; expected one of {VARIANTS}.')
+  if source == 'image_folder':
+    if path is None:
+      raise ValueError("config.data.source='image_folder' needs config.data.path.")
+    ds = load_image_folder(path, resolution=cfg.resolution)
+  elif path is not None:
+    if source == 'mnist':
+      ds = load_mnist_files(path, split, verify_checksums=cfg.verify_checksums)
+    elif source == 'cifar10':
+      ds = load_cifar10_files(path, split, verify_checksums=cfg.verify_checksums)
+    else:
+      raise ValueError(f'config.data.path is set, but source {source!r} has no local-file '
+                       "loader; use 'mnist', 'cifar10' or 'image_folder', or path=None "
+                       'to read it through tfds.')
+  else:
+    if source == 'tfds':
+      if not cfg.tfds_name:
+        raise ValueError("config.data.source='tfds' needs config.data.tfds_name.")
+      name = cfg.tfds_name
+    elif source in TFDS_NAMES:
+      name = TFDS_NAMES[source]
+    else:
+      raise ValueError(f'Unknown config.data.source {source!r}; expected one of '
+                       f"{sorted(TFDS_NAMES) + ['image_folder', 'tfds']}.")
+    if source.startswith('lsun') and split == 'test':
+      split = 'validation'  # LSUN publishes no test split; its validation set stands in.
+    resolution = cfg.resolution or (64 if source.startswith('lsun') else None)
+    ds = load_tfds(name, split, data_dir=cfg.tfds_data_dir, download=cfg.download,
+                   resolution=resolution, num_examples=cfg.num_examples)
+  if cfg.num_examples is not None:
+    ds = dataclasses.replace(
+        ds, images=ds.images[:cfg.num_examples],
+        labels=None if ds.labels is None else ds.labels[:cfg.num_examples])
+  if cfg.variant == 'glow32':
+    ds = dataclasses.replace(ds, name=ds.name + '_glow32', images=to_glow32(ds.images))
+  return ds
+
+
+def to_glow32(images: np.ndarray) -> np.ndarray:
+  """28x28x1 -> 32x32x3: zero padding of 2 pixels per side, channel repeated 3 times."""
+  if images.shape[1:] != (28, 28, 1):
+    raise ValueError(f'The glow32 variant is for 28x28x1 images, got {images.shape[1:]}.')
+  padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+  return np.repeat(padded, 3, axis=-1)
+
+
+def from_glow32(images: np.ndarray) -> np.ndarray:
+  """Undoes `to_glow32` on [..., 32, 32, 3]: crop the padding, average the channels."""
+  if images.shape[-3:] != (32, 32, 3):
+    raise ValueError(f'Expected [..., 32, 32, 3] glow32 images, got {images.shape}.')
+  return images[..., 2:30, 2:30, :].mean(axis=-1, keepdims=True)
+
+
+# ----------------------------------------------------------------------------- checksums
+
+
+def _file_digest(path: str, algorithm: str) -> str:
+  digest = hashlib.new(algorithm)
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def verify_checksum(path: str, expected: str, algorithm: str = 'sha256') -> None:
+  """Raises ValueError when `path`'s digest differs from the published one."""
+  actual = _file_digest(path, algorithm)
+  if actual != expected:
+    raise ValueError(
+        f'Checksum mismatch for {path}: {algorithm} is {actual}, the published file has '
+        f'{expected}. The file is truncated, corrupt or not the standard distribution; '
+        'download it again (or pass verify_checksums=False for a deliberately changed '
+        'file).')
+
+
+# ----------------------------------------------------------------------------- MNIST
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads an idx file (gzip-compressed or plain) into a uint8 array of its shape."""
+  try:
+    with open(path, 'rb') as f:
+      raw = f.read()
+    if raw[:2] == b'\x1f\x8b':
+      raw = gzip.decompress(raw)
+  except (OSError, EOFError, gzip.BadGzipFile) as e:
+    raise ValueError(f'Cannot decompress idx file {path}: {e}') from e
+  if len(raw) < 4 or raw[0:2] != b'\x00\x00' or raw[2] != 0x08:
+    raise ValueError(f'{path} is not an unsigned-byte idx file (bad magic number '
+                     f'{raw[:4].hex() or "<empty>"}).')
+  ndim = raw[3]
+  header = 4 + 4 * ndim
+  if len(raw) < header:
+    raise ValueError(f'{path}: idx header is truncated.')
+  shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
+  expected = int(np.prod(shape)) + header
+  if len(raw) != expected:
+    raise ValueError(f'{path}: idx header declares shape {shape} ({expected} bytes) but '
+                     f'the file holds {len(raw)} bytes; it is truncated or corrupt.')
+  return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_mnist_files(folder: str, split: str = 'test', *,
+                     verify_checksums: bool = True) -> Dataset:
+  """MNIST from the four standard idx files in `folder` (`.gz`, or uncompressed)."""
+  prefix = {'test': 't10k', 'train': 'train'}.get(split)
+  if prefix is None:
+    raise ValueError(f"MNIST split must be 'train' or 'test', got {split!r}.")
+  arrays = []
+  for kind in ('images-idx3', 'labels-idx1'):
+    name = f'{prefix}-{kind}-ubyte'
+    path = os.path.join(folder, name + '.gz')
+    if os.path.exists(path):
+      if verify_checksums:
+        verify_checksum(path, MNIST_SHA256[name + '.gz'])
+    elif os.path.exists(os.path.join(folder, name)):
+      path = os.path.join(folder, name)  # already decompressed: no published digest
+    else:
+      raise ValueError(f'MNIST file {name}.gz not found in {folder}.')
+    arrays.append(read_idx(path))
+  images, labels = arrays
+  if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+    raise ValueError(f'MNIST files in {folder} disagree: images {images.shape}, '
+                     f'labels {labels.shape}.')
+  return Dataset(f'mnist_{split}', _to_float(images[..., None]), labels.astype(np.int64))
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+
+def _unpickle_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+  # The standard batches are pickles, so only load files you trust.
+  try:
+    batch = pickle.loads(raw, encoding='bytes')
+    data = np.asarray(batch[b'data'], dtype=np.uint8)
+    labels = np.asarray(batch[b'labels'], dtype=np.int64)
+  except Exception as e:  # pickle raises many types on bad input
+    raise ValueError(f'{where} is not a CIFAR-10 python batch: {e}') from e
+  if data.shape != (len(labels), 3072):
+    raise ValueError(f'{where}: data has shape {data.shape}, expected [N, 3072].')
+  return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def _cifar_batch_names(split: str) -> list[str]:
+  if split == 'train':
+    return [f'data_batch_{i}' for i in range(1, 6)]
+  if split == 'test':
+    return ['test_batch']
+  raise ValueError(f"CIFAR-10 split must be 'train' or 'test', got {split!r}.")
+
+
+def load_cifar10_files(path: str, split: str = 'test', *,
+                       verify_checksums: bool = True) -> Dataset:
+  """CIFAR-10 from the python batches (folder or .tar.gz) or from an `.npz`.
+
+  An `.npz` holds `x_<split>` uint8 [N,32,32,3] and `y_<split>`, or JPEG streams
+  `<split>_jpeg_data` + `<split>_jpeg_offsets` (image i is data[off[i]:off[i+1]]).
+  """
+  names = _cifar_batch_names(split)
+  if path.endswith('.npz'):
+    return _load_cifar10_npz(path, split)
+  parts = []
+  if os.path.isfile(path) and tarfile.is_tarfile(path):
+    if verify_checksums and os.path.basename(path) == 'cifar-10-python.tar.gz':
+      verify_checksum(path, CIFAR10_MD5['cifar-10-python.tar.gz'], 'md5')
+    with tarfile.open(path) as tar:
+      members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
+      for name in names:
+        if name not in members:
+          raise ValueError(f'{path} has no member {name}.')
+        raw = tar.extractfile(members[name]).read()
+        if verify_checksums and hashlib.md5(raw).hexdigest() != CIFAR10_MD5[name]:
+          raise ValueError(f'Checksum mismatch for {name} in {path}; download it again.')
+        parts.append(_unpickle_batch(raw, f'{path}:{name}'))
+  elif os.path.isdir(path):
+    folder = path
+    if os.path.isdir(os.path.join(path, 'cifar-10-batches-py')):
+      folder = os.path.join(path, 'cifar-10-batches-py')
+    for name in names:
+      file = os.path.join(folder, name)
+      if not os.path.exists(file):
+        raise ValueError(f'CIFAR-10 batch {name} not found in {folder}.')
+      if verify_checksums:
+        verify_checksum(file, CIFAR10_MD5[name], 'md5')
+      with open(file, 'rb') as f:
+        parts.append(_unpickle_batch(f.read(), file))
+  else:
+    raise ValueError(f'{path} is neither a CIFAR-10 folder, a .tar.gz nor an .npz.')
+  images = np.concatenate([p[0] for p in parts])
+  labels = np.concatenate([p[1] for p in parts])
+  return Dataset(f'cifar10_{split}', _to_float(images), labels)
+
+
+def _load_cifar10_npz(path: str, split: str) -> Dataset:
+  try:
+    arrays = np.load(path)
+  except (OSError, ValueError) as e:
+    raise ValueError(f'Cannot read {path} as an .npz: {e}') from e
+  with arrays:
+    keys = set(arrays.files)
+    if f'x_{split}' in keys and f'y_{split}' in keys:
+      images = arrays[f'x_{split}']
+      labels = arrays[f'y_{split}']
+    elif f'{split}_jpeg_data' in keys and f'{split}_jpeg_offsets' in keys and \
+        f'y_{split}' in keys:
+      data, offsets = arrays[f'{split}_jpeg_data'], arrays[f'{split}_jpeg_offsets']
+      images = np.stack([
+          np.asarray(Image.open(io.BytesIO(data[a:b].tobytes())).convert('RGB'))
+          for a, b in zip(offsets[:-1], offsets[1:])])
+      labels = arrays[f'y_{split}']
+    else:
+      raise ValueError(f'{path} holds {sorted(keys)}; expected x_{split} and y_{split} '
+                       f'(or {split}_jpeg_data, {split}_jpeg_offsets and y_{split}).')
+  if images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(labels):
+    raise ValueError(f'{path}: images {images.shape} and labels {labels.shape} are not '
+                     'CIFAR-10 shaped ([N,32,32,3] and [N]).')
+  return Dataset(f'cifar10_{split}', _to_float(images), np.asarray(labels, np.int64))
+
+
+# ----------------------------------------------------------------------------- image files
+
+
+def list_image_files(folder: str) -> list[str]:
+  """Image files under `folder` (recursively), in sorted order."""
+  if not os.path.isdir(folder):
+    raise ValueError(f'Image folder {folder} does not exist.')
+  files = []
+  for root, _, names in os.walk(folder):
+    files += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
+  if not files:
+    raise ValueError(f'No image files ({", ".join(IMAGE_EXTENSIONS)}) in {folder}.')
+  return sorted(files)
+
+
+def read_image(path: str, channels: int = 3) -> np.ndarray:
+  """One image file as uint8 [H, W, channels] (channels 1 = grayscale, 3 = RGB)."""
+  if channels not in (1, 3):
+    raise ValueError(f'channels must be 1 or 3, got {channels}.')
+  try:
+    with Image.open(path) as img:
+      array = np.asarray(img.convert('L' if channels == 1 else 'RGB'))
+  except OSError as e:
+    raise ValueError(f'Cannot read image {path}: {e}') from e
+  return array[..., None] if channels == 1 else array
+
+
+def centre_crop_resize(image: np.ndarray, resolution: int) -> np.ndarray:
+  """Square centre crop, then a Lanczos (antialiased) resize to resolution x resolution."""
+  h, w = image.shape[:2]
+  side = min(h, w)
+  top, left = (h - side) // 2, (w - side) // 2
+  crop = image[top:top + side, left:left + side]
+  if side == resolution:
+    return crop
+  squeeze = crop.shape[-1] == 1
+  img = Image.fromarray(crop[..., 0] if squeeze else crop)
+  out = np.asarray(img.resize((resolution, resolution), Image.Resampling.LANCZOS))
+  return out[..., None] if squeeze else out
+
+
+def load_image_folder(folder: str, *, resolution: int | None = None,
+                      channels: int = 3) -> Dataset:
+  """Every image under `folder`, RGB by default; all one size unless `resolution` is set."""
+  files = list_image_files(folder)
+  images = [read_image(f, channels) for f in files]
+  if resolution is not None:
+    images = [centre_crop_resize(im, resolution) for im in images]
+  else:
+    sizes = {}
+    for f, im in zip(files, images):
+      sizes.setdefault(im.shape[:2], f)
+    if len(sizes) > 1:
+      listed = ', '.join(f'{h}x{w} ({os.path.basename(f)})' for (h, w), f in sizes.items())
+      raise ValueError(f'Images in {folder} have different sizes: {listed}. Set '
+                       'config.data.resolution to centre-crop and resize them.')
+  return Dataset(os.path.basename(os.path.normpath(folder)), _to_float(np.stack(images)))
+
+
+# ----------------------------------------------------------------------------- tfds
+
+
+def load_tfds(name: str, split: str, *, data_dir: str | None = None,
+              download: bool = False, resolution: int | None = None,
+              num_examples: int | None = None) -> Dataset:
+  """A prepared tfds dataset through `tfds.data_source` (no TensorFlow needed to read)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+  except ModuleNotFoundError as e:
+    raise ValueError(
+        f'Preparing tfds dataset {name!r} needs TensorFlow ({e}). Install it with '
+        f"pip install 'basis-jax[prepare]' and run `tfds build {name} "
+        '--file_format=array_record`, or use local files via config.data.path.') from e
+  except Exception as e:  # tfds raises several types for "not prepared here"
+    raise ValueError(
+        f'tfds dataset {name!r} (split {split!r}) is not prepared in '
+        f'{data_dir or "~/tensorflow_datasets"}: {e}. Prepare it with `tfds build {name} '
+        "--file_format=array_record` (needs pip install 'basis-jax[prepare]'), set "
+        'config.data.download=True, or use local files via config.data.path.') from e
+  count = len(source) if num_examples is None else min(num_examples, len(source))
+  images, labels = [], []
+  for example in _read_examples(source, count):
+    image = np.asarray(example['image'])
+    if resolution is not None:
+      image = centre_crop_resize(image, resolution)
+    images.append(image)
+    if 'label' in example:
+      labels.append(int(example['label']))
+  shapes = {im.shape for im in images}
+  if len(shapes) > 1:
+    raise ValueError(f'tfds dataset {name!r} has images of several sizes {sorted(shapes)}; '
+                     'set config.data.resolution.')
+  return Dataset(f'{name.replace("/", "_")}_{split}', _to_float(np.stack(images)),
+                 np.asarray(labels, np.int64) if len(labels) == count else None)
+
+
+def _read_examples(source, count: int, chunk: int = 1024):
+  """Examples 0..count-1, fetched in batches where the data source supports it."""
+  batched = hasattr(source, '__getitems__')
+  for start in range(0, count, chunk):
+    keys = list(range(start, min(start + chunk, count)))
+    if batched:
+      try:
+        yield from source.__getitems__(keys)
+        continue
+      except TypeError:  # some sources (e.g. tfds's mock) only index one at a time
+        batched = False
+    yield from (source[i] for i in keys)
+
+
+def _to_float(images: np.ndarray) -> np.ndarray:
+  return (np.asarray(images, np.float32) / 255.0).astype(np.float32)
+
+
+def class_names(source: str) -> Sequence[str] | None:
+  return {'cifar10': CIFAR10_CLASSES, 'mnist': tuple(str(d) for d in range(10))}.get(source)

@@ -1,0 +1,372 @@
+"""The paper's evaluation of a separation run: PSNR tables, IS / FID, histogram.
+
+`evaluate(workdir, ...)` reads `workdir/separations.npz` (written by
+experiments/separate.py), scores the separations and the "Average" baseline on the same
+mixtures, and writes `eval.json`, `eval.md` and `psnr_histogram.png` beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Callable
+
+import numpy as np
+from absl import logging
+
+from basis_jax import metrics
+
+SEPARATIONS_FILE = 'separations.npz'
+
+
+@dataclasses.dataclass(frozen=True)
+class Separations:
+  """What a separation run produced, with components as [N, S, k, H, W, C]."""
+  mixtures: np.ndarray
+  components: np.ndarray
+  ground_truth: np.ndarray | None = None
+  indices: np.ndarray | None = None
+  alphas: tuple[float, ...] | None = None
+  config: dict[str, Any] | None = None
+
+  @property
+  def num_components(self) -> int:
+    return self.components.shape[2]
+
+  @property
+  def is_colorization(self) -> bool:
+    return self.mixtures.shape[-1] == 1 and self.components.shape[-1] == 3
+
+
+def _nested_get(tree: Any, *keys: str) -> Any:
+  for key in keys:
+    if not isinstance(tree, dict) or tree.get(key) is None:
+      return None
+    tree = tree[key]
+  return tree
+
+
+def load_separations(workdir: str) -> Separations:
+  """Reads `workdir/separations.npz` (and `config.json` when present), checking shapes.
+
+  `components` may be [N, k, H, W, C] or, with S posterior samples, [N, S, k, H, W, C];
+  the result always has the sample axis.
+  """
+  path = os.path.join(workdir, SEPARATIONS_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found; run experiments/separate.py first.')
+  with np.load(path) as f:
+    arrays = {k: f[k] for k in f.files}
+  for key in ('mixtures', 'components'):
+    if key not in arrays:
+      raise ValueError(f'{path} has no {key!r} array (it holds {sorted(arrays)}).')
+  mixtures, components = arrays['mixtures'], arrays['components']
+  if components.ndim == 5:
+    components = components[:, None]
+  if mixtures.ndim != 4 or components.ndim != 6 or len(components) != len(mixtures):
+    raise ValueError(f'{path}: mixtures {mixtures.shape} and components '
+                     f'{components.shape} are not [N,H,W,C] and [N,(S,)k,H,W,C].')
+  if mixtures.shape[1:3] != components.shape[3:5]:
+    raise ValueError(f'{path}: mixtures {mixtures.shape} and components '
+                     f'{components.shape} disagree in image size.')
+  truth = arrays.get('ground_truth')
+  if truth is not None and truth.shape != components.shape[:1] + components.shape[2:]:
+    raise ValueError(f'{path}: ground_truth {truth.shape} does not match components '
+                     f'{components.shape}.')
+  config = None
+  config_path = os.path.join(workdir, 'config.json')
+  if os.path.exists(config_path):
+    with open(config_path) as f:
+      config = json.load(f)
+  alphas = arrays.get('alphas')
+  if alphas is None:
+    alphas = (_nested_get(config, 'mixture', 'alphas') or
+              _nested_get(config, 'mixing', 'alphas'))
+  if alphas is not None:
+    alphas = tuple(float(a) for a in np.atleast_1d(alphas))
+    if len(alphas) == 1:
+      alphas *= components.shape[2]
+  return Separations(mixtures.astype(np.float32), components.astype(np.float32),
+                     None if truth is None else truth.astype(np.float32),
+                     arrays.get('indices'), alphas, config)
+
+
+def undo_glow32(sep: Separations) -> Separations:
+  """Back to MNIST's 28x28x1, where the paper measures PSNR, for runs on the glow32 variant.
+
+  The zero border would otherwise be scored too and inflate every PSNR.
+  """
+  from basis_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  undo = lambda x: None if x is None else data_lib.from_glow32(x)
+  return dataclasses.replace(sep, mixtures=undo(sep.mixtures),
+                             components=undo(sep.components),
+                             ground_truth=undo(sep.ground_truth))
+
+
+def average_baseline(sep: Separations) -> np.ndarray:
+  """[N, k, H, W, C] "Average" estimates; for colorization the grayscale input in RGB."""
+  if sep.is_colorization:
+    return np.repeat(sep.mixtures, 3, axis=-1)[:, None]
+  return metrics.average_baseline(sep.mixtures, sep.num_components, sep.alphas)
+
+
+def psnr_results(sep: Separations, ssim: bool = False) -> dict[str, Any]:
+  """PSNR (and optionally SSIM) of the separations and of the Average baseline.
+
+  With S samples per mixture each sample is matched and scored on its own, and a
+  mixture's score is the mean over its samples. Returns summaries and the per-component
+  PSNR arrays (key 'component_psnr', [N, S, k]) for the histogram.
+  """
+  if sep.ground_truth is None:
+    raise ValueError('No ground truth in separations.npz: PSNR needs it.')
+  n, s = sep.components.shape[:2]
+  per_sample = [metrics.separation_psnr(sep.components[:, i], sep.ground_truth)
+                for i in range(s)]
+  component = np.stack([r['component'] for r in per_sample], 1)  # [N, S, k]
+  baseline = metrics.separation_psnr(average_baseline(sep), sep.ground_truth)
+  out = {'basis': metrics.summarize(component.mean(axis=(1, 2))),
+         'average': metrics.summarize(baseline['mixture']),
+         'component_psnr': component, 'n_mixtures': n, 'n_samples': s,
+         'fraction_components_above_29_5': float(np.mean(component > 29.5))}
+  if ssim:
+    values = np.stack([metrics.matched_ssim(sep.components[:, i], sep.ground_truth,
+                                            per_sample[i]['permutation'])
+                       for i in range(s)], 1)
+    out['basis_ssim'] = metrics.summarize(values.mean(axis=(1, 2)))
+    base = metrics.matched_ssim(average_baseline(sep), sep.ground_truth,
+                                baseline['permutation'])
+    out['average_ssim'] = metrics.summarize(base.mean(axis=1))
+  return out
+
+
+# ----------------------------------------------------------------------------- IS / FID
+
+
+def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
+  """IS of Salimans et al.: exp(E_x KL(p(y|x) || p(y))) on each of `splits` parts.
+
+  Parts are the consecutive slices [i*n//splits, (i+1)*n//splits) as in the original
+  code; returns the mean and (population) standard deviation over parts.
+  """
+  logits = np.asarray(logits, np.float64)
+  if logits.ndim != 2 or len(logits) < splits:
+    raise ValueError(f'IS needs [N, classes] logits with N >= {splits}, got {logits.shape}.')
+  log_p = logits - logits.max(1, keepdims=True)
+  log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+  n = len(log_p)
+  scores = []
+  for i in range(splits):
+    part = log_p[i * n // splits:(i + 1) * n // splits]
+    p = np.exp(part)
+    log_marginal = np.log(p.mean(0))
+    scores.append(np.exp(np.mean(np.sum(p * (part - log_marginal), 1))))
+  return float(np.mean(scores)), float(np.std(scores))
+
+
+def activation_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and (unbiased) covariance of [N, D] features, in float64."""
+  features = np.asarray(features, np.float64)
+  return features.mean(0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+  """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)).
+
+  The trace of the matrix square root is computed as the sum of square roots of the
+  eigenvalues of S1^(1/2) S2 S1^(1/2), a symmetric PSD matrix with the same spectrum as
+  S1 S2: no complex round-off to discard, unlike a general `sqrtm`.
+  """
+  mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+  sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+  if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+    raise ValueError(f'FID statistics disagree: {mu1.shape}/{sigma1.shape} vs '
+                     f'{mu2.shape}/{sigma2.shape}.')
+  w, v = np.linalg.eigh(sigma1)
+  sqrt1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+  middle = sqrt1 @ sigma2 @ sqrt1
+  eig = np.linalg.eigvalsh((middle + middle.T) / 2)
+  diff = mu1 - mu2
+  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2)
+               - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
+
+
+def file_digest(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def reference_statistics(name: str, load_images: Callable[[], np.ndarray],
+                         extract: Callable[[np.ndarray], dict[str, np.ndarray]],
+                         cache_dir: str, weights_id: str) -> dict[str, Any]:
+  """FID statistics (and IS) of a reference dataset, computed once and cached.
+
+  The cache file is keyed by the dataset name and the Inception weights' digest, so
+  statistics from another network are never reused.
+  """
+  cache_dir = os.path.expanduser(cache_dir)
+  path = os.path.join(cache_dir, f'{name}_{weights_id[:12]}.npz')
+  if os.path.exists(path):
+    with np.load(path) as f:
+      return {'mu': f['mu'], 'sigma': f['sigma'], 'n': int(f['n']),
+              'inception_score': float(f['inception_score']), 'path': path}
+  images = load_images()
+  logging.info('Computing reference Inception statistics of %s (%d images).', name,
+               len(images))
+  outputs = extract(images)
+  mu, sigma = activation_statistics(outputs['pool'])
+  score = inception_score(outputs['logits'])[0] if len(images) >= 10 else float('nan')
+  os.makedirs(cache_dir, exist_ok=True)
+  np.savez(path, mu=mu, sigma=sigma, n=len(images), inception_score=score)
+  return {'mu': mu, 'sigma': sigma, 'n': len(images), 'inception_score': score,
+          'path': path}
+
+
+def image_scores(images: np.ndarray, extract, reference: dict[str, Any] | None
+                 ) -> dict[str, float]:
+  """IS (10 splits) and, against `reference` statistics, FID of images [N, H, W, C]."""
+  outputs = extract(images)
+  mean, std = inception_score(outputs['logits'])
+  scores = {'inception_score': mean, 'inception_score_std': std, 'n_images': len(images)}
+  if reference is not None:
+    mu, sigma = activation_statistics(outputs['pool'])
+    scores['fid'] = frechet_distance(mu, sigma, reference['mu'], reference['sigma'])
+  return scores
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+  """The eval.json numbers as the paper's tables (PSNR: Table 2; IS/FID: Tables 3-4)."""
+  lines = [f"# Evaluation of {results.get('workdir', '')}", '']
+  if 'psnr_mean' in results:
+    lines += [f"PSNR over {results['n_mixtures']} mixtures "
+              f"({results['n_components']} components each, "
+              f"{results['n_samples']} sample(s) per mixture); ± is the 95% interval.", '',
+              '| method | PSNR (dB) | std | 95% CI |', '|---|---|---|---|']
+    for label, prefix in (('Average', 'average_psnr'), ('BASIS', 'psnr')):
+      lines.append(f"| {label} | {results[prefix + '_mean']:.2f} | "
+                   f"{results[prefix + '_std']:.2f} | ±{results[prefix + '_ci95']:.2f} |")
+    if 'ssim_mean' in results:
+      lines += ['', '| method | SSIM |', '|---|---|',
+                f"| Average | {results['average_ssim_mean']:.4f} |",
+                f"| BASIS | {results['ssim_mean']:.4f} |"]
+    lines.append('')
+  if 'inception' in results:
+    inc = results['inception']
+    if 'error' in inc:
+      lines += [f"IS/FID not computed: {inc['error']}", '']
+    else:
+      lines += [f"IS (10 splits) and FID against {inc.get('reference', 'no reference')}.",
+                '', '| images | IS | FID |', '|---|---|---|']
+      for label, key in (('Average', 'average'), ('BASIS', 'basis'),
+                         ('reference data', 'reference_data')):
+        if key in inc:
+          fid = inc[key].get('fid')
+          lines.append(f"| {label} | {inc[key]['inception_score']:.2f} | "
+                       f"{'–' if fid is None else f'{fid:.2f}'} |")
+      lines.append('')
+  return '\n'.join(lines)
+
+
+def psnr_summary_fields(psnr: dict[str, Any]) -> dict[str, Any]:
+  out = {'n_mixtures': psnr['n_mixtures'], 'n_samples': psnr['n_samples'],
+         'fraction_components_above_29_5': psnr['fraction_components_above_29_5']}
+  for prefix, key in (('psnr', 'basis'), ('average_psnr', 'average'),
+                      ('ssim', 'basis_ssim'), ('average_ssim', 'average_ssim')):
+    if key in psnr:
+      for stat in ('mean', 'std', 'ci95'):
+        out[f'{prefix}_{stat}'] = psnr[key][stat]
+  return out
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _reference_data_config(sep: Separations, reference_data: dict[str, Any] | None):
+  """Which dataset FID compares with: as given, else the run's data with split 'train'."""
+  if reference_data is not None:
+    return dict(reference_data)
+  data_config = _nested_get(sep.config, 'data')
+  if data_config is None:
+    return None
+  return {**data_config, 'split': 'train', 'num_examples': None}
+
+
+def inception_results(sep: Separations, *, weights: str | None = None,
+                      reference_data: dict[str, Any] | None = None,
+                      stats_cache_dir: str = '~/.cache/basis_jax/fid_stats',
+                      batch_size: int = 100) -> dict[str, Any]:
+  """IS / FID of the separated components and of the Average baseline (Tables 3-4)."""
+  from basis_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from basis_jax import inception  # pylint: disable=g-import-not-at-top
+  path = inception.weights_path(weights)
+  extract = inception.FeatureExtractor(inception.load(path), batch_size=batch_size)
+  out = {'weights': path}
+  reference = None
+  ref_config = _reference_data_config(sep, reference_data)
+  if ref_config is not None:
+    def load_images():
+      return data_lib.load(ref_config).images
+    name = '_'.join(str(ref_config.get(k)) for k in ('source', 'split', 'variant',
+                                                      'resolution', 'num_examples'))
+    reference = reference_statistics(name, load_images, extract, stats_cache_dir,
+                                     file_digest(path))
+    out['reference'] = f"{ref_config.get('source')} {ref_config.get('split')} " \
+                       f"({reference['n']} images)"
+    out['reference_data'] = {'inception_score': reference['inception_score'],
+                             'stats': reference['path']}
+  image_shape = sep.components.shape[3:]
+  out['basis'] = image_scores(sep.components.reshape((-1,) + image_shape), extract,
+                              reference)
+  out['average'] = image_scores(average_baseline(sep).reshape((-1,) + image_shape),
+                                extract, reference)
+  return out
+
+
+def evaluate(workdir: str, *, ssim: bool = False, inception: str = 'auto',
+             inception_weights: str | None = None,
+             reference_data: dict[str, Any] | None = None,
+             stats_cache_dir: str = '~/.cache/basis_jax/fid_stats',
+             batch_size: int = 100, histogram_bins: int = 40) -> dict[str, Any]:
+  """Scores `workdir/separations.npz`; writes eval.json, eval.md, psnr_histogram.png.
+
+  inception: 'auto' computes IS/FID when the Inception weights exist (and records why
+  not otherwise), 'required' raises without them, 'never' skips them.
+  """
+  if inception not in ('auto', 'required', 'never'):
+    raise ValueError(f"inception={inception!r}; expected 'auto', 'required' or 'never'.")
+  sep = load_separations(workdir)
+  if _nested_get(sep.config, 'data', 'variant') == 'glow32':
+    sep = undo_glow32(sep)
+  results: dict[str, Any] = {'workdir': workdir, 'n_components': sep.num_components,
+                             'n_mixtures': len(sep.mixtures),
+                             'n_samples': sep.components.shape[1],
+                             'image_shape': list(sep.components.shape[3:])}
+  if sep.ground_truth is not None:
+    psnr = psnr_results(sep, ssim=ssim)
+    results.update(psnr_summary_fields(psnr))
+    hist_path = os.path.join(workdir, 'psnr_histogram.png')
+    counts = metrics.write_histogram_png(psnr['component_psnr'], hist_path,
+                                         bins=histogram_bins)
+    results['histogram'] = {'path': hist_path, 'counts': counts.tolist()}
+  if inception != 'never':
+    try:
+      results['inception'] = inception_results(
+          sep, weights=inception_weights, reference_data=reference_data,
+          stats_cache_dir=stats_cache_dir, batch_size=batch_size)
+    except FileNotFoundError as e:
+      if inception == 'required':
+        raise
+      logging.warning('Skipping IS/FID: %s', e)
+      results['inception'] = {'error': str(e)}
+  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+    json.dump(results, f, indent=2)
+  with open(os.path.join(workdir, 'eval.md'), 'w') as f:
+    f.write(markdown_table(results))
+  return results

@@ -1,0 +1,193 @@
+"""The NCSN sampler benchmark behind experiments/benchmark.py (see BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from basis_jax import benchmarking, mixing, sampler, schedules, sharding
+from basis_jax.priors import ncsn
+
+
+def _network(config, dtype):
+  preset = ncsn.NCSNConfig.mnist if config.model == "mnist" else ncsn.NCSNConfig.cifar10
+  overrides = {"dtype": None if dtype == "float32" else dtype}
+  if config.ngf:
+    overrides["ngf"] = config.ngf
+  arch = preset(**overrides)
+  graphdef, params = nnx.split(ncsn.build(arch, config.seed), nnx.Param)
+  return arch, ncsn.make_score_fn(graphdef), params
+
+
+def _is_out_of_memory(error: Exception) -> bool:
+  text = str(error)
+  return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+def _time_sampler(config, score_fn, params, arch, batch, precision, *, unroll=1,
+                  per_component=False, mesh=None):
+  """Compiles and times one sampler configuration; returns a result row."""
+  k = config.num_components
+  schedule = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, config.num_levels),
+                                config.steps_per_level, config.step_lr)
+  shape = (arch.image_size, arch.image_size, arch.channels)
+  separate = sampler.make_separator(
+      (score_fn,) * k if per_component else score_fn, mixing.Sum((1.0,) * k), schedule,
+      component_shape=shape, options=sampler.SamplerOptions(unroll=unroll))
+  mesh = mesh or sharding.make_mesh(jax.local_devices())
+  devices = mesh.devices.size
+  rows = -(-batch // devices) * devices
+  data, rep = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+  mixtures = jax.device_put(
+      jax.random.uniform(jax.random.key(1), (rows,) + shape, jnp.float32, 0.0, 2.0), data)
+  indices = jax.device_put(jnp.arange(rows, dtype=jnp.int32), data)
+  run_params = (params,) * k if per_component else params
+  args = (jax.device_put(run_params, rep), mixtures, jax.random.key(0), indices)
+  jitted = jax.jit(separate, in_shardings=(rep, data, rep, data), out_shardings=data)
+  with benchmarking.precision_scope(precision):
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+  times = benchmarking.time_compiled(compiled, args, config.repeats)
+  seconds = float(np.median(times))
+  flops_per_image = benchmarking.matmul_flops(
+      lambda x: score_fn(params, x, jnp.int32(0)), jnp.zeros((1,) + shape))
+  total_flops = flops_per_image * rows * k * schedule.num_steps
+  tflops = total_flops / seconds / 1e12
+  peaks = benchmarking.PEAK_TFLOPS.get(jax.local_devices()[0].device_kind, {})
+  floor_key = "bf16" if precision == "bf16" else "fp32"
+  memory, memory_kind = benchmarking.peak_memory_bytes(compiled)
+  return {
+      "precision": precision, "batch": rows, "devices": devices, "unroll": unroll,
+      "fused_components": not per_component, "compile_s": compile_s, "seconds": seconds,
+      "ms_per_step": 1e3 * seconds / schedule.num_steps, "mixtures_per_s": rows / seconds,
+      "gflop_per_image": flops_per_image / 1e9, "tflops": tflops,
+      "frac_bf16_peak": tflops / peaks["bf16"] if peaks else None,
+      "frac_own_floor": tflops / peaks[floor_key] if peaks else None,
+      "peak_memory_gib": None if memory is None else memory / 2**30,
+      "memory_kind": memory_kind,
+  }
+
+
+def _score_errors(config, precisions) -> dict[str, float]:
+  """Relative error of each mode's score against float32 'highest' on the same input."""
+  arch, score_fn, params = _network(config, "float32")
+  shape = (16, arch.image_size, arch.image_size, arch.channels)
+  x = jax.random.uniform(jax.random.key(5), shape)
+  with benchmarking.precision_scope("highest"):
+    reference = jax.jit(score_fn)(params, x, jnp.int32(config.num_levels - 1))
+  errors = {}
+  for precision in precisions:
+    if precision == "bf16":
+      _, fn, _ = _network(config, "bfloat16")
+    else:
+      fn = score_fn
+    with benchmarking.precision_scope(precision):
+      value = jax.jit(fn)(params, x, jnp.int32(config.num_levels - 1))
+    errors[precision] = benchmarking.relative_error(value, reference)
+  return errors
+
+
+def run(config) -> dict[str, Any]:
+  if config.num_levels != 10:
+    logging.warning("NCSN has 10 noise classes; the schedule uses %d levels.", config.num_levels)
+  device = jax.local_devices()[0]
+  info = {"device": device.device_kind, "platform": device.platform,
+          "num_devices": jax.local_device_count(), "model": config.model,
+          "jax": jax.__version__, "num_levels": config.num_levels,
+          "steps_per_level": config.steps_per_level}
+  logging.info("Benchmark on %d x %s", info["num_devices"], info["device"])
+  networks = {p: _network(config, "bfloat16" if p == "bf16" else "float32")
+              for p in set(config.precisions) | {config.sweep_precision}}
+  first = config.batch_sizes[0]
+
+  sweep = []
+  for batch in config.batch_sizes:
+    arch, fn, params = networks[config.sweep_precision]
+    try:
+      row = _time_sampler(config, fn, params, arch, batch, config.sweep_precision)
+    except Exception as error:  # pylint: disable=broad-except
+      if not _is_out_of_memory(error):
+        raise
+      logging.info("Batch %d does not fit: %s", batch, str(error).splitlines()[0])
+      sweep.append({"batch": batch, "precision": config.sweep_precision, "note": "out of memory"})
+      break
+    sweep.append(row)
+    logging.info("sweep %s", row)
+
+  precisions = []
+  for precision in config.precisions:
+    arch, fn, params = networks[precision]
+    precisions.append(_time_sampler(config, fn, params, arch, first, precision))
+  errors = _score_errors(config, config.precisions)
+  for row in precisions:
+    row["score_rel_error"] = errors[row["precision"]]
+
+  ablations = []
+  arch, fn, params = networks[config.sweep_precision]
+  for name in config.ablations:
+    if name == "unroll2":
+      row = _time_sampler(config, fn, params, arch, first, config.sweep_precision, unroll=2)
+    elif name == "per_component_calls":
+      row = _time_sampler(config, fn, params, arch, first, config.sweep_precision,
+                          per_component=True)
+    else:
+      raise ValueError(f"Unknown ablation {name!r}; known: unroll2, per_component_calls.")
+    row["ablation"] = name
+    ablations.append(row)
+
+  baseline = None
+  if config.baseline:
+    arch, fn, params = networks.get("default") or _network(config, "float32")
+    schedule = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, config.num_levels),
+                                  config.steps_per_level, config.step_lr)
+    shape = (arch.image_size, arch.image_size, arch.channels)
+    mixtures = jax.random.uniform(jax.random.key(1), (first,) + shape, jnp.float32, 0.0, 2.0)
+    seconds, steps = benchmarking.reference_loop(
+        fn, params, mixtures, schedule, config.num_components, jax.random.key(0),
+        num_steps=config.baseline_steps or None)
+    per_step = seconds / steps
+    baseline = {"batch": first, "steps_timed": steps, "ms_per_step": 1e3 * per_step,
+                "seconds_full_schedule": per_step * schedule.num_steps,
+                "extrapolated": steps < schedule.num_steps}
+    for row in precisions + ablations + sweep[:1]:
+      if "seconds" in row:
+        row["speedup_vs_baseline"] = baseline["seconds_full_schedule"] / row["seconds"]
+  return {"info": info, "sweep": sweep, "precisions": precisions, "ablations": ablations,
+          "baseline": baseline}
+
+
+TIMING_COLUMNS = [("precision", "precision"), ("batch", "mixtures"), ("compile_s", "compile s"),
+                  ("seconds", "s / batch"), ("ms_per_step", "ms / step"),
+                  ("mixtures_per_s", "mixtures/s"), ("tflops", "TFLOP/s"),
+                  ("frac_bf16_peak", "of bf16 peak"), ("frac_own_floor", "of own floor"),
+                  ("peak_memory_gib", "peak GiB"), ("speedup_vs_baseline", "× baseline")]
+
+
+def report(results) -> str:
+  info = results["info"]
+  parts = [f"# BASIS-NCSN sampler benchmark: {info['model']}, {info['num_devices']} × "
+           f"{info['device']} (jax {info['jax']}), L={info['num_levels']}, "
+           f"T={info['steps_per_level']}, k=2", ""]
+  baseline = results["baseline"]
+  if baseline:
+    parts += ["## Reference-structure loop (per-component jitted score, eager update)", "",
+              benchmarking.markdown_table([baseline], [
+                  ("batch", "mixtures"), ("steps_timed", "steps timed"),
+                  ("ms_per_step", "ms / step"), ("seconds_full_schedule", "s / batch (L×T)"),
+                  ("extrapolated", "extrapolated")]), ""]
+  parts += ["## Batch sweep", "", benchmarking.markdown_table(
+      results["sweep"], TIMING_COLUMNS + [("memory_kind", "memory"), ("note", "note")]), ""]
+  parts += ["## Precision modes (first batch size)", "", benchmarking.markdown_table(
+      results["precisions"], TIMING_COLUMNS + [("score_rel_error", "score rel. err.")]), ""]
+  if results["ablations"]:
+    parts += ["## Ablations (first batch size)", "", benchmarking.markdown_table(
+        results["ablations"], [("ablation", "ablation")] + TIMING_COLUMNS), ""]
+  return "\n".join(parts)
+

@@ -1,0 +1,152 @@
+"""IS / FID formulas, separations.npz reading and the evaluate driver."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import inception_fixture
+from basis_jax import evaluation, inception
+
+TESTDATA = os.path.join(os.path.dirname(__file__), 'fixtures')
+
+
+def _fid_scipy(mu1, s1, mu2, s2):
+  from scipy import linalg  # pylint: disable=g-import-not-at-top
+  covmean = linalg.sqrtm(s1 @ s2).real
+  return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * covmean))
+
+
+def test_fid_matches_pytorch_fid_and_sqrtm():
+  a, b = inception_fixture.fid_features()
+  sa, sb = evaluation.activation_statistics(a), evaluation.activation_statistics(b)
+  fid = evaluation.frechet_distance(*sa, *sb)
+  golden = float(np.load(os.path.join(TESTDATA, inception_fixture.GOLDEN))['fid'])
+  # pytorch-fid's calculate_frechet_distance on the same features (golden): 198.382066.
+  assert abs(fid - golden) / golden <= 1e-6
+  assert abs(fid - _fid_scipy(*sa, *sb)) / fid <= 1e-6
+  assert abs(evaluation.frechet_distance(*sa, *sa)) < 1e-6
+
+
+def test_fid_live_pytorch_fid():
+  fid_score = pytest.importorskip('pytorch_fid.fid_score')
+  rng = np.random.default_rng(1)
+  a, b = rng.normal(size=(300, 32)), rng.normal(size=(300, 32)) * 1.5 + 0.1
+  sa, sb = evaluation.activation_statistics(a), evaluation.activation_statistics(b)
+  expected = fid_score.calculate_frechet_distance(*sa, *sb)
+  assert abs(evaluation.frechet_distance(*sa, *sb) - expected) / expected <= 1e-6
+
+
+def _is_loops(logits, splits):
+  p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+  n, scores = len(p), []
+  for i in range(splits):
+    part = p[i * n // splits:(i + 1) * n // splits]
+    py = part.mean(0)
+    scores.append(np.exp(np.mean([np.sum(px * (np.log(px) - np.log(py))) for px in part])))
+  return np.mean(scores), np.std(scores)
+
+
+def test_inception_score():
+  logits = np.random.default_rng(0).normal(size=(103, 1008)) * 3
+  np.testing.assert_allclose(evaluation.inception_score(logits), _is_loops(logits, 10),
+                             rtol=1e-10)
+  assert evaluation.inception_score(np.zeros((50, 1008)))[0] == pytest.approx(1.0)
+  # 10 confidently and evenly predicted classes per split: IS = 10.
+  confident = np.tile(np.eye(1008)[:10] * 50, (10, 1))
+  assert evaluation.inception_score(confident)[0] == pytest.approx(10.0, rel=1e-6)
+  with pytest.raises(ValueError):
+    evaluation.inception_score(np.zeros((5, 1008)))
+
+
+def _write_run(workdir, n=30, samples=False, seed=0):
+  rng = np.random.default_rng(seed)
+  truth = rng.random((n, 2, 16, 16, 1)).astype(np.float32)
+  components = np.clip(truth[:, ::-1] + 0.03 * rng.normal(size=truth.shape), 0, 1)
+  if samples:
+    components = np.stack([components, truth], 1)
+  np.savez(os.path.join(workdir, 'separations.npz'), mixtures=truth.sum(1),
+           components=components.astype(np.float32), ground_truth=truth,
+           indices=np.zeros((n, 2), np.int64))
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    json.dump({'data': {'source': 'mnist'}, 'mixing': {'alphas': [1.0, 1.0]}}, f)
+  return truth, components
+
+
+def test_load_separations(tmp_path):
+  _write_run(str(tmp_path), samples=True)
+  sep = evaluation.load_separations(str(tmp_path))
+  assert sep.components.shape == (30, 2, 2, 16, 16, 1) and sep.alphas == (1.0, 1.0)
+  np.savez(tmp_path / 'separations.npz', mixtures=np.zeros((3, 8, 8, 1)),
+           components=np.zeros((3, 2, 8, 8, 1)), ground_truth=np.zeros((3, 3, 8, 8, 1)))
+  with pytest.raises(ValueError, match='ground_truth'):
+    evaluation.load_separations(str(tmp_path))
+  with pytest.raises(FileNotFoundError, match='separate.py'):
+    evaluation.load_separations(str(tmp_path / 'missing'))
+
+
+def test_evaluate_writes_tables(tmp_path, monkeypatch):
+  monkeypatch.setenv(inception.WEIGHTS_ENV, str(tmp_path / 'no_weights.npz'))
+  truth, _ = _write_run(str(tmp_path))
+  results = evaluation.evaluate(str(tmp_path), ssim=True)
+  for key in ('psnr_mean', 'psnr_std', 'psnr_ci95', 'n_mixtures', 'average_psnr_mean',
+              'average_psnr_std', 'average_psnr_ci95', 'ssim_mean'):
+    assert key in results
+  assert results['n_mixtures'] == 30
+  assert results['psnr_mean'] == pytest.approx(30.5, abs=0.5)  # noise 0.03 -> ~30.5 dB
+  assert results['average_psnr_mean'] < results['psnr_mean']
+  assert 'pt_inception' in results['inception']['error']
+  with open(tmp_path / 'eval.json') as f:
+    assert json.load(f)['psnr_mean'] == results['psnr_mean']
+  assert '| BASIS |' in (tmp_path / 'eval.md').read_text()
+  assert os.path.getsize(tmp_path / 'psnr_histogram.png') > 0
+  with pytest.raises(FileNotFoundError):
+    evaluation.evaluate(str(tmp_path), inception='required')
+
+
+def test_evaluate_inception_plumbing(tmp_path, monkeypatch):
+  """IS/FID wiring and the reference cache, with a cheap stand-in for the network."""
+  from basis_jax import data  # pylint: disable=g-import-not-at-top
+
+  class FakeExtractor:
+    calls = []
+
+    def __init__(self, model, batch_size):
+      del model, batch_size
+
+    def __call__(self, images):
+      FakeExtractor.calls.append(len(images))
+      flat = images.reshape(len(images), -1)[:, :16].astype(np.float64)
+      return {'pool': flat, 'logits': np.pad(flat * 10, ((0, 0), (0, 8)))}
+
+  weights = tmp_path / 'w.npz'
+  weights.write_bytes(b'fake')
+  monkeypatch.setattr(inception, 'load', lambda path: None)
+  monkeypatch.setattr(inception, 'FeatureExtractor', FakeExtractor)
+  reference = np.random.default_rng(0).random((40, 16, 16, 1)).astype(np.float32)
+  monkeypatch.setattr(data, 'load', lambda cfg: data.Dataset('ref', reference))
+  _write_run(str(tmp_path))
+  kwargs = dict(inception='required', inception_weights=str(weights),
+                stats_cache_dir=str(tmp_path / 'cache'))
+  first = evaluation.evaluate(str(tmp_path), **kwargs)['inception']
+  assert FakeExtractor.calls == [40, 60, 60]  # reference, 30x2 components, 30x2 average
+  second = evaluation.evaluate(str(tmp_path), **kwargs)['inception']
+  assert FakeExtractor.calls[3:] == [60, 60]  # reference statistics came from the cache
+  assert first['basis']['fid'] == pytest.approx(second['basis']['fid'])
+  assert first['average']['fid'] > 0 and 'inception_score' in first['basis']
+
+
+def test_glow32_runs_are_scored_on_28x28(tmp_path):
+  from basis_jax import data  # pylint: disable=g-import-not-at-top
+  truth = np.random.default_rng(0).random((12, 2, 28, 28, 1)).astype(np.float32)
+  padded = data.to_glow32(truth.reshape(-1, 28, 28, 1)).reshape(12, 2, 32, 32, 3)
+  np.savez(tmp_path / 'separations.npz', mixtures=padded.sum(1), components=padded * 0.9,
+           ground_truth=padded)
+  with open(tmp_path / 'config.json', 'w') as f:
+    json.dump({'data': {'source': 'mnist', 'variant': 'glow32'}}, f)
+  results = evaluation.evaluate(str(tmp_path), inception='never')
+  assert results['image_shape'] == [28, 28, 1]
+  from basis_jax import metrics  # pylint: disable=g-import-not-at-top
+  expected = metrics.separation_psnr(truth * 0.9, truth)['mixture'].mean()
+  assert results['psnr_mean'] == pytest.approx(expected)  # the border is not scored

@@ -1,0 +1,97 @@
+"""Mixture construction: reproducibility, class split, k components, grayscale, images."""
+
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from basis_jax import mixtures
+from test_data import write_mnist
+
+
+@pytest.fixture(name='mnist_dir', scope='module')
+def _mnist_dir(tmp_path_factory):
+  folder = str(tmp_path_factory.mktemp('mnist'))
+  write_mnist(folder, n=40)
+  return folder
+
+
+def _config(mnist_dir, **mixture):
+  return ml_collections.ConfigDict({
+      'data': {'source': 'mnist', 'path': mnist_dir, 'verify_checksums': False},
+      'mixture': mixture})
+
+
+def test_agnostic_is_reproducible_and_prefix_stable(mnist_dir):
+  a = mixtures.from_config(_config(mnist_dir, num_mixtures=10, seed=3), (28, 28, 1))
+  b = mixtures.from_config(_config(mnist_dir, num_mixtures=25, seed=3), (28, 28, 1))
+  c = mixtures.from_config(_config(mnist_dir, num_mixtures=10, seed=4), (28, 28, 1))
+  assert a.mixtures.shape == (10, 28, 28, 1) and a.ground_truth.shape == (10, 2, 28, 28, 1)
+  np.testing.assert_array_equal(a.indices, b.indices[:10])
+  assert not np.array_equal(a.indices, c.indices)
+  assert np.all(a.indices[:, 0] != a.indices[:, 1])
+  np.testing.assert_allclose(a.mixtures, a.ground_truth.sum(1), atol=1e-6)
+
+
+def test_class_split_and_distinct_classes(mnist_dir):
+  ms = mixtures.from_config(_config(mnist_dir, kind='class_split', num_mixtures=30),
+                            (28, 28, 1))
+  labels = np.arange(40) % 10  # write_mnist labels
+  assert np.all(labels[ms.indices[:, 0]] <= 4) and np.all(labels[ms.indices[:, 1]] >= 5)
+  ms = mixtures.from_config(_config(mnist_dir, num_mixtures=30, distinct_classes=True),
+                            (28, 28, 1))
+  assert np.all(labels[ms.indices[:, 0]] != labels[ms.indices[:, 1]])
+  with pytest.raises(ValueError, match='class groups for 3 components'):
+    mixtures.from_config(_config(mnist_dir, kind='class_split', num_components=3),
+                         (28, 28, 1))
+
+
+def test_k_components_with_alphas(mnist_dir):
+  cfg = _config(mnist_dir, num_components=3, alphas=(0.2, 0.3, 0.5), num_mixtures=4)
+  ms = mixtures.from_config(cfg, (28, 28, 1))
+  assert ms.ground_truth.shape == (4, 3, 28, 28, 1) and ms.alphas == (0.2, 0.3, 0.5)
+  expected = np.einsum('k,nkhwc->nhwc', np.array(ms.alphas), ms.ground_truth)
+  np.testing.assert_allclose(ms.mixtures, expected, atol=1e-6)
+  # alphas default to config.mixing.alphas, then to ones.
+  cfg = _config(mnist_dir, num_mixtures=2)
+  cfg.mixing = {'kind': 'sum', 'alphas': (0.5, 0.5)}
+  assert mixtures.from_config(cfg, (28, 28, 1)).alphas == (0.5, 0.5)
+  with pytest.raises(ValueError, match='2 mixing weights given for 3'):
+    mixtures.from_config(_config(mnist_dir, num_components=3, alphas=(1., 1.)), (28, 28, 1))
+
+
+def test_grayscale_and_glow_shapes(mnist_dir):
+  cfg = _config(mnist_dir, kind='grayscale', num_mixtures=5)
+  cfg.data.variant = 'glow32'
+  ms = mixtures.from_config(cfg, (32, 32, 3))
+  assert ms.mixtures.shape == (5, 32, 32, 1) and ms.ground_truth.shape == (5, 1, 32, 32, 3)
+  assert len(np.unique(ms.indices)) == 5
+  np.testing.assert_allclose(ms.mixtures, ms.ground_truth[:, 0].mean(-1, keepdims=True),
+                             atol=1e-6)
+  with pytest.raises(ValueError, match='prior expects'):
+    mixtures.from_config(_config(mnist_dir), (32, 32, 3))
+
+
+def test_user_images(tmp_path):
+  for i in range(2):
+    Image.fromarray(np.full((28, 28), 60 * i, np.uint8)).save(tmp_path / f'm{i}.png')
+  cfg = ml_collections.ConfigDict({'mixture': {'kind': 'images', 'files': str(tmp_path)}})
+  ms = mixtures.from_config(cfg, (28, 28, 1))
+  assert ms.mixtures.shape == (2, 28, 28, 1) and ms.ground_truth is None
+  assert ms.names == ('m0.png', 'm1.png')
+  np.testing.assert_allclose(ms.mixtures[1], 60 / 255, atol=1e-6)
+  with pytest.raises(ValueError, match=r'28x28 \(width x height\).*separates 32x32'):
+    mixtures.from_config(cfg, (32, 32, 3))
+  with pytest.raises(ValueError, match='needs config.mixture.files'):
+    mixtures.from_config({'mixture': {'kind': 'images'}}, (28, 28, 1))
+  with pytest.raises(ValueError, match='does not exist'):
+    mixtures.from_config({'mixture': {'kind': 'images', 'files': 'nope.png'}}, (28, 28, 1))
+
+
+def test_config_defaults_are_complete():
+  cfg = mixtures.mixture_config_defaults()
+  assert cfg.kind == 'agnostic' and cfg.num_components == 2 and cfg.seed == 0
+  cfg.alphas = (0.5, 0.5)
+  cfg.num_mixtures = 10
+  with pytest.raises(ValueError, match='kind'):
+    mixtures.from_config({'mixture': {'kind': 'weird'}}, (28, 28, 1))

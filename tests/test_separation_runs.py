@@ -1,0 +1,177 @@
+"""Long separation runs: outputs, resume after SIGKILL, atomic chunks, config refusal,
+multi-process runs and the device-memory cap."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+
+from basis_jax import atomic, mixing, separation
+from configs import gaussian_toy
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _toy_config(**overrides):
+  config = gaussian_toy.get_config()
+  config.schedule.num_levels = 3
+  config.schedule.steps_per_level = 10
+  config.num_mixtures = 12
+  config.batch_size = 5
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split(".")
+    for part in path:
+      target = target[part]
+    target[last] = value
+  return config
+
+
+def test_outputs_follow_the_contract(tmp_path):
+  summary = separation.run(_toy_config(), str(tmp_path))
+  with np.load(tmp_path / "separations.npz") as out:
+    assert out["mixtures"].shape == (12, 16, 16, 1)
+    assert out["components"].shape == (12, 2, 16, 16, 1)
+    assert out["ground_truth"].shape == (12, 2, 16, 16, 1)
+    np.testing.assert_allclose(out["ground_truth"].sum(1), out["mixtures"], atol=1e-6)
+    assert out["score_norm"].shape == (12, 3)
+  for name in ("config.json", "metrics.json", "separations.png", "index.json"):
+    assert (tmp_path / name).exists(), name
+  assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3  # 12 = 5 + 5 + 2.
+  assert summary["num_mixtures"] == 12
+  assert json.loads((tmp_path / "config.json").read_text())["schedule"]["steps_per_level"] == 10
+
+
+def test_changed_config_is_refused_naming_the_keys(tmp_path):
+  separation.run(_toy_config(), str(tmp_path))
+  changed = _toy_config(**{"schedule.step_lr": 1e-5, "mixture.seed": 3})
+  with pytest.raises(ValueError, match="mixture.seed, schedule.step_lr"):
+    separation.run(changed, str(tmp_path))
+  # Keys that do not change results may differ: a new batch size resumes (nothing to do).
+  separation.run(_toy_config(batch_size=4), str(tmp_path))
+  # The explicit override mixes results on purpose.
+  separation.run(changed, str(tmp_path), allow_config_change=True)
+
+
+def test_device_memory_cap_names_a_batch_size_that_fits(tmp_path):
+  with pytest.raises(MemoryError, match="Set batch_size to at most about"):
+    separation.run(_toy_config(max_device_memory_gb=1e-6), str(tmp_path))
+
+
+def _separate_cmd(workdir, *overrides):
+  return [sys.executable, "-m", "experiments.separate", "--config=configs/gaussian_toy.py",
+          f"--workdir={workdir}", *overrides]
+
+
+def _env(devices=1):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(devices),
+             PYTHONPATH=str(REPO))
+  return env
+
+
+RUN_FLAGS = ("--config.num_mixtures=40", "--config.batch_size=4",
+             "--config.schedule.num_levels=4", "--config.schedule.steps_per_level=100")
+
+
+def test_sigkill_then_resume_is_byte_identical(tmp_path):
+  reference, killed = tmp_path / "reference", tmp_path / "killed"
+  subprocess.run(_separate_cmd(reference, *RUN_FLAGS), cwd=REPO, env=_env(), check=True,
+                 capture_output=True)
+  proc = subprocess.Popen(_separate_cmd(killed, *RUN_FLAGS), cwd=REPO, env=_env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  index = killed / "index.json"
+  deadline = time.time() + 120
+  while time.time() < deadline:
+    if index.exists() and len(json.loads(index.read_text())["chunks"]) >= 3:
+      break
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = len(json.loads(index.read_text())["chunks"])
+  assert 3 <= done < 10, f"kill should land mid-run, {done} of 10 chunks were done"
+  assert not (killed / "separations.npz").exists()
+  for chunk in (killed / "chunks").glob("chunk_*.npz"):  # Every visible chunk is complete.
+    with np.load(chunk) as data:
+      assert data["components"].shape[1:] == (2, 16, 16, 1)
+  result = subprocess.run(_separate_cmd(killed, *RUN_FLAGS), cwd=REPO, env=_env(), check=True,
+                          capture_output=True, text=True)
+  assert f"{done * 4} already done" in result.stderr
+  assert not list(killed.rglob("*.tmp"))
+  assert ((killed / "separations.npz").read_bytes() ==
+          (reference / "separations.npz").read_bytes())
+
+
+def test_a_write_killed_midway_leaves_no_partial_file(tmp_path):
+  target = tmp_path / "chunk.npz"
+  atomic.save_npz(str(target), x=np.arange(3))
+  before = target.read_bytes()
+  writer = subprocess.Popen([sys.executable, "-c", (
+      "import sys, time\n"
+      "from basis_jax import atomic\n"
+      "with atomic.atomic_open(sys.argv[1], 'wb') as f:\n"
+      "  f.write(b'x' * 1000000)\n"
+      "  print('writing', flush=True)\n"
+      "  time.sleep(60)\n"), str(target)], cwd=REPO, env=_env(), stdout=subprocess.PIPE)
+  assert writer.stdout.readline().strip() == b"writing"
+  writer.send_signal(signal.SIGKILL)
+  writer.wait()
+  assert target.read_bytes() == before  # The old complete file, not a partial new one.
+  leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+  assert leftovers, "the killed writer's temporary file stays beside, never in place"
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_give_the_single_process_result(tmp_path):
+  flags = ("--config.num_mixtures=10", "--config.batch_size=6",
+           "--config.schedule.num_levels=3", "--config.schedule.steps_per_level=10")
+  port = _free_port()
+  procs = [subprocess.Popen(
+      _separate_cmd(tmp_path / "multi", *flags, "--config.distributed.enabled=True",
+                    f"--config.distributed.coordinator_address=localhost:{port}",
+                    "--config.distributed.num_processes=2",
+                    f"--config.distributed.process_id={i}"),
+      cwd=REPO, env=_env(devices=2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+           for i in range(2)]
+  for proc in procs:
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-3000:]
+  # Each process wrote only its own rows of each chunk.
+  parts = sorted(p.name for p in (tmp_path / "multi" / "chunks").iterdir())
+  assert parts == ["chunk_00000000_00000006.p000.npz", "chunk_00000000_00000006.p001.npz",
+                   "chunk_00000006_00000010.p000.npz", "chunk_00000006_00000010.p001.npz"]
+  subprocess.run(_separate_cmd(tmp_path / "single", *flags), cwd=REPO, env=_env(), check=True,
+                 capture_output=True)
+  with np.load(tmp_path / "multi" / "separations.npz") as multi, \
+       np.load(tmp_path / "single" / "separations.npz") as single:
+    np.testing.assert_allclose(multi["components"], single["components"], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(multi["mixtures"], single["mixtures"])
+
+
+@pytest.mark.parametrize("op", [mixing.Sum((0.5, 0.5)), mixing.Sum((1.0, 2.0, 0.5)),
+                                mixing.Grayscale()])
+def test_mixtures_map_into_a_prior_space_consistently(op):
+  """m' computed from m equals g applied to the mapped components (Glow's [−½, ½])."""
+  prior = types.SimpleNamespace(data_range=(-0.5, 0.5))
+  job = types.SimpleNamespace(priors=[prior], mixing=op)
+  k = op.num_components
+  x = np.random.default_rng(0).uniform(size=(k, 6, 6, 3)).astype(np.float32)
+  m = np.asarray(op(x))[None]
+  mapped = separation.mixtures_to_prior_space(m, job)
+  np.testing.assert_allclose(mapped[0], op(x - 0.5), atol=1e-6)
+  np.testing.assert_allclose(separation.components_to_unit_space(x - 0.5, job), x, atol=1e-6)
+  job.mixing = mixing.Generic(mixing.clipped_sum, num_components=2)
+  with pytest.raises(ValueError, match="non-linear"):
+    separation.mixtures_to_prior_space(m, job)
