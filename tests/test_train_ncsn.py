@@ -1,5 +1,6 @@
 """NCSN training: exact resume, compact weights, DSM loss and the Langevin sampler."""
 
+import gzip
 import json
 import os
 
@@ -14,11 +15,19 @@ from basis_jax.priors import ncsn
 from configs import train_ncsn_mnist
 
 
+def _write_idx(path, array):
+  header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.tobytes())
+
+
 def _tiny_config(tmp_path, **overrides):
+  """ngf 4 on 64 random 'MNIST' images written as idx files (no shared data needed)."""
   config = train_ncsn_mnist.get_config()
-  images = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1), dtype=np.uint8)
-  np.savez(tmp_path / "images.npz", x=images)
-  config.data.source, config.data.path, config.data.key = "npz", str(tmp_path / "images.npz"), "x"
+  rng = np.random.default_rng(0)
+  _write_idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (64, 28, 28), np.uint8))
+  _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, (64,), np.uint8))
+  config.data.path, config.data.verify_checksums = str(tmp_path), False
   config.model.ngf = 4
   config.training.batch_size = 8  # One row per fake CPU device (tests/conftest.py).
   config.num_steps = 4
@@ -96,11 +105,12 @@ def test_annealed_langevin_samples_a_gaussian():
   assert abs(float(x.mean()) - mean) < 0.02 and abs(float(x.std()) - std) < 0.02
 
 
-def test_bad_data_is_a_clear_error(tmp_path):
+def test_data_of_the_wrong_shape_is_a_clear_error(tmp_path):
   config = _tiny_config(tmp_path)
-  np.savez(tmp_path / "images.npz", x=np.zeros((64, 32, 32, 3), np.uint8))
-  with pytest.raises(ValueError, match=r"Expected uint8 images of shape \[N, 28, 28, 1\]"):
-    train_ncsn.load_images(config.data, (28, 28, 1))
+  images = train_ncsn.load_images(config.data, (28, 28, 1))
+  assert images.dtype == np.uint8 and images.shape == (64, 28, 28, 1)
+  with pytest.raises(ValueError, match=r"expects images of shape \(32, 32, 3\)"):
+    train_ncsn.load_images(config.data, (32, 32, 3))
 
 
 @pytest.mark.slow
@@ -117,7 +127,7 @@ def test_training_on_mnist_lowers_the_loss_at_every_level(tmp_path, shared_data)
   workdir = str(tmp_path / "mnist")
   _, initial = train_ncsn.init_state(config)
   final = train_ncsn.train_and_evaluate(config, workdir)
-  test = ml_collections.ConfigDict(dict(config.data, split="test", limit=256))
+  test = ml_collections.ConfigDict(dict(config.data, split="test", num_examples=256))
   x = dsm.dequantize(jnp.asarray(train_ncsn.load_images(test, (28, 28, 1))),
                      jax.random.key(1))
   graphdef, _ = ncsn.abstract_params(train_ncsn.model_config(config))
