@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 from typing import Any
 
 import jax
@@ -203,10 +204,21 @@ def load_weights(path: str, overrides: dict[str, Any] | None = None, *, use_ema:
   return config, graphdef, params
 
 
+def shipped_weights(dataset: str) -> str | None:
+  """The package's default weights for `dataset` (basis_jax/weights/ncsn_<dataset>.npz)."""
+  path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights",
+                      f"ncsn_{dataset}.npz")
+  return path if os.path.exists(path) else None
+
+
 def load(prior_config, schedule=None) -> Prior:
-  """The NCSN prior of `config.prior` (fields: weights, seed, dataset, ngf, ..., use_ema)."""
-  weights = prior_config.get("weights")
+  """The NCSN prior of `config.prior` (fields: weights, seed, dataset, ngf, ..., use_ema).
+
+  weights: a project weights file; empty/None takes the shipped default for the dataset
+  preset when the package has one, else a random initialisation (with a warning).
+  """
   config = config_from_prior_config(prior_config)
+  weights = prior_config.get("weights") or shipped_weights(prior_config.get("dataset", "mnist"))
   if weights:
     # The dataset preset fixes the image shape; the file fixes the rest.
     expected = {"channels": config.channels, "image_size": config.image_size,
