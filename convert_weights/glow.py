@@ -308,34 +308,38 @@ def save(path: str, config: glow.GlowConfig, state, source: str) -> None:
 
 # -- CLI ------------------------------------------------------------------------------------
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "y0ast/Glow-PyTorch state dict (.pth).")
-_TF_CHECKPOINT = flags.DEFINE_string("tf_checkpoint", None, "openai/BASIS TF checkpoint prefix.")
-_OUT = flags.DEFINE_string("out", None, "Output .npz.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 32, "TF only: image height and width.")
-_CHANNELS = flags.DEFINE_integer("channels", 3, "TF only: image channels.")
-_LEVELS = flags.DEFINE_integer("levels", 3, "TF only: number of levels.")
-_DEPTH = flags.DEFINE_integer("depth", 32, "TF only: flow steps per level.")
-_WIDTH = flags.DEFINE_integer("width", 512, "TF only: coupling network width.")
-_COUPLING = flags.DEFINE_enum("coupling", "affine", ["affine", "additive"], "TF only.")
-_LEARN_TOP = flags.DEFINE_bool("learn_top", True, "TF only: keep the learned top prior.")
+def _define_flags() -> None:
+  """CLI flags, defined only when run as a program (tests import several converters)."""
+  flags.DEFINE_string("checkpoint", None, "y0ast/Glow-PyTorch state dict (.pth).")
+  flags.DEFINE_string("tf_checkpoint", None, "openai/BASIS TF checkpoint prefix.")
+  flags.DEFINE_string("out", None, "Output .npz.")
+  flags.DEFINE_integer("image_size", 32, "TF only: image height and width.")
+  flags.DEFINE_integer("channels", 3, "TF only: image channels.")
+  flags.DEFINE_integer("levels", 3, "TF only: number of levels.")
+  flags.DEFINE_integer("depth", 32, "TF only: flow steps per level.")
+  flags.DEFINE_integer("width", 512, "TF only: coupling network width.")
+  flags.DEFINE_enum("coupling", "affine", ["affine", "additive"], "TF only.")
+  flags.DEFINE_bool("learn_top", True, "TF only: keep the learned top prior.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not _OUT.value or bool(_CHECKPOINT.value) == bool(_TF_CHECKPOINT.value):
+  args = flags.FLAGS
+  if not args.out or bool(args.checkpoint) == bool(args.tf_checkpoint):
     raise app.UsageError("Give --out and exactly one of --checkpoint, --tf_checkpoint.")
-  if _CHECKPOINT.value:
-    config, _, state = convert_torch(_CHECKPOINT.value)
-    save(_OUT.value, config, state, f"y0ast/Glow-PyTorch: {_CHECKPOINT.value}")
+  if args.checkpoint:
+    config, _, state = convert_torch(args.checkpoint)
+    save(args.out, config, state, f"y0ast/Glow-PyTorch: {args.checkpoint}")
   else:
-    config = glow.GlowConfig(image_shape=(_IMAGE_SIZE.value, _IMAGE_SIZE.value, _CHANNELS.value),
-                             levels=_LEVELS.value, depth=_DEPTH.value, width=_WIDTH.value,
-                             coupling=_COUPLING.value, learn_top=_LEARN_TOP.value)
-    _, state = convert_tf(_TF_CHECKPOINT.value, config)
-    save(_OUT.value, config, state, f"openai/glow TF: {_TF_CHECKPOINT.value}")
-  print(f"Wrote {_OUT.value}: {config}")
+    config = glow.GlowConfig(image_shape=(args.image_size, args.image_size, args.channels),
+                             levels=args.levels, depth=args.depth, width=args.width,
+                             coupling=args.coupling, learn_top=args.learn_top)
+    _, state = convert_tf(args.tf_checkpoint, config)
+    save(args.out, config, state, f"openai/glow TF: {args.tf_checkpoint}")
+  print(f"Wrote {args.out}: {config}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

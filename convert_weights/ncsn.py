@@ -121,21 +121,24 @@ def convert(checkpoint: str, out: str, dataset: str = "mnist") -> ncsn.NCSNConfi
   return config
 
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Published checkpoint.pth.",
-                                  required=True)
-_OUT = flags.DEFINE_string("out", None, "Output weights file (.npz).", required=True)
-_DATASET = flags.DEFINE_enum("dataset", "mnist", sorted(_IMAGE_SIZES),
-                             "Dataset the model was trained on (sets the image size).")
+def _define_flags() -> None:
+  """CLI flags, defined only when run as a program (tests import several converters)."""
+  flags.DEFINE_string("checkpoint", None, "Published checkpoint.pth.", required=True)
+  flags.DEFINE_string("out", None, "Output weights file (.npz).", required=True)
+  flags.DEFINE_enum("dataset", "mnist", sorted(_IMAGE_SIZES),
+                    "Dataset the model was trained on (sets the image size).")
 
 
 def main(argv):
   del argv
+  args = flags.FLAGS
   try:
-    config = convert(_CHECKPOINT.value, _OUT.value, _DATASET.value)
+    config = convert(args.checkpoint, args.out, args.dataset)
   except (ValueError, FileNotFoundError, RuntimeError) as e:
     raise SystemExit(f"error: {e}") from None
-  print(f"Wrote {_OUT.value}: {config}")
+  print(f"Wrote {args.out}: {config}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
