@@ -27,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, metrics, mixing as mixing_lib, mixtures as mixtures_lib
+from basis_jax import atomic, data as data_lib, metrics, mixing as mixing_lib, mixtures as mixtures_lib
 from basis_jax import priors as priors_lib, sampler, schedules, sharding, visualize
 from basis_jax.priors import gaussian
 
@@ -69,7 +69,8 @@ def sampler_options(config) -> sampler.SamplerOptions:
   s = config.sampler
   clamp = tuple(s.get("clamp") or ()) or None
   return sampler.SamplerOptions(
-      init=s.init, init_range=tuple(s.get("init_range", (0.0, 1.0))), clamp=clamp,
+      init=s.init, init_range=tuple(s.get("init_range", (0.0, 1.0))),
+      init_mean=s.get("init_mean", 0.0), clamp=clamp,
       num_samples=s.get("num_samples", 1), hard_constraint=s.get("hard_constraint", False),
       snapshots=s.get("snapshots", False), unroll=s.get("unroll", 1))
 
@@ -344,7 +345,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
                     -1, job.schedule.num_levels), axis=0).tolist()}
       if mixture_set.ground_truth is not None and job.options.num_samples == 1:
         record["psnr_mean"] = float(np.mean(_best_permutation_psnr(
-            local["components"], mixture_set.ground_truth[mine])))
+            local["components"], mixture_set.ground_truth[mine], config)))
       with open(work.file("metrics.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
     logging.info("Chunk %d/%d: %d/%d mixtures done, %.2f mixtures/s, ETA %.0f s.", number + 1,
@@ -361,8 +362,13 @@ def _sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-def _best_permutation_psnr(components, truth):
-  """Per-mixture PSNR (peak 1, [0, 1] space) under the reference's best permutation."""
+def _best_permutation_psnr(components, truth, config):
+  """Per-mixture PSNR (peak 1, [0, 1] space) under the reference's best permutation.
+
+  Runs on the glow32 variant are scored on MNIST's 28×28×1, as experiments/evaluate does.
+  """
+  if config.data.get("variant") == "glow32":
+    components, truth = data_lib.from_glow32(components), data_lib.from_glow32(truth)
   return metrics.separation_psnr(components, truth, 1.0)["mixture"]
 
 
@@ -402,13 +408,13 @@ def assemble(work: Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: J
              "residual_norm_mean": float(fields["residual_norm"].mean())}
   components = fields["components"]
   if mixture_set.ground_truth is not None and job.options.num_samples == 1:
-    psnr = _best_permutation_psnr(components, mixture_set.ground_truth)
+    psnr = _best_permutation_psnr(components, mixture_set.ground_truth, config)
     summary["psnr"] = metrics.summarize(psnr)
     average = metrics.average_baseline(mixture_set.mixtures, job.mixing.num_components,
                                        mixture_set.alphas)
     if average.shape == mixture_set.ground_truth.shape:
       summary["average_baseline_psnr"] = metrics.summarize(
-          _best_permutation_psnr(average, mixture_set.ground_truth))
+          _best_permutation_psnr(average, mixture_set.ground_truth, config))
   atomic.write_json(work.file("metrics.json"), summary)
   shown = components if job.options.num_samples == 1 else components[:, 0]
   grid = visualize.separation_grid(mixture_set.mixtures, shown, mixture_set.ground_truth,

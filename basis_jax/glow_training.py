@@ -1,0 +1,334 @@
+"""Training Glow, then fine-tuning it on noisy data x + N(0, σ²) for every σ of a ladder.
+
+The run is a sequence of stages: stage 0 trains the clean model (σ = 0) from scratch
+(skipped when an initial weights file is given); stage s ≥ 1 fine-tunes on σ_s, taking the
+σ in ascending order and starting each from the previous stage's parameters, as the BASIS
+appendix does (the large-σ models would otherwise collapse to non-invertible maps). Each
+stage has a fresh Adamax state with a linear learning-rate warm-up.
+
+Everything random is a function of (seed, stage, step): the batch order, the
+dequantisation noise and the σ noise. An Orbax checkpoint of (stage, step, params,
+optimizer state, learning-rate scale) therefore resumes exactly. A non-finite loss or
+gradient (Glow lost invertibility) is not applied; the run goes back to the last good
+checkpoint with half the learning rate, up to `max_restarts` times.
+
+Outputs in the workdir: `glow_clean.npz` (after stage 0), `sigma_XX.npz` per finished σ,
+`glow_sigmas.npz` (all σ stacked on a leading axis, largest σ first, as
+`basis_jax.priors.glow.load` expects) and `metrics.jsonl` (bits/dim before and after each
+stage on held-out data at that stage's σ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from basis_jax import schedules
+from basis_jax.priors import glow
+
+CLEAN_FILE = "glow_clean.npz"
+STACKED_FILE = "glow_sigmas.npz"
+# Random streams besides the stages' (which use the stage index 0..L).
+_INIT_STREAM, _EVAL_STREAM = 10_000, 10_001
+
+
+class InvertibilityError(FloatingPointError):
+  """Training produced a non-finite loss or gradient and could not recover."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+  """Static settings of a training run (see `options_from_config`)."""
+
+  sigmas: tuple[float, ...]  # The separation ladder (any order; trained ascending).
+  batch_size: int = 64
+  learning_rate: float = 1e-3
+  warmup_steps: int = 200
+  train_steps: int = 10_000  # Stage 0 (clean); ignored with initial weights.
+  finetune_steps: int = 2_000  # Per σ.
+  seed: int = 0
+  init_batch_size: int = 256  # Data-dependent actnorm initialisation.
+  eval_batch_size: int = 256
+  log_every: int = 50
+  checkpoint_every: int = 500
+  max_restarts: int = 3
+
+  def __post_init__(self):
+    sigmas = tuple(float(s) for s in self.sigmas)
+    if not sigmas or not all(s > 0 for s in sigmas) or len(set(sigmas)) != len(sigmas):
+      raise ValueError(f"sigmas must be distinct positive values, got {self.sigmas}.")
+    object.__setattr__(self, "sigmas", sigmas)
+    for name in ("batch_size", "train_steps", "finetune_steps", "log_every",
+                 "checkpoint_every", "init_batch_size", "eval_batch_size"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+
+  @property
+  def ascending_sigmas(self) -> tuple[float, ...]:
+    return tuple(sorted(self.sigmas))
+
+
+def options_from_config(config) -> TrainOptions:
+  """TrainOptions from `config.train` and the σ ladder of `config.schedule` (`sigmas`, or
+  `sigma_max`, `sigma_min`, `num_levels` as in a separation config)."""
+  t, s = config.train, config.schedule
+  sigmas = tuple(s.get("sigmas") or ()) or schedules.geometric_sigmas(
+      s.sigma_max, s.sigma_min, s.num_levels)
+  fields = {f.name for f in dataclasses.fields(TrainOptions)} - {"sigmas"}
+  return TrainOptions(sigmas=sigmas, **{k: t[k] for k in fields if k in t})
+
+
+def _stage_sigma(options: TrainOptions, stage: int) -> float:
+  return 0.0 if stage == 0 else options.ascending_sigmas[stage - 1]
+
+
+def _stage_steps(options: TrainOptions, stage: int) -> int:
+  return options.train_steps if stage == 0 else options.finetune_steps
+
+
+def batch_indices(num_images: int, batch_size: int, seed: int, stage: int, step: int):
+  """Indices of one training batch: epochs of seeded permutations, a pure function of
+  (seed, stage, step) so a resumed run sees the same batches."""
+  per_epoch = max(1, num_images // batch_size)
+  epoch, offset = divmod(step, per_epoch)
+  perm = np.random.default_rng([seed, stage, epoch]).permutation(num_images)
+  picked = perm[offset * batch_size:(offset + 1) * batch_size]
+  if picked.size < batch_size:  # Fewer images than one batch: sample with replacement.
+    picked = np.random.default_rng([seed, stage, epoch, 1]).integers(0, num_images, batch_size)
+  return picked
+
+
+def learning_rate(options: TrainOptions, step: int, lr_scale: float) -> float:
+  """Linear warm-up over `warmup_steps`, then constant (each stage warms up anew)."""
+  return options.learning_rate * lr_scale * min(1.0, (step + 1) / max(1, options.warmup_steps))
+
+
+def make_optimizer():
+  # The learning rate is an input of every step, so warm-up, restarts with a lower rate and
+  # all stages share one compiled step.
+  return optax.inject_hyperparams(optax.adamax)(learning_rate=0.0)
+
+
+@functools.lru_cache(maxsize=4)
+def make_steps(graphdef, config: glow.GlowConfig):
+  """(jitted optimizer init, jitted train_step, jitted eval_bpd); σ and the learning rate are traced
+  arguments, so one compilation serves every stage (and every run of the same model)."""
+  tx = make_optimizer()
+
+  def noisy(images, key, sigma):
+    k_deq, k_noise = jax.random.split(key)
+    x = glow.dequantize(images, k_deq, config.n_bits)
+    return x + sigma * jax.random.normal(k_noise, x.shape)
+
+  def mean_bpd(params, rest, x):
+    log_prob = nnx.merge(graphdef, params, rest)(x)
+    return jnp.mean(glow.log_prob_to_bits_per_dim(log_prob, config))
+
+  @jax.jit
+  def train_step(params, rest, opt_state, images, key, sigma, lr):
+    loss, grads = jax.value_and_grad(mean_bpd)(params, rest, noisy(images, key, sigma))
+    opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    finite = jnp.isfinite(loss) & jnp.all(jnp.array(
+        [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    updates, new_opt_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    # A non-finite step is not applied; the host restarts from the last checkpoint.
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+    return keep(new_params, params), keep(new_opt_state, opt_state), loss, finite
+
+  @jax.jit
+  def eval_bpd(params, rest, images, key, sigma):
+    return mean_bpd(params, rest, noisy(images, key, sigma))
+
+  # Jitted too: eagerly, each parameter shape would compile its own zeros.
+  return jax.jit(tx.init), train_step, eval_bpd
+
+
+def _save_state_file(path, graphdef, config, params, rest, **metadata):
+  _, state = nnx.split(nnx.merge(graphdef, params, rest))
+  glow.save_weights(path, config, state, **metadata)
+
+
+def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np.ndarray,
+          eval_images: np.ndarray, workdir: str, init_weights: str | None = None,
+          stop_after_steps: int | None = None) -> dict[str, Any]:
+  """Runs (or resumes) every stage; returns {'sigmas', 'metrics'}.
+
+  Images are [N, H, W, C] in [0, 1] (8-bit values). `stop_after_steps` ends the call
+  after that many optimizer steps in this call (for tests of resumption); the result then
+  has 'stopped': True.
+  """
+  _check_images(train_images, model_config, "train_images")
+  _check_images(eval_images, model_config, "eval_images")
+  os.makedirs(workdir, exist_ok=True)
+  key = jax.random.key(options.seed)
+  if init_weights:
+    weights = glow.load_weights(init_weights)
+    if weights.config != model_config or weights.sigmas is not None:
+      raise ValueError(f"{init_weights} holds {weights.config} "
+                       f"({'per-σ' if weights.sigmas else 'one model'}); expected one clean "
+                       f"model of {model_config}.")
+    model = nnx.merge(weights.graphdef, weights.state)
+  else:
+    init = train_images[batch_indices(len(train_images), options.init_batch_size,
+                                      options.seed, _INIT_STREAM, 0)]
+    init_x = glow.dequantize(init, jax.random.fold_in(key, _INIT_STREAM), model_config.n_bits)
+    model = glow.create(model_config, seed=options.seed, init_batch=init_x)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  first_stage = 1 if init_weights else 0
+  num_stages = len(options.sigmas) + 1
+
+  manager = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+  # stage_start_bpd: held-out bits/dim of the parameters the stage started from.
+  progress = {"stage": first_stage, "step": 0, "lr_scale": 1.0, "restarts": 0,
+              "stage_start_bpd": 0.0}
+  opt_init, train_step, eval_bpd = make_steps(graphdef, model_config)
+  opt_state = opt_init(params)
+  device = jax.local_devices()[0]
+  if manager.latest_step() is not None:
+    params, opt_state, progress = _restore(manager, params, opt_state, progress)
+    logging.info("Resumed from checkpoint %d: stage %d, step %d.", manager.latest_step(),
+                 progress["stage"], progress["step"])
+  # Committed to one device, as the step's outputs are: otherwise the first call after a
+  # start or restore compiles again.
+  params, rest, opt_state = jax.device_put((params, rest, opt_state), device)
+
+  eval_x = eval_images[:options.eval_batch_size]
+  eval_key = jax.random.fold_in(key, _EVAL_STREAM)
+  steps_this_call = 0
+  metrics = _read_metrics(workdir)
+  while progress["stage"] < num_stages:
+    stage, sigma = progress["stage"], _stage_sigma(options, progress["stage"])
+    num_steps = _stage_steps(options, stage)
+    name = "clean" if stage == 0 else f"σ={sigma:.4g} ({stage}/{num_stages - 1})"
+    if progress["step"] == 0 and manager.latest_step() != _total_step(progress):
+      opt_state = jax.device_put(opt_init(params), device)
+      progress["stage_start_bpd"] = float(eval_bpd(params, rest, eval_x, eval_key, sigma))
+      _save_checkpoint(manager, params, opt_state, progress)
+    before = progress["stage_start_bpd"]
+    t0, last_log = time.time(), progress["step"]
+    while progress["step"] < num_steps:
+      step = progress["step"]
+      images = train_images[batch_indices(len(train_images), options.batch_size,
+                                          options.seed, stage, step)]
+      step_key = jax.random.fold_in(jax.random.fold_in(key, stage), step)
+      lr = learning_rate(options, step, progress["lr_scale"])
+      params, opt_state, loss, finite = train_step(params, rest, opt_state, images, step_key,
+                                                   sigma, lr)
+      if not bool(finite):
+        params, opt_state, progress = _recover(manager, params, opt_state, progress, name,
+                                               options)
+        params, opt_state = jax.device_put((params, opt_state), device)
+        continue
+      progress["step"] += 1
+      steps_this_call += 1
+      if progress["step"] % options.log_every == 0 or progress["step"] == num_steps:
+        rate = (progress["step"] - last_log) / max(time.time() - t0, 1e-9)
+        logging.info("[%s] step %d/%d  bits/dim %.4f  lr %.2e  %.2f steps/s", name,
+                     progress["step"], num_steps, float(loss), lr, rate)
+        t0, last_log = time.time(), progress["step"]
+      if progress["step"] % options.checkpoint_every == 0 and progress["step"] < num_steps:
+        _save_checkpoint(manager, params, opt_state, progress)
+      if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+        _save_checkpoint(manager, params, opt_state, progress)
+        manager.wait_until_finished()
+        return {"stopped": True, "metrics": metrics}
+    after = float(eval_bpd(params, rest, eval_x, eval_key, sigma))
+    record = {"stage": stage, "sigma": sigma, "steps": num_steps, "bpd_before": before,
+              "bpd_after": after, "lr_scale": progress["lr_scale"]}
+    logging.info("[%s] done: held-out bits/dim %.4f -> %.4f", name, before, after)
+    stage_file = os.path.join(workdir, CLEAN_FILE if stage == 0 else f"sigma_{stage:02d}.npz")
+    _save_state_file(stage_file, graphdef, model_config, params, rest, stage_sigma=sigma)
+    metrics = [m for m in metrics if m["stage"] != stage] + [record]
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+      f.writelines(json.dumps(m) + "\n" for m in metrics)
+    progress = {"stage": stage + 1, "step": 0, "lr_scale": 1.0, "restarts": 0,
+                "stage_start_bpd": 0.0}
+  manager.wait_until_finished()
+  _write_stacked(workdir, model_config, options)
+  return {"stopped": False, "metrics": metrics, "sigmas": options.ascending_sigmas}
+
+
+def _check_images(images, config, name):
+  if images.ndim != 4 or tuple(images.shape[1:]) != config.image_shape:
+    raise ValueError(f"{name} must be [N, {', '.join(map(str, config.image_shape))}], "
+                     f"got {images.shape}.")
+  if len(images) == 0:
+    raise ValueError(f"{name} is empty.")
+
+
+def _write_stacked(workdir, config, options):
+  """All σ stacked, largest σ first (the sampler's level order)."""
+  states, sigmas = [], []
+  for stage in range(len(options.sigmas), 0, -1):
+    weights = glow.load_weights(os.path.join(workdir, f"sigma_{stage:02d}.npz"))
+    states.append(weights.state)
+    sigmas.append(options.ascending_sigmas[stage - 1])
+  glow.save_weights(os.path.join(workdir, STACKED_FILE), config, glow.stack_states(states),
+                    sigmas=sigmas)
+
+
+def _total_step(progress) -> int:
+  return progress["stage"] * 10**7 + progress["step"]
+
+
+def _checkpoint_tree(params, opt_state, progress):
+  return {"params": nnx.to_pure_dict(params), "opt_state": opt_state,
+          "progress": {k: np.asarray(v, np.float64 if isinstance(v, float) else np.int64)
+                       for k, v in progress.items()}}
+
+
+def _save_checkpoint(manager, params, opt_state, progress):
+  if manager.latest_step() == _total_step(progress):
+    return  # Already saved (runs are deterministic, so it holds the same values).
+  manager.save(_total_step(progress),
+               args=ocp.args.StandardSave(_checkpoint_tree(params, opt_state, progress)),
+               force=True)
+  manager.wait_until_finished()
+
+
+def _restore(manager, params, opt_state, progress):
+  template = _checkpoint_tree(params, opt_state, progress)
+  restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(template))
+  nnx.replace_by_pure_dict(params, restored["params"])
+  progress = {k: np.asarray(v).item() for k, v in restored["progress"].items()}
+  return params, restored["opt_state"], progress
+
+
+def _recover(manager, params, opt_state, progress, name, options):
+  restarts = progress["restarts"] + 1
+  if restarts > options.max_restarts:
+    raise InvertibilityError(
+        f"[{name}] Glow lost invertibility (non-finite loss or gradient) at step "
+        f"{progress['step']} and did not recover after {options.max_restarts} restart(s) "
+        "from the last good checkpoint with a halved learning rate. Lower "
+        "train.learning_rate, lengthen train.warmup_steps, or fine-tune with smaller σ steps.")
+  logging.warning("[%s] Glow lost invertibility (non-finite loss or gradient) at step %d; "
+                  "restarting from the last good checkpoint with half the learning rate "
+                  "(restart %d/%d).", name, progress["step"], restarts, options.max_restarts)
+  params, opt_state, restored = _restore(manager, params, opt_state, progress)
+  restored["restarts"] = restarts
+  restored["lr_scale"] = progress["lr_scale"] * 0.5
+  return params, opt_state, restored
+
+
+def _read_metrics(workdir):
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,63 @@
+"""Best-of-N ("Glow 10×") on a finished separation run with num_samples = S > 1.
+
+    python -m experiments.separate --config=configs/mnist_glow.py --workdir=DIR \
+        --config.sampler.num_samples=10 ...
+    python -m experiments.best_of_n --config=configs/mnist_glow.py --workdir=DIR \
+        --config.sampler.num_samples=10 ...
+
+Keeps, per mixture, the sample with the highest Σ_j log p_σL(x_j) under the run's prior(s)
+and writes DIR/best_of_n.npz (`components` [N, k, H, W, C], `index` [N], `scores` [N, S])
+and DIR/best_of_n.json: PSNR of the chosen samples against the mean PSNR of single samples
+(every one of the S counts as a single-sample run), when the ground truth is known.
+"""
+
+import json
+import logging
+import os
+
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from basis_jax import atomic, best_of_n, metrics, schedules, separation
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "The separation config of the run.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "The separation run's workdir.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  path = os.path.join(workdir, "separations.npz")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found; run experiments.separate first.")
+  with np.load(path) as run:
+    samples = run["components"]
+    truth = run["ground_truth"] if "ground_truth" in run.files else None
+  if samples.ndim != 6:
+    raise ValueError(f"{path} holds one sample per mixture (components {samples.shape}); "
+                     "run the separation with sampler.num_samples > 1.")
+  schedule = schedules.from_config(config.schedule)
+  priors = separation.build_priors(config, schedule, samples.shape[2])
+  best, index, scores = best_of_n.select_best_for_priors(samples, priors)
+  atomic.save_npz(os.path.join(workdir, "best_of_n.npz"), components=best, index=index,
+                  scores=scores)
+  summary = {"num_mixtures": int(samples.shape[0]), "num_samples": int(samples.shape[1])}
+  if truth is not None:
+    peak = priors[0].data_range[1] - priors[0].data_range[0]
+    single = np.stack([metrics.separation_psnr(samples[:, s], truth, peak)["mixture"]
+                       for s in range(samples.shape[1])], axis=1)
+    chosen = metrics.separation_psnr(best, truth, peak)["mixture"]
+    summary.update({"psnr_best_of_n": float(chosen.mean()),
+                    "psnr_single_sample": float(single.mean()),
+                    "psnr_oracle_best_sample": float(single.max(axis=1).mean())})
+  atomic.write_json(os.path.join(workdir, "best_of_n.json"), summary)
+  logging.info("Best-of-%d: %s", samples.shape[1], json.dumps(summary))
+  print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,57 @@
+"""Train a Glow and fine-tune it on x + N(0, σ²) for every σ of the separation ladder.
+
+    python -m experiments.finetune_glow --config=configs/train_glow_mnist.py \
+        --workdir=/tmp/glow_mnist --config.data.path=/path/to/mnist
+
+Re-running the same command resumes from the last checkpoint in the workdir. The result,
+WORKDIR/glow_sigmas.npz, is the `weights` of a Glow prior (configs/mnist_glow.py).
+With --config.init_weights=clean.npz the clean stage is skipped (e.g. a converted model).
+"""
+
+import json
+import logging
+import os
+
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from basis_jax import data as data_lib
+from basis_jax import glow_training
+from basis_jax.priors import glow
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  os.makedirs(workdir, exist_ok=True)
+  handler = logging.FileHandler(os.path.join(workdir, "train.log"))
+  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+  logging.getLogger().addHandler(handler)
+  logging.getLogger().setLevel(logging.INFO)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+  model_config = glow.GlowConfig.from_config(config.model)
+  options = glow_training.options_from_config(config)
+  train_images = data_lib.load(config.data).images
+  eval_data = dict(config.data)
+  eval_data.update(split=config.eval_split, num_examples=options.eval_batch_size)
+  eval_images = data_lib.load(eval_data).images
+  num_params = sum(int(np.prod(a.shape)) for a in
+                   glow_training.jax.tree.leaves(glow.Glow(model_config)))
+  logging.info("Glow %s: %.2fM parameters; %d training images; σ ladder %s.", model_config,
+               num_params / 1e6, len(train_images), options.sigmas)
+  result = glow_training.train(model_config, options, train_images, eval_images, workdir,
+                               init_weights=config.init_weights or None)
+  logging.info("Done: %s", json.dumps(result["metrics"]))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,115 @@
+"""Glow as a BASIS prior (per-σ stacked parameters in the sampler's scan) and best-of-N."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from basis_jax import best_of_n, mixing, sampler, schedules
+from basis_jax.priors import gaussian, glow
+from basis_jax import priors as priors_lib
+
+CONFIG = glow.GlowConfig(image_shape=(8, 8, 1), levels=2, depth=1, width=8)
+SCHEDULE = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.1, 3), 4, 3e-5,
+                              likelihood_weight=4.0)
+
+
+def _stacked_file(tmp_path, sigmas=SCHEDULE.sigmas):
+  """Per-σ Glows that differ (different seeds), saved as the fine-tuning run saves them."""
+  states = [nnx.split(glow.create(CONFIG, seed=i))[1] for i in range(len(sigmas))]
+  path = str(tmp_path / "glow_sigmas.npz")
+  glow.save_weights(path, CONFIG, glow.stack_states(states), sigmas=sigmas)
+  return path, states
+
+
+def _prior_config(weights=""):
+  return ml_collections.ConfigDict({"name": "glow", "weights": weights, "seed": 0,
+                                    **glow.config_to_json(CONFIG)})
+
+
+def test_prior_scores_use_the_level_parameters(tmp_path):
+  path, states = _stacked_file(tmp_path)
+  prior = priors_lib.load(_prior_config(path), SCHEDULE)
+  assert prior.num_levels == 3 and prior.image_shape == (8, 8, 1)
+  x = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (2, 8, 8, 1)), jnp.float32)
+  graphdef = nnx.split(glow.Glow(CONFIG))[0]
+  reference = jax.jit(glow.make_score_fn(graphdef))
+
+  @jax.jit
+  def score(params, level):
+    return prior.score_fn(prior.select_level(params, level), x, level)
+
+  for level in range(3):
+    np.testing.assert_allclose(score(prior.params, jnp.int32(level)),
+                               reference(states[level], x - 0.5), rtol=1e-4, atol=1e-5)
+
+
+def test_sigma_ladder_mismatch_is_refused(tmp_path):
+  path, _ = _stacked_file(tmp_path, sigmas=(1.0, 0.5, 0.01))
+  with pytest.raises(ValueError, match="fine-tuned for σ"):
+    priors_lib.load(_prior_config(path), SCHEDULE)
+
+
+def test_glow_basis_end_to_end_with_best_of_n(tmp_path):
+  path, _ = _stacked_file(tmp_path)
+  prior = priors_lib.load(_prior_config(path), SCHEDULE)
+  op = mixing.Sum((0.5, 0.5))
+  truth = np.random.default_rng(1).uniform(0, 1, (3, 2, 8, 8, 1)).astype(np.float32)
+  mixtures = np.asarray(jax.vmap(op)(truth))
+  separate = sampler.make_separator(
+      prior.score_fn, op, SCHEDULE, component_shape=prior.image_shape,
+      select_level=prior.select_level,
+      options=sampler.SamplerOptions(init="normal", num_samples=4))
+  out = jax.jit(separate)(prior.params, mixtures, jax.random.key(0))
+  samples = np.asarray(out["components"])
+  assert samples.shape == (3, 4, 2, 8, 8, 1) and np.isfinite(samples).all()
+  best, index, scores = best_of_n.select_best_for_priors(samples, [prior, prior])
+  assert best.shape == (3, 2, 8, 8, 1) and scores.shape == (3, 4)
+  np.testing.assert_array_equal(best, samples[np.arange(3), index])
+  np.testing.assert_array_equal(index, scores.argmax(1))
+
+
+def test_best_of_n_picks_the_most_likely_sample():
+  sigmas = (1.0, 0.1)
+  means, stds = gaussian.toy_moments((4, 4, 1), 0, 0, 0.5, 0.1)
+  prior = gaussian.make_prior(means, stds**2, sigmas)
+  rng = np.random.default_rng(0)
+  samples = means + 0.3 * rng.standard_normal((5, 6, 2, 4, 4, 1)).astype(np.float32)
+  samples[2, 4] = means  # The prior's mode, for both components.
+  best, index, scores = best_of_n.select_best(samples, prior.log_density_fn, prior.params,
+                                              level=1, chunk_size=7)
+  assert index[2] == 4
+  np.testing.assert_array_equal(best[2], samples[2, 4])
+  # Per-component priors give the same answer when they are the same prior.
+  _, index_k, scores_k = best_of_n.select_best(
+      samples, [prior.log_density_fn] * 2, [prior.params] * 2, level=1)
+  np.testing.assert_array_equal(index_k, index)
+  np.testing.assert_allclose(scores_k, scores, rtol=1e-5)
+
+
+def test_best_of_n_errors():
+  with pytest.raises(ValueError, match=r"\[N, S, k, H, W, C\]"):
+    best_of_n.select_best(np.zeros((2, 3, 4, 4, 1)), lambda p, x, l: x.sum((1, 2, 3)), None,
+                          level=0)
+  toy = gaussian.make_prior(np.zeros((2, 2, 1)), np.ones((2, 2, 1)), (1.0,))
+  no_density = toy.__class__(**{**toy.__dict__, "log_density_fn": None})
+  with pytest.raises(ValueError, match="needs a prior log-density"):
+    best_of_n.select_best_for_priors(np.zeros((1, 2, 1, 2, 2, 1)), [no_density])
+
+
+def test_separation_configs():
+  from basis_jax import separation  # pylint: disable=import-outside-toplevel
+  from configs import cifar_glow, lsun_glow, mnist_glow  # pylint: disable=import-outside-toplevel
+  config = mnist_glow.get_config("small")
+  job = separation.build_job(config)
+  assert job.priors[0].name == "glow" and job.priors[0].image_shape == (32, 32, 3)
+  assert job.options.init == "normal" and job.schedule.likelihood_weight == 4.0
+  leaf = jax.tree.leaves(job.params)[0]
+  assert leaf.shape[0] == job.schedule.num_levels  # Stacked per level.
+  assert cifar_glow.get_config().mixture.kind == "class_split"
+  lsun = lsun_glow.get_config()
+  lsun.church_weights, lsun.bedroom_weights = "church.npz", "bedroom.npz"
+  assert [p.weights for p in lsun.priors] == ["church.npz", "bedroom.npz"]
+  assert all(tuple(p.image_shape) == (64, 64, 3) and p.levels == 4 for p in lsun.priors)
