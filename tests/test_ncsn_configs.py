@@ -14,7 +14,8 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
 def test_released_runner_defaults():
-  mnist, cifar, color = mnist_ncsn.get_config(), cifar_ncsn.get_config(), cifar_color_ncsn.get_config()
+  mnist, cifar = mnist_ncsn.get_config(), cifar_ncsn.get_config()
+  color = cifar_color_ncsn.get_config()
   for config in (mnist, cifar, color):
     schedule = schedules.from_config(config.schedule)
     np.testing.assert_allclose(schedule.sigmas, np.geomspace(1.0, 0.01, 10), rtol=1e-6)

@@ -190,8 +190,9 @@ def load_weights(path: str, overrides: dict[str, Any] | None = None, *, use_ema:
   clashes = {k: (v, getattr(file_config, k)) for k, v in overrides.items()
              if k != "dtype" and v != getattr(file_config, k)}
   if clashes:
+    listed = ", ".join(f"{k}={a} (file: {b})" for k, (a, b) in clashes.items())
     raise ValueError(f"{path} was written for {file_config}, which clashes with the prior "
-                     "config: " + ", ".join(f"{k}={a} (file: {b})" for k, (a, b) in clashes.items()))
+                     f"config: {listed}")
   config = dataclasses.replace(file_config, dtype=overrides.get("dtype", file_config.dtype))
   graphdef, abstract = abstract_params(config)
   keys = checkpoint_io.list_keys(path)
