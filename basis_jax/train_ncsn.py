@@ -253,23 +253,30 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
   end = config.num_steps if stop_after is None else min(config.num_steps, start + stop_after)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   window, window_start, window_steps = None, time.time(), 0
+  # A wall-clock budget (runs on leased machines end hard): stop early, checkpoint first.
+  deadline = time.time() + config.max_seconds if config.get("max_seconds", 0) else None
   for step in range(start, end):
     state, metrics = step_fn(state, batches(step), jax.random.fold_in(base_key, step))
     # Summed on device, so logging does not force a host sync every step.
     window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
     window_steps += 1
     done = step + 1
-    if config.log_every and (done % config.log_every == 0 or done == end):
+    last = done == end or (deadline is not None and time.time() > deadline)
+    if config.log_every and (done % config.log_every == 0 or last):
       _log_progress(jax.device_get(window), window_steps, time.time() - window_start, done,
                     config.num_steps, metrics_path)
       window, window_start, window_steps = None, time.time(), 0
-    if config.checkpoint_every and (done % config.checkpoint_every == 0 or done == end):
+    if config.checkpoint_every and (done % config.checkpoint_every == 0 or last):
       manager.save(done, args=ocp.args.StandardSave(state))
       if jax.process_index() == 0:
         save_compact(os.path.join(workdir, "weights.npz"), state, config,
                      config.get("compact_opt_state", False))
     if config.sampling.every and done % config.sampling.every == 0:
       _write_samples(config, graphdef, state, workdir, done)
+    if last:
+      if done < end:
+        logging.info("Stopping at step %d: max_seconds=%s reached.", done, config.max_seconds)
+      break
   manager.wait_until_finished()
   manager.close()
   return state

@@ -40,6 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
       "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "grad_clip": 0.0})
   config.ema_rate = 0.0  # The reference keeps no EMA; 0.999 is a common choice.
   config.num_steps = 200_000
+  config.max_seconds = 0.0  # > 0: stop (after checkpointing) once this wall time has passed.
   config.log_every = 100
   config.checkpoint_every = 5000  # Also rewrites WORKDIR/weights.npz.
   config.max_to_keep = 3

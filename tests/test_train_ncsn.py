@@ -58,6 +58,14 @@ def test_resume_is_bit_identical_and_compact_weights_load(tmp_path):
   assert [r["loss"] for r in logs[0]] == [r["loss"] for r in logs[1]]
   assert len(logs[0][-1]["loss_per_level"]) == 10
 
+  # A wall-clock budget stops early but checkpoints first; the next run resumes exactly.
+  budget = _tiny_config(tmp_path, max_seconds=1e-6)
+  stopped = train_ncsn.train_and_evaluate(budget, str(tmp_path / "budget"))
+  assert int(stopped["step"]) == 1
+  finished = train_ncsn.train_and_evaluate(config, str(tmp_path / "budget"))
+  for a, b in zip(_leaves(straight), _leaves(finished)):
+    np.testing.assert_array_equal(a, b)
+
   # The compact file holds params and EMA; the prior loads the EMA weights.
   weights = str(tmp_path / "straight" / "weights.npz")
   assert checkpoint_io.read_metadata(weights)["step"] == 4
