@@ -27,10 +27,7 @@ with the right shape, or the error lists the missing, unexpected and mis-shaped 
 from __future__ import annotations
 
 import dataclasses
-import os
-import pickle
 import re
-import zipfile
 from typing import Mapping
 
 import jax
@@ -41,6 +38,7 @@ from flax import nnx
 from basis_jax import checkpoint_io
 from basis_jax.priors import glow
 from basis_jax.priors.glow_layers import LOGSCALE_FACTOR
+from convert_weights import torch_io
 
 
 
@@ -78,36 +76,18 @@ Table = dict[str, Rule]  # {flax key: rule}
 # -- PyTorch (y0ast/Glow-PyTorch) ---------------------------------------------------------
 
 
-def read_torch_checkpoint(path: str) -> dict[str, np.ndarray]:
-  """The state dict in `path` as float32 numpy arrays (a bare state dict, or a dict
-  holding it under 'model' or 'state_dict'; DataParallel's `module.` prefix removed)."""
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise RuntimeError("Reading a PyTorch checkpoint needs torch (pip install torch); "
-                       "converted weights load without it.") from e
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"Checkpoint not found: {path}")
-  try:
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-  except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError,
-          ValueError) as e:
-    raise ValueError(f"Cannot read {path}: the file is corrupt, truncated or not a PyTorch "
-                     f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}).") from e
+def _glow_state_dict(obj):
   if isinstance(obj, Mapping):
     for wrapper in ("model", "state_dict"):
       if isinstance(obj.get(wrapper), Mapping):
-        obj = obj[wrapper]
-        break
-  if not isinstance(obj, Mapping):
-    raise ValueError(f"{path} holds a {type(obj).__name__}, expected a state dict.")
-  state = {}
-  for key, value in obj.items():
-    if not isinstance(value, torch.Tensor):
-      raise ValueError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor.")
-    key = key[len("module."):] if key.startswith("module.") else key
-    state[key] = value.detach().cpu().float().numpy()
-  return state
+        return obj[wrapper]
+  return obj
+
+
+def read_torch_checkpoint(path: str) -> dict[str, np.ndarray]:
+  """The state dict in `path` (a bare state dict, or one held under 'model' or
+  'state_dict')."""
+  return torch_io.read_state_dict(path, _glow_state_dict)
 
 
 def _torch_layer_index(level: int, depth: int) -> int:
