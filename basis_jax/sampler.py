@@ -188,16 +188,16 @@ def make_separator(
       level, step_size, inv_g2 = level_inputs
       level_params = select(params, level)
 
-      def step_body(x, t):
+      def step_body(carry, t):
+        x, _ = carry
         score = prior_score(level_params, x, level)
         global_step = level * num_steps_per_level + t
         keys = jax.vmap(lambda sk: jax.random.fold_in(sk, global_step))(step_keys)
         x = batched_data_step(x, obs, score, keys, step_size, inv_g2)
-        return x, score
+        return (x, score), None  # Only the last score is kept (for its norm), not all T.
 
-      x, scores = jax.lax.scan(step_body, x, jnp.arange(num_steps_per_level),
-                               unroll=options.unroll)
-      last_score = scores[-1]
+      (x, last_score), _ = jax.lax.scan(step_body, (x, jnp.zeros_like(x)),
+                                        jnp.arange(num_steps_per_level), unroll=options.unroll)
       score_norm = jnp.mean(jnp.sqrt(jnp.sum(last_score.reshape(rows, k, -1)**2, -1)), -1)
       finite = jnp.all(jnp.isfinite(x.reshape(rows, -1)), axis=-1)
       diverged_level = jnp.where((diverged_level < 0) & ~finite, level, diverged_level)
