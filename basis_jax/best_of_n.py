@@ -53,6 +53,20 @@ def select_best(samples, log_density_fn: LogDensityFn | Sequence[LogDensityFn], 
   return samples[np.arange(n), index], index, scores
 
 
+def select_by_residual(samples, residual_norm):
+  """samples [N, S, k, H, W, C], residual_norm [N, S] -> (best [N, k, H, W, C], index [N]).
+
+  No-oracle selection for any prior: keep the sample whose components reproduce the mixture
+  best (smallest ‖g(x) − m‖, which the sampler reports per sample).
+  """
+  samples, residual_norm = np.asarray(samples), np.asarray(residual_norm)
+  if samples.ndim != 6 or residual_norm.shape != samples.shape[:2]:
+    raise ValueError(f"Need samples [N, S, k, H, W, C] and residual_norm [N, S]; got "
+                     f"{samples.shape} and {residual_norm.shape}.")
+  index = np.argmin(np.where(np.isfinite(residual_norm), residual_norm, np.inf), axis=1)
+  return samples[np.arange(len(samples)), index], index
+
+
 def select_best_for_priors(samples, priors: Sequence[Prior], level: int | None = None,
                            chunk_size: int = 256):
   """`select_best` with the prior(s) of a separation run; level defaults to the last σ."""

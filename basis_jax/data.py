@@ -101,7 +101,7 @@ def load(data_config: Any) -> Dataset:
   """Loads the dataset that `config.data` describes (see `data_config_defaults`)."""
   cfg = data_config_defaults()
   cfg.update(dict(data_config))
-  source, path, split = cfg.source, cfg.path, cfg.split
+  source, path, split = cfg.source, cfg.path or None, cfg.split  # '' means no path
   if cfg.variant not in VARIANTS:
     raise ValueError(f'config.data.variant={cfg.variant!r}; expected one of {VARIANTS}.')
   if source == 'image_folder':
@@ -147,6 +147,13 @@ def to_glow32(images: np.ndarray) -> np.ndarray:
     raise ValueError(f'The glow32 variant is for 28x28x1 images, got {images.shape[1:]}.')
   padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
   return np.repeat(padded, 3, axis=-1)
+
+
+def from_glow32(images: np.ndarray) -> np.ndarray:
+  """Undoes `to_glow32` on [..., 32, 32, 3]: crop the padding, average the channels."""
+  if images.shape[-3:] != (32, 32, 3):
+    raise ValueError(f'Expected [..., 32, 32, 3] glow32 images, got {images.shape}.')
+  return images[..., 2:30, 2:30, :].mean(axis=-1, keepdims=True)
 
 
 # ----------------------------------------------------------------------------- checksums
@@ -397,8 +404,7 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None,
         'config.data.download=True, or use local files via config.data.path.') from e
   count = len(source) if num_examples is None else min(num_examples, len(source))
   images, labels = [], []
-  for i in range(count):
-    example = source[i]
+  for example in _read_examples(source, count):
     image = np.asarray(example['image'])
     if resolution is not None:
       image = centre_crop_resize(image, resolution)
@@ -411,6 +417,20 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None,
                      'set config.data.resolution.')
   return Dataset(f'{name.replace("/", "_")}_{split}', _to_float(np.stack(images)),
                  np.asarray(labels, np.int64) if len(labels) == count else None)
+
+
+def _read_examples(source, count: int, chunk: int = 1024):
+  """Examples 0..count-1, fetched in batches where the data source supports it."""
+  batched = hasattr(source, '__getitems__')
+  for start in range(0, count, chunk):
+    keys = list(range(start, min(start + chunk, count)))
+    if batched:
+      try:
+        yield from source.__getitems__(keys)
+        continue
+      except TypeError:  # some sources (e.g. tfds's mock) only index one at a time
+        batched = False
+    yield from (source[i] for i in keys)
 
 
 def _to_float(images: np.ndarray) -> np.ndarray:

@@ -51,8 +51,9 @@ class SamplingDivergedError(FloatingPointError):
 class SamplerOptions:
   """Static options of the sampler (each value change means a new compilation)."""
 
-  init: str = "uniform"  # NCSN: U(init_range); Glow: N(0, 1).
+  init: str = "uniform"  # NCSN: U(init_range); Glow: N(init_mean, 1).
   init_range: tuple[float, float] = (0.0, 1.0)
+  init_mean: float = 0.0  # Glow in [0, 1] space: 0.5 is the reference's N(0, 1) in [−½, ½].
   clamp: tuple[float, float] | None = None  # Final clamp; the MNIST runner uses (0, 1).
   num_samples: int = 1  # Posterior samples per mixture; > 1 adds an S axis.
   hard_constraint: bool = False  # Project onto g(x) = m after every step (linear g).
@@ -154,7 +155,7 @@ def make_separator(
     if options.init == "uniform":
       low, high = options.init_range
       return jax.random.uniform(key, shape, jnp.float32, low, high)
-    return jax.random.normal(key, shape, jnp.float32)
+    return options.init_mean + jax.random.normal(key, shape, jnp.float32)
 
   def data_step(x, mixture, score, key, step_size, inv_g2):
     """One Langevin step for ONE mixture (vmapped over the batch)."""
@@ -187,16 +188,16 @@ def make_separator(
       level, step_size, inv_g2 = level_inputs
       level_params = select(params, level)
 
-      def step_body(x, t):
+      def step_body(carry, t):
+        x, _ = carry
         score = prior_score(level_params, x, level)
         global_step = level * num_steps_per_level + t
         keys = jax.vmap(lambda sk: jax.random.fold_in(sk, global_step))(step_keys)
         x = batched_data_step(x, obs, score, keys, step_size, inv_g2)
-        return x, score
+        return (x, score), None  # Only the last score is kept (for its norm), not all T.
 
-      x, scores = jax.lax.scan(step_body, x, jnp.arange(num_steps_per_level),
-                               unroll=options.unroll)
-      last_score = scores[-1]
+      (x, last_score), _ = jax.lax.scan(step_body, (x, jnp.zeros_like(x)),
+                                        jnp.arange(num_steps_per_level), unroll=options.unroll)
       score_norm = jnp.mean(jnp.sqrt(jnp.sum(last_score.reshape(rows, k, -1)**2, -1)), -1)
       finite = jnp.all(jnp.isfinite(x.reshape(rows, -1)), axis=-1)
       diverged_level = jnp.where((diverged_level < 0) & ~finite, level, diverged_level)

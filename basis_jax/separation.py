@@ -8,7 +8,10 @@ end the chunks are assembled into WORKDIR/separations.npz:
 
   mixtures [N, *mixture_shape], components [N, k, H, W, C] (or [N, S, k, H, W, C]),
   ground_truth [N, k, H, W, C] when known, indices (dataset items mixed), positions [N],
-  residual_norm, score_norm [N, (S,) L].
+  residual_norm, score_norm [N, (S,) L], alphas.
+
+Mixtures, components and ground truth are saved in the [0, 1] data space; a prior that works
+elsewhere (Glow: [−½, ½]) gets its mixtures mapped in and its components mapped back.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, metrics, mixing as mixing_lib, mixtures as mixtures_lib
+from basis_jax import atomic, data as data_lib, metrics, mixing as mixing_lib, mixtures as mixtures_lib
 from basis_jax import priors as priors_lib, sampler, schedules, sharding, visualize
 from basis_jax.priors import gaussian
 
@@ -66,7 +69,8 @@ def sampler_options(config) -> sampler.SamplerOptions:
   s = config.sampler
   clamp = tuple(s.get("clamp") or ()) or None
   return sampler.SamplerOptions(
-      init=s.init, init_range=tuple(s.get("init_range", (0.0, 1.0))), clamp=clamp,
+      init=s.init, init_range=tuple(s.get("init_range", (0.0, 1.0))),
+      init_mean=s.get("init_mean", 0.0), clamp=clamp,
       num_samples=s.get("num_samples", 1), hard_constraint=s.get("hard_constraint", False),
       snapshots=s.get("snapshots", False), unroll=s.get("unroll", 1))
 
@@ -102,6 +106,33 @@ def load_mixtures(config, job: Job) -> mixtures_lib.MixtureSet:
   return mixtures_lib.from_config(config, job.priors[0].image_shape)
 
 
+def mixtures_to_prior_space(mixtures: np.ndarray, job: Job) -> np.ndarray:
+  """Maps [0, 1]-space mixtures into the prior's data space (Glow: [−½, ½]).
+
+  Components map as x' = lo + (hi − lo)·x; for a linear g whose rows sum to Σα (Sum,
+  Grayscale) the mixture maps as m' = lo·Σα + (hi − lo)·m.
+  """
+  low, high = job.priors[0].data_range
+  if (low, high) == (0.0, 1.0):
+    return mixtures
+  if isinstance(job.mixing, mixing_lib.Sum):
+    total = sum(job.mixing.alphas)
+  elif isinstance(job.mixing, mixing_lib.Grayscale):
+    total = 1.0
+  else:
+    raise ValueError(f"The prior works in {job.priors[0].data_range}, and a non-linear mixing "
+                     "operator cannot be mapped there from [0, 1]; use a [0, 1] prior.")
+  return (low * total + (high - low) * mixtures).astype(np.float32)
+
+
+def components_to_unit_space(values: np.ndarray, job: Job) -> np.ndarray:
+  """The inverse map for components (and snapshots): prior space back to [0, 1]."""
+  low, high = job.priors[0].data_range
+  if (low, high) == (0.0, 1.0):
+    return values
+  return ((values - low) / (high - low)).astype(np.float32)
+
+
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
   keys = []
   for key in sorted(set(saved) | set(current)):
@@ -127,6 +158,14 @@ class Workdir:
     self.path = path
     self.chunk_dir = os.path.join(path, "chunks")
     os.makedirs(self.chunk_dir, exist_ok=True)
+
+  def remove_stale_temporaries(self) -> int:
+    """Deletes temporary files left by a killed writer (never a finished chunk)."""
+    stale = [os.path.join(d, name) for d in (self.path, self.chunk_dir)
+             for name in os.listdir(d) if name.startswith(".") and name.endswith(".tmp")]
+    for path in stale:
+      os.unlink(path)
+    return len(stale)
 
   def file(self, name):
     return os.path.join(self.path, name)
@@ -219,16 +258,36 @@ def _check_memory(compiled, batch_rows: int, cap_gb: float) -> None:
         "(global), or raise max_device_memory_gb.")
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False):
-  """Separates `config.num_mixtures` mixtures into `workdir`, resuming if possible."""
+def _log_to(path: str) -> None:
+  if any(getattr(h, "baseFilename", None) == os.path.abspath(path)
+         for h in logging.getLogger().handlers):
+    return
+  handler = logging.FileHandler(path)
+  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+  logging.getLogger().addHandler(handler)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False,
+        log_file: bool = False):
+  """Separates `config.num_mixtures` mixtures into `workdir`, resuming if possible.
+
+  With `log_file`, log lines also go to WORKDIR/separate.log (separate.pN.log for
+  process N > 0).
+  """
   sharding.initialize_distributed(config.get("distributed"))
   work = Workdir(workdir)
+  if log_file:
+    _log_to(work.file("separate.log" if jax.process_index() == 0 else
+                      f"separate.p{jax.process_index()}.log"))
   work.check_config(config, allow_config_change)
+  if jax.process_count() == 1:  # With several processes another may be writing already.
+    work.remove_stale_temporaries()
   progress = _LevelProgress(schedules.from_config(config.schedule).num_levels)
   job = build_job(config, progress=progress)
   mixture_set = load_mixtures(config, job)
   num_mixtures = mixture_set.mixtures.shape[0]
   sampler.validate_mixtures(mixture_set.mixtures, job.separate.mixture_shape)
+  prior_mixtures = mixtures_to_prior_space(mixture_set.mixtures, job)
   mesh = sharding.make_mesh()
   num_devices = mesh.devices.size
   data = sharding.batch_sharding(mesh)
@@ -251,7 +310,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
     rows = stop - start
     global_rows = -(-rows // num_devices) * num_devices
     positions = sharding.pad_batch(np.arange(start, stop, dtype=np.int32), num_devices)
-    batch = sharding.pad_batch(mixture_set.mixtures[start:stop], num_devices)
+    batch = sharding.pad_batch(prior_mixtures[start:stop], num_devices)
     lo, hi = sharding.process_row_range(mesh, global_rows)
     args = (params, sharding.global_batch(mesh, batch[lo:hi], global_rows), key,
             sharding.global_batch(mesh, positions[lo:hi], global_rows))
@@ -267,6 +326,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
     local = {name: value[keep] for name, value in local.items()}
     mine = positions[lo:hi][keep]
     sampler.check_diverged(local, mine, job.schedule)
+    for name in ("components", "snapshots"):
+      if name in local:
+        local[name] = components_to_unit_space(local[name], job)
     if mine.size:
       atomic.save_npz(work.chunk_file(start, stop, jax.process_index()), positions=mine,
                       **{name: local[name] for name in RESULT_FIELDS if name in local})
@@ -283,7 +345,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
                     -1, job.schedule.num_levels), axis=0).tolist()}
       if mixture_set.ground_truth is not None and job.options.num_samples == 1:
         record["psnr_mean"] = float(np.mean(_best_permutation_psnr(
-            local["components"], mixture_set.ground_truth[mine], job.priors[0].data_range)))
+            local["components"], mixture_set.ground_truth[mine], config)))
       with open(work.file("metrics.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
     logging.info("Chunk %d/%d: %d/%d mixtures done, %.2f mixtures/s, ETA %.0f s.", number + 1,
@@ -300,9 +362,14 @@ def _sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-def _best_permutation_psnr(components, truth, data_range):
-  """Per-mixture PSNR under the reference's best permutation."""
-  return metrics.separation_psnr(components, truth, data_range[1] - data_range[0])["mixture"]
+def _best_permutation_psnr(components, truth, config):
+  """Per-mixture PSNR (peak 1, [0, 1] space) under the reference's best permutation.
+
+  Runs on the glow32 variant are scored on MNIST's 28×28×1, as experiments/evaluate does.
+  """
+  if config.data.get("variant") == "glow32":
+    components, truth = data_lib.from_glow32(components), data_lib.from_glow32(truth)
+  return metrics.separation_psnr(components, truth, 1.0)["mixture"]
 
 
 def assemble(work: Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: Job) -> dict:
@@ -328,7 +395,8 @@ def assemble(work: Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: J
     missing = np.flatnonzero(~filled)
     raise RuntimeError(f"{missing.size} mixture(s) have no chunk file (first: {missing[:5]}); "
                        "re-run the same command to compute them.")
-  arrays = {"mixtures": mixture_set.mixtures, "positions": np.arange(num_mixtures), **fields}
+  arrays = {"mixtures": mixture_set.mixtures, "positions": np.arange(num_mixtures),
+            "alphas": np.asarray(mixture_set.alphas, np.float32), **fields}
   if mixture_set.ground_truth is not None:
     arrays["ground_truth"] = mixture_set.ground_truth
   if mixture_set.indices is not None:
@@ -340,18 +408,16 @@ def assemble(work: Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: J
              "residual_norm_mean": float(fields["residual_norm"].mean())}
   components = fields["components"]
   if mixture_set.ground_truth is not None and job.options.num_samples == 1:
-    data_range = job.priors[0].data_range
-    psnr = _best_permutation_psnr(components, mixture_set.ground_truth, data_range)
+    psnr = _best_permutation_psnr(components, mixture_set.ground_truth, config)
     summary["psnr"] = metrics.summarize(psnr)
     average = metrics.average_baseline(mixture_set.mixtures, job.mixing.num_components,
                                        mixture_set.alphas)
     if average.shape == mixture_set.ground_truth.shape:
       summary["average_baseline_psnr"] = metrics.summarize(
-          _best_permutation_psnr(average, mixture_set.ground_truth, data_range))
+          _best_permutation_psnr(average, mixture_set.ground_truth, config))
   atomic.write_json(work.file("metrics.json"), summary)
   shown = components if job.options.num_samples == 1 else components[:, 0]
   grid = visualize.separation_grid(mixture_set.mixtures, shown, mixture_set.ground_truth,
-                                   data_range=job.priors[0].data_range,
                                    max_rows=config.get("output", {}).get("grid_rows", 8))
   visualize.save_png(work.file("separations.png"), grid, scale=2)
   logging.info("Wrote %s (%s).", work.file("separations.npz"), summary)

@@ -10,7 +10,7 @@ Fields:
   schedule: σ ladder (sigmas, or sigma_max/sigma_min/num_levels), steps_per_level (T),
     step_lr (δ), likelihood_weight (w), gammas (likelihood std; empty = σ).
   mixing: kind ('sum', 'grayscale', 'clipped_sum') and alphas.
-  sampler: init ('uniform'|'normal'), init_range, clamp (empty = none), num_samples,
+  sampler: init ('uniform'|'normal'), init_range (uniform), init_mean (normal), clamp (empty = none), num_samples,
     hard_constraint, snapshots, unroll.
   data, mixture: where mixtures come from (`basis_jax.data.data_config_defaults` and
     `basis_jax.mixtures.mixture_config_defaults` document every field).
@@ -40,7 +40,7 @@ def get_config():
   })
   config.mixing = ml_collections.ConfigDict({"kind": "sum", "alphas": (1.0, 1.0)})
   config.sampler = ml_collections.ConfigDict({
-      "init": "uniform", "init_range": (0.0, 1.0), "clamp": (), "num_samples": 1,
+      "init": "uniform", "init_range": (0.0, 1.0), "init_mean": 0.0, "clamp": (), "num_samples": 1,
       "hard_constraint": False, "snapshots": False, "unroll": 1,
   })
   config.data = data.data_config_defaults()

@@ -37,6 +37,7 @@ def apply_glow_defaults(config):
                           "likelihood_weight": 4.0})
   config.mixing.alphas = (0.5, 0.5)
   config.sampler.init = "normal"
+  config.sampler.init_mean = 0.5  # The prior works in [0, 1]: N(0, 1) in Glow's [−½, ½].
   config.sampler.clamp = (0.0, 1.0)  # For evaluation in [0, 1]; the score never sees it.
   return config
 

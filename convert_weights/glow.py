@@ -27,10 +27,7 @@ with the right shape, or the error lists the missing, unexpected and mis-shaped 
 from __future__ import annotations
 
 import dataclasses
-import os
-import pickle
 import re
-import zipfile
 from typing import Mapping
 
 import jax
@@ -41,6 +38,7 @@ from flax import nnx
 from basis_jax import checkpoint_io
 from basis_jax.priors import glow
 from basis_jax.priors.glow_layers import LOGSCALE_FACTOR
+from convert_weights import torch_io
 
 
 
@@ -78,36 +76,18 @@ Table = dict[str, Rule]  # {flax key: rule}
 # -- PyTorch (y0ast/Glow-PyTorch) ---------------------------------------------------------
 
 
-def read_torch_checkpoint(path: str) -> dict[str, np.ndarray]:
-  """The state dict in `path` as float32 numpy arrays (a bare state dict, or a dict
-  holding it under 'model' or 'state_dict'; DataParallel's `module.` prefix removed)."""
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise RuntimeError("Reading a PyTorch checkpoint needs torch (pip install torch); "
-                       "converted weights load without it.") from e
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"Checkpoint not found: {path}")
-  try:
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-  except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError,
-          ValueError) as e:
-    raise ValueError(f"Cannot read {path}: the file is corrupt, truncated or not a PyTorch "
-                     f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}).") from e
+def _glow_state_dict(obj):
   if isinstance(obj, Mapping):
     for wrapper in ("model", "state_dict"):
       if isinstance(obj.get(wrapper), Mapping):
-        obj = obj[wrapper]
-        break
-  if not isinstance(obj, Mapping):
-    raise ValueError(f"{path} holds a {type(obj).__name__}, expected a state dict.")
-  state = {}
-  for key, value in obj.items():
-    if not isinstance(value, torch.Tensor):
-      raise ValueError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor.")
-    key = key[len("module."):] if key.startswith("module.") else key
-    state[key] = value.detach().cpu().float().numpy()
-  return state
+        return obj[wrapper]
+  return obj
+
+
+def read_torch_checkpoint(path: str) -> dict[str, np.ndarray]:
+  """The state dict in `path` (a bare state dict, or one held under 'model' or
+  'state_dict')."""
+  return torch_io.read_state_dict(path, _glow_state_dict)
 
 
 def _torch_layer_index(level: int, depth: int) -> int:
@@ -308,10 +288,8 @@ def save(path: str, config: glow.GlowConfig, state, source: str) -> None:
 
 # -- CLI ------------------------------------------------------------------------------------
 
-
-def _define_flags():
-  """Defined only when run as a script, so importing this module next to another
-  converter (e.g. in one test process) does not collide on flag names."""
+def _define_flags() -> None:
+  """CLI flags, defined only when run as a program (tests import several converters)."""
   flags.DEFINE_string("checkpoint", None, "y0ast/Glow-PyTorch state dict (.pth).")
   flags.DEFINE_string("tf_checkpoint", None, "openai/BASIS TF checkpoint prefix.")
   flags.DEFINE_string("out", None, "Output .npz.")
@@ -327,19 +305,19 @@ def _define_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  f = flags.FLAGS
-  if not f.out or bool(f.checkpoint) == bool(f.tf_checkpoint):
+  args = flags.FLAGS
+  if not args.out or bool(args.checkpoint) == bool(args.tf_checkpoint):
     raise app.UsageError("Give --out and exactly one of --checkpoint, --tf_checkpoint.")
-  if f.checkpoint:
-    config, _, state = convert_torch(f.checkpoint)
-    save(f.out, config, state, f"y0ast/Glow-PyTorch: {f.checkpoint}")
+  if args.checkpoint:
+    config, _, state = convert_torch(args.checkpoint)
+    save(args.out, config, state, f"y0ast/Glow-PyTorch: {args.checkpoint}")
   else:
-    config = glow.GlowConfig(image_shape=(f.image_size, f.image_size, f.channels),
-                             levels=f.levels, depth=f.depth, width=f.width,
-                             coupling=f.coupling, learn_top=f.learn_top)
-    _, state = convert_tf(f.tf_checkpoint, config)
-    save(f.out, config, state, f"openai/glow TF: {f.tf_checkpoint}")
-  print(f"Wrote {f.out}: {config}")
+    config = glow.GlowConfig(image_shape=(args.image_size, args.image_size, args.channels),
+                             levels=args.levels, depth=args.depth, width=args.width,
+                             coupling=args.coupling, learn_top=args.learn_top)
+    _, state = convert_tf(args.tf_checkpoint, config)
+    save(args.out, config, state, f"openai/glow TF: {args.tf_checkpoint}")
+  print(f"Wrote {args.out}: {config}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import Mapping
 import numpy as np
 
 from basis_jax import inception
+from convert_weights import torch_io
 
 _BN_NAMES = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean',
              'running_var': 'var'}
@@ -71,20 +72,14 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.nda
 
 def convert_file(path: str) -> dict[str, np.ndarray]:
   """Reads pytorch-fid's `.pth` (with torch) and converts it."""
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError('Reading a .pth file needs PyTorch: pip install '
-                      "'basis-jax[torch]'.") from e
   name = os.path.basename(path)
-  if name == inception.TORCH_WEIGHTS_NAME:
+  if name == inception.TORCH_WEIGHTS_NAME and os.path.isfile(path):
     with open(path, 'rb') as f:
       digest = hashlib.sha256(f.read()).hexdigest()
     if not digest.startswith('6726825d'):
       raise ValueError(f'{path}: SHA-256 {digest} does not start with 6726825d as its name '
                        'promises; the download is corrupt or truncated.')
-  state_dict = torch.load(path, map_location='cpu', weights_only=True)
-  return convert_state_dict({k: v.numpy() for k, v in state_dict.items()})
+  return convert_state_dict(torch_io.read_state_dict(path))
 
 
 def main(argv):

@@ -14,8 +14,6 @@ and mis-shaped keys. The output loads without torch (see `basis_jax.checkpoint_i
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from typing import Mapping
 
 import jax
@@ -24,37 +22,20 @@ from absl import app, flags
 
 from basis_jax import checkpoint_io
 from basis_jax.priors import ncsn
+from convert_weights import torch_io
 
 _IMAGE_SIZES = {"mnist": 28, "cifar10": 32, "celeba": 32}
 
 
-def read_torch_checkpoint(path: str) -> dict[str, np.ndarray]:
-  """The state dict of `path` as numpy float32 arrays, without the `module.` prefix."""
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise RuntimeError("Reading a PyTorch checkpoint needs torch (pip install torch); "
-                       "converted weights load without it.") from e
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"Checkpoint not found: {path}")
-  try:
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-  except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError,
-          ValueError) as e:
-    raise ValueError(f"Cannot read {path}: the file is corrupt, truncated or not a PyTorch "
-                     f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}).") from e
+def _ncsn_state_dict(obj):
   if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], Mapping):
-    obj = obj[0]  # [state_dict, optimizer_state] as the NCSN runner saves.
-  if not isinstance(obj, Mapping):
-    raise ValueError(f"{path} holds a {type(obj).__name__}, expected a state dict or "
-                     "[state_dict, optimizer_state].")
-  state = {}
-  for key, value in obj.items():
-    if not isinstance(value, torch.Tensor):
-      raise ValueError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor.")
-    key = key[len("module."):] if key.startswith("module.") else key
-    state[key] = value.detach().cpu().float().numpy()
-  return state
+    return obj[0]  # [state_dict, optimizer_state] as the NCSN runner saves.
+  return obj
+
+
+def read_torch_checkpoint(path: str) -> dict[str, np.ndarray]:
+  """The state dict of `path` (a bare one, or [state_dict, optimizer_state])."""
+  return torch_io.read_state_dict(path, _ncsn_state_dict)
 
 
 def flax_key(torch_key: str) -> str:
@@ -121,21 +102,24 @@ def convert(checkpoint: str, out: str, dataset: str = "mnist") -> ncsn.NCSNConfi
   return config
 
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Published checkpoint.pth.",
-                                  required=True)
-_OUT = flags.DEFINE_string("out", None, "Output weights file (.npz).", required=True)
-_DATASET = flags.DEFINE_enum("dataset", "mnist", sorted(_IMAGE_SIZES),
-                             "Dataset the model was trained on (sets the image size).")
+def _define_flags() -> None:
+  """CLI flags, defined only when run as a program (tests import several converters)."""
+  flags.DEFINE_string("checkpoint", None, "Published checkpoint.pth.", required=True)
+  flags.DEFINE_string("out", None, "Output weights file (.npz).", required=True)
+  flags.DEFINE_enum("dataset", "mnist", sorted(_IMAGE_SIZES),
+                    "Dataset the model was trained on (sets the image size).")
 
 
 def main(argv):
   del argv
+  args = flags.FLAGS
   try:
-    config = convert(_CHECKPOINT.value, _OUT.value, _DATASET.value)
+    config = convert(args.checkpoint, args.out, args.dataset)
   except (ValueError, FileNotFoundError, RuntimeError) as e:
     raise SystemExit(f"error: {e}") from None
-  print(f"Wrote {_OUT.value}: {config}")
+  print(f"Wrote {args.out}: {config}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

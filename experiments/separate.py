@@ -4,7 +4,6 @@ Re-running the same command on the same workdir resumes: finished chunks are kep
 """
 
 import logging
-import os
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -22,12 +21,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  os.makedirs(_WORKDIR.value, exist_ok=True)
-  handler = logging.FileHandler(os.path.join(_WORKDIR.value, "separate.log"))
-  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-  logging.getLogger().addHandler(handler)
   logging.getLogger().setLevel(logging.INFO)
-  separation.run(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+  separation.run(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value,
+                 log_file=True)
 
 
 if __name__ == "__main__":

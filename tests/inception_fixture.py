@@ -1,6 +1,6 @@
 """A deterministic, torch-free stand-in for pytorch-fid's Inception weights and inputs.
 
-The golden outputs in testdata/inception_golden.npz were produced by pytorch-fid's own
+The golden outputs in fixtures/inception_golden.npz were produced by pytorch-fid's own
 InceptionV3 loaded with `random_torch_state_dict(SEED)` (see make_inception_golden.py), so
 the JAX network can be checked against it on machines without torchvision.
 """

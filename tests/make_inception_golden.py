@@ -1,4 +1,4 @@
-"""Regenerates testdata/inception_golden.npz with pytorch-fid (needs torch + torchvision).
+"""Regenerates fixtures/inception_golden.npz with pytorch-fid (needs torch + torchvision).
 
   /path/to/venv-with-pytorch-fid/bin/python tests/make_inception_golden.py
 """
@@ -48,7 +48,7 @@ def main():
   a, b = inception_fixture.fid_features()
   fid = calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0),
                                    np.cov(b, rowvar=False))
-  path = os.path.join(os.path.dirname(__file__), 'testdata', inception_fixture.GOLDEN)
+  path = os.path.join(os.path.dirname(__file__), 'fixtures', inception_fixture.GOLDEN)
   np.savez_compressed(path, pool=pool, logits=logits, fid=np.float64(fid))
   print(f'wrote {path}: pool {pool.shape} |max| {np.abs(pool).max():.3g}, logits '
         f'{logits.shape} |max| {np.abs(logits).max():.3g}, fid {fid:.6f}')

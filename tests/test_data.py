@@ -179,3 +179,26 @@ def test_unknown_source():
     data.load({'source': 'imagenet'})
   with pytest.raises(ValueError, match='no local-file'):
     data.load({'source': 'lsun_church', 'path': '/tmp'})
+
+
+def test_glow32_roundtrip():
+  x = np.random.default_rng(0).random((3, 28, 28, 1)).astype(np.float32)
+  np.testing.assert_allclose(data.from_glow32(data.to_glow32(x)), x, atol=1e-6)
+
+
+def test_tfds_examples_are_read_in_batches():
+  class Source:
+    calls = []
+
+    def __len__(self):
+      return 5
+
+    def __getitem__(self, i):
+      return {'i': i}
+
+    def __getitems__(self, keys):
+      Source.calls.append(list(keys))
+      return [{'i': i} for i in keys]
+
+  got = [e['i'] for e in data._read_examples(Source(), 5, chunk=2)]
+  assert got == [0, 1, 2, 3, 4] and Source.calls == [[0, 1], [2, 3], [4]]

@@ -9,7 +9,7 @@ import pytest
 import inception_fixture
 from basis_jax import evaluation, inception
 
-TESTDATA = os.path.join(os.path.dirname(__file__), 'testdata')
+TESTDATA = os.path.join(os.path.dirname(__file__), 'fixtures')
 
 
 def _fid_scipy(mu1, s1, mu2, s2):
@@ -135,3 +135,18 @@ def test_evaluate_inception_plumbing(tmp_path, monkeypatch):
   assert FakeExtractor.calls[3:] == [60, 60]  # reference statistics came from the cache
   assert first['basis']['fid'] == pytest.approx(second['basis']['fid'])
   assert first['average']['fid'] > 0 and 'inception_score' in first['basis']
+
+
+def test_glow32_runs_are_scored_on_28x28(tmp_path):
+  from basis_jax import data  # pylint: disable=g-import-not-at-top
+  truth = np.random.default_rng(0).random((12, 2, 28, 28, 1)).astype(np.float32)
+  padded = data.to_glow32(truth.reshape(-1, 28, 28, 1)).reshape(12, 2, 32, 32, 3)
+  np.savez(tmp_path / 'separations.npz', mixtures=padded.sum(1), components=padded * 0.9,
+           ground_truth=padded)
+  with open(tmp_path / 'config.json', 'w') as f:
+    json.dump({'data': {'source': 'mnist', 'variant': 'glow32'}}, f)
+  results = evaluation.evaluate(str(tmp_path), inception='never')
+  assert results['image_shape'] == [28, 28, 1]
+  from basis_jax import metrics  # pylint: disable=g-import-not-at-top
+  expected = metrics.separation_psnr(truth * 0.9, truth)['mixture'].mean()
+  assert results['psnr_mean'] == pytest.approx(expected)  # the border is not scored

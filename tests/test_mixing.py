@@ -13,25 +13,28 @@ def _random(shape, seed):
   return jax.random.uniform(jax.random.key(seed), shape)
 
 
-@pytest.mark.parametrize("op,shape", [
+LINEAR_OPERATORS = [
     (mixing.Sum((1.0, 1.0)), (2, 8, 8, 1)),
     (mixing.Sum((0.5, 0.5)), (2, 8, 8, 3)),
     (mixing.Sum((0.3, 1.0, 2.5)), (3, 6, 6, 1)),
     (mixing.Grayscale(), (1, 8, 8, 3)),
-])
+]
+
+
+@pytest.mark.parametrize("op,shape", LINEAR_OPERATORS)
 def test_explicit_adjoint_matches_vjp(op, shape):
   x = _random(shape, 0)
   m = op(_random(shape, 1))
   explicit = op.likelihood_direction(x, m)
-  via_vjp = mixing.MixingOperator.likelihood_direction(op, x, m)  # base class: jax.vjp
+  # The base class's adjoint is the generic jax.vjp path.
+  via_vjp = mixing.MixingOperator.adjoint(op, x, m - op(x))
+  assert type(op).adjoint is not mixing.MixingOperator.adjoint  # Really two paths.
   np.testing.assert_allclose(explicit, via_vjp, rtol=1e-6, atol=1e-7)
+  generic = mixing.Generic(op, num_components=op.num_components)
+  np.testing.assert_allclose(generic.likelihood_direction(x, m), explicit, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("op,shape", [
-    (mixing.Sum((1.0, 1.0)), (2, 8, 8, 1)),
-    (mixing.Sum((0.3, 1.0, 2.5)), (3, 6, 6, 1)),
-    (mixing.Grayscale(), (1, 8, 8, 3)),
-])
+@pytest.mark.parametrize("op,shape", LINEAR_OPERATORS)
 def test_projection_satisfies_constraint_and_is_orthogonal(op, shape):
   x = _random(shape, 2)
   m = op(_random(shape, 3))

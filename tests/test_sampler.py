@@ -191,3 +191,15 @@ def test_bad_input_is_refused_before_compilation():
                            component_shape=SHAPE)
   with pytest.raises(ValueError, match="Unknown init"):
     sampler.SamplerOptions(init="zeros")
+
+
+def test_several_samples_chosen_by_smallest_residual():
+  from basis_jax import best_of_n  # pylint: disable=g-import-not-at-top
+  separate, params, mixtures, _ = _small_setup(num_samples=4)
+  out = jax.jit(separate)(params, mixtures[:3], jax.random.key(0))
+  best, index = best_of_n.select_by_residual(out["components"], out["residual_norm"])
+  assert best.shape == (3, 2) + SHAPE
+  np.testing.assert_array_equal(index, np.argmin(out["residual_norm"], axis=1))
+  residual = np.abs(best.sum(1) - mixtures[:3]).reshape(3, -1)
+  np.testing.assert_allclose(np.sqrt((residual**2).sum(1)), out["residual_norm"].min(1),
+                             rtol=1e-4)

@@ -9,11 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
 
-from basis_jax import atomic, separation
+from basis_jax import atomic, mixing, separation
 from configs import gaussian_toy
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -103,6 +104,7 @@ def test_sigkill_then_resume_is_byte_identical(tmp_path):
   result = subprocess.run(_separate_cmd(killed, *RUN_FLAGS), cwd=REPO, env=_env(), check=True,
                           capture_output=True, text=True)
   assert f"{done * 4} already done" in result.stderr
+  assert not list(killed.rglob("*.tmp"))
   assert ((killed / "separations.npz").read_bytes() ==
           (reference / "separations.npz").read_bytes())
 
@@ -156,3 +158,20 @@ def test_two_processes_give_the_single_process_result(tmp_path):
        np.load(tmp_path / "single" / "separations.npz") as single:
     np.testing.assert_allclose(multi["components"], single["components"], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(multi["mixtures"], single["mixtures"])
+
+
+@pytest.mark.parametrize("op", [mixing.Sum((0.5, 0.5)), mixing.Sum((1.0, 2.0, 0.5)),
+                                mixing.Grayscale()])
+def test_mixtures_map_into_a_prior_space_consistently(op):
+  """m' computed from m equals g applied to the mapped components (Glow's [−½, ½])."""
+  prior = types.SimpleNamespace(data_range=(-0.5, 0.5))
+  job = types.SimpleNamespace(priors=[prior], mixing=op)
+  k = op.num_components
+  x = np.random.default_rng(0).uniform(size=(k, 6, 6, 3)).astype(np.float32)
+  m = np.asarray(op(x))[None]
+  mapped = separation.mixtures_to_prior_space(m, job)
+  np.testing.assert_allclose(mapped[0], op(x - 0.5), atol=1e-6)
+  np.testing.assert_allclose(separation.components_to_unit_space(x - 0.5, job), x, atol=1e-6)
+  job.mixing = mixing.Generic(mixing.clipped_sum, num_components=2)
+  with pytest.raises(ValueError, match="non-linear"):
+    separation.mixtures_to_prior_space(m, job)

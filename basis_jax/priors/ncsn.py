@@ -16,7 +16,9 @@ checkpoint (`basis_jax.checkpoint_io`): converted from the published `checkpoint
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import os
 from typing import Any
 
 import jax
@@ -139,8 +141,13 @@ def abstract_params(config: NCSNConfig):
   return graphdef, params
 
 
+@functools.lru_cache(maxsize=16)
 def make_score_fn(graphdef):
-  """score_fn(params, x, level) for the sampler; `level` scalar or [B], broadcast to B."""
+  """score_fn(params, x, level) for the sampler; `level` scalar or [B], broadcast to B.
+
+  Cached per graphdef: one function object per architecture lets every `jax.jit` of it
+  share compiled executables.
+  """
 
   def score_fn(params, x, level):
     model = nnx.merge(graphdef, params)
@@ -183,8 +190,9 @@ def load_weights(path: str, overrides: dict[str, Any] | None = None, *, use_ema:
   clashes = {k: (v, getattr(file_config, k)) for k, v in overrides.items()
              if k != "dtype" and v != getattr(file_config, k)}
   if clashes:
+    listed = ", ".join(f"{k}={a} (file: {b})" for k, (a, b) in clashes.items())
     raise ValueError(f"{path} was written for {file_config}, which clashes with the prior "
-                     "config: " + ", ".join(f"{k}={a} (file: {b})" for k, (a, b) in clashes.items()))
+                     f"config: {listed}")
   config = dataclasses.replace(file_config, dtype=overrides.get("dtype", file_config.dtype))
   graphdef, abstract = abstract_params(config)
   keys = checkpoint_io.list_keys(path)
@@ -197,10 +205,21 @@ def load_weights(path: str, overrides: dict[str, Any] | None = None, *, use_ema:
   return config, graphdef, params
 
 
+def shipped_weights(dataset: str) -> str | None:
+  """The package's default weights for `dataset` (basis_jax/weights/ncsn_<dataset>.npz)."""
+  path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights",
+                      f"ncsn_{dataset}.npz")
+  return path if os.path.exists(path) else None
+
+
 def load(prior_config, schedule=None) -> Prior:
-  """The NCSN prior of `config.prior` (fields: weights, seed, dataset, ngf, ..., use_ema)."""
-  weights = prior_config.get("weights")
+  """The NCSN prior of `config.prior` (fields: weights, seed, dataset, ngf, ..., use_ema).
+
+  weights: a project weights file; empty/None takes the shipped default for the dataset
+  preset when the package has one, else a random initialisation (with a warning).
+  """
   config = config_from_prior_config(prior_config)
+  weights = prior_config.get("weights") or shipped_weights(prior_config.get("dataset", "mnist"))
   if weights:
     # The dataset preset fixes the image shape; the file fixes the rest.
     expected = {"channels": config.channels, "image_size": config.image_size,

@@ -57,7 +57,8 @@ def avg_pool_5x5(x):
 
   That is PyTorch's `AvgPool2d(5, 1, 2)` with its default count_include_pad=True.
   """
-  summed = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, (1, 5, 5, 1),
+  # A constant zero init lets JAX recognise a (differentiable) windowed sum.
+  summed = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, (1, 5, 5, 1),
                                  (1, 1, 1, 1), ((0, 0), (2, 2), (2, 2), (0, 0)))
   return summed / jnp.asarray(25.0, x.dtype)
 

@@ -1,0 +1,305 @@
+"""Training the NCSN score network with annealed denoising score matching.
+
+`train_and_evaluate(config, workdir)` runs the whole loop (see configs/train_ncsn_*.py for
+the fields). What makes it resumable bit for bit: the data order of epoch e is a numpy
+permutation seeded by (seed, e), the noise of step s comes from fold_in(key(seed), s), and
+the orbax checkpoint holds step, params, optimizer state and EMA, so a resumed run feeds
+the same compiled step exactly the same inputs.
+
+Data-parallel: one `jit` over a 1-D device mesh ('batch'); the batch axis is sharded with
+NamedSharding, parameters and optimizer state are replicated (no pmap).
+
+Outputs in WORKDIR: checkpoints/ (orbax), weights.npz (compact: params + EMA, read by
+`basis_jax.priors.ncsn.load`), metrics.jsonl, samples/step_*.png, config.json.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from clu import parameter_overview
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from basis_jax import atomic, checkpoint_io, data as data_lib, dsm, schedules, sharding
+from basis_jax import visualize
+from basis_jax.priors import ncsn
+
+
+def model_config(config) -> ncsn.NCSNConfig:
+  return ncsn.config_from_prior_config(config.model)
+
+
+def sigmas_of(config) -> tuple[float, ...]:
+  return schedules.geometric_sigmas(config.sigmas.sigma_max, config.sigmas.sigma_min,
+                                    model_config(config).num_classes)
+
+
+def _optimizer_settings(optim) -> tuple:
+  """Adam as the reference trains (lr 1e-3, β (0.9, 0.999)); optional global-norm clip."""
+  return (float(optim.lr), float(optim.beta1), float(optim.beta2), float(optim.eps),
+          float(optim.get("grad_clip", 0.0)))
+
+
+def _optimizer(settings: tuple) -> optax.GradientTransformation:
+  lr, beta1, beta2, eps, grad_clip = settings
+  tx = optax.adam(lr, b1=beta1, b2=beta2, eps=eps)
+  return optax.chain(optax.clip_by_global_norm(grad_clip), tx) if grad_clip else tx
+
+
+@functools.lru_cache(maxsize=8)
+def _train_step(graphdef, sigmas: tuple[float, ...], optimizer: tuple, ema_rate: float,
+                random_flip: bool):
+  """The jitted step, cached on its static settings (runs in one process share the compile)."""
+  tx = _optimizer(optimizer)
+  score_fn = ncsn.make_score_fn(graphdef)
+  num_levels = len(sigmas)
+
+  def step(state, images, key):
+    dq_key, flip_key, loss_key = jax.random.split(key, 3)
+    x = dsm.dequantize(images, dq_key)
+    if random_flip:
+      flip = jax.random.bernoulli(flip_key, 0.5, x.shape[:1])
+      x = jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
+
+    def loss_fn(params):
+      losses, levels = dsm.dsm_loss(score_fn, params, x, loss_key, sigmas)
+      return jnp.mean(losses), (losses, levels)
+
+    (loss, (losses, levels)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state}
+    if "ema" in state:
+      new_state["ema"] = jax.tree.map(lambda e, p: ema_rate * e + (1.0 - ema_rate) * p,
+                                      state["ema"], params)
+    sums, counts = dsm.per_level_sums(losses, levels, num_levels)
+    return new_state, {"loss": loss, "level_sums": sums, "level_counts": counts,
+                       "grad_norm": optax.global_norm(grads)}
+
+  return jax.jit(step, donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=4)
+def _sampler(graphdef, sigmas, steps_per_level: int, step_lr: float, shape: tuple):
+  score_fn = ncsn.make_score_fn(graphdef)
+  return jax.jit(lambda params, key: dsm.annealed_langevin(
+      score_fn, params, key, shape, sigmas, steps_per_level, step_lr))
+
+
+def init_state(config, graphdef_and_params=None) -> dict[str, Any]:
+  """Step 0 state: fresh weights (seed) or `config.init_weights` (a compact file)."""
+  cfg = model_config(config)
+  graphdef, params = graphdef_and_params or nnx.split(ncsn.build(cfg, config.seed), nnx.Param)
+  tx = _optimizer(_optimizer_settings(config.optim))
+  state = {"step": jnp.zeros((), jnp.int32), "params": params,
+           "opt_state": tx.init(params)}
+  if config.ema_rate:
+    state["ema"] = jax.tree.map(jnp.copy, params)
+  if config.get("init_weights"):
+    state = _load_compact_into(config.init_weights, state)
+  return graphdef, state
+
+
+def _load_compact_into(path: str, state: dict) -> dict:
+  keys = checkpoint_io.list_keys(path)
+  groups = {k.split("/", 1)[0] for k in keys}
+  abstract = jax.eval_shape(lambda: state)
+  if "params" not in groups:  # A bare parameter file, e.g. converted from PyTorch.
+    params, _ = checkpoint_io.load_params(path, abstract["params"])
+    loaded = {"params": params}
+  else:
+    target = {g: abstract[g] for g in ("params", "ema", "opt_state") if g in groups and g in state}
+    loaded, meta = checkpoint_io.load_params(path, target, allow_unexpected=True)
+    if "opt_state" in loaded:  # Only a file with the optimizer state continues the count.
+      loaded["step"] = jnp.asarray(meta.get("step", 0), jnp.int32)
+  new = dict(state, **loaded)
+  if "ema" in state and "ema" not in loaded:
+    new["ema"] = jax.tree.map(jnp.copy, new["params"])
+  logging.info("Initialised from %s (%s).", path, ", ".join(sorted(loaded)))
+  return new
+
+
+def save_compact(path: str, state: dict, config, include_opt_state: bool = False) -> None:
+  """params (+ EMA, + optimizer state) and the architecture, readable by `ncsn.load`."""
+  groups = ["params", "ema"] + (["opt_state"] if include_opt_state else [])
+  tree = {g: state[g] for g in groups if g in state}
+  checkpoint_io.save_params(path, tree, {
+      "architecture": ncsn.ARCHITECTURE, "config": model_config(config).to_dict(),
+      "step": int(state["step"]), "sigmas": list(sigmas_of(config))})
+
+
+def load_images(data_config, image_shape: tuple[int, int, int]) -> np.ndarray:
+  """Training images from `config.data` (see `basis_jax.data`) as uint8 [N, H, W, C].
+
+  Kept as uint8 (4× smaller than float); `dsm.dequantize` maps pixel u to u/256 + U(0, 1/256).
+  """
+  images = data_lib.load(data_config).images
+  if images.shape[1:] != image_shape:
+    raise ValueError(f"The model expects images of shape {image_shape}, but config.data "
+                     f"({data_config.source}, split {data_config.split}) gives "
+                     f"{images.shape[1:]}.")
+  return np.round(images * 255.0).astype(np.uint8)  # data.load returns u/255 exactly.
+
+
+class _BatchSource:
+  """Global batch for step s, deterministic in (seed, s); each process takes its rows."""
+
+  def __init__(self, images: np.ndarray, batch_size: int, seed: int, mesh):
+    if len(images) < batch_size:
+      raise ValueError(f"The dataset has {len(images)} images, fewer than one batch "
+                       f"({batch_size}).")
+    self.images, self.batch_size, self.seed, self.mesh = images, batch_size, seed, mesh
+    self.steps_per_epoch = len(images) // batch_size
+    self._epoch, self._order = None, None
+    self.rows = sharding.process_row_range(mesh, batch_size)
+
+  def __call__(self, step: int) -> jax.Array:
+    epoch, within = divmod(step, self.steps_per_epoch)
+    if epoch != self._epoch:
+      self._epoch = epoch
+      self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
+    idx = self._order[within * self.batch_size:(within + 1) * self.batch_size]
+    local = self.images[idx[self.rows[0]:self.rows[1]]]
+    return sharding.global_batch(self.mesh, local, self.batch_size)
+
+
+def _log_overview(params) -> None:
+  flat, _ = checkpoint_io.flatten(params)
+  flat = {k: np.asarray(v) for k, v in flat.items()}
+  logging.info("Parameters:\n%s", parameter_overview.get_parameter_overview(
+      flat, include_stats=False, max_lines=40))
+  logging.info("Total parameters: %s", f"{ncsn.count_params(params):,}")
+
+
+def _image_grid(x: np.ndarray, pad: int = 2) -> np.ndarray:
+  """[N,H,W,C] in [0,1] -> one uint8 RGB image, as square as possible."""
+  n, h, w, _ = x.shape
+  cols = int(np.ceil(np.sqrt(n)))
+  rows = int(np.ceil(n / cols))
+  tiles = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+  tiles = np.repeat(tiles, 3, -1) if tiles.shape[-1] == 1 else tiles
+  grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+  for i, tile in enumerate(tiles):
+    top, left = pad + (i // cols) * (h + pad), pad + (i % cols) * (w + pad)
+    grid[top:top + h, left:left + w] = tile
+  return grid
+
+
+def _write_samples(config, graphdef, state, workdir, step) -> None:
+  """A grid of unconditional samples (plain annealed Langevin) to judge the prior by eye."""
+  s = config.sampling
+  cfg = model_config(config)
+  shape = (s.num_samples, cfg.image_size, cfg.image_size, cfg.channels)
+  sample = _sampler(graphdef, sigmas_of(config), s.steps_per_level, s.step_lr, shape)
+  params = state.get("ema", state["params"])
+  x = np.asarray(sample(params, jax.random.fold_in(jax.random.key(config.seed + 1), step)))
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
+    visualize.save_png(path, _image_grid(x), scale=2)
+    logging.info("Wrote %s", path)
+
+
+def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> dict[str, Any]:
+  """Trains until `config.num_steps` (or `stop_after` more steps); returns the final state.
+
+  Resumes from the latest orbax checkpoint in WORKDIR/checkpoints if there is one.
+  """
+  sharding.initialize_distributed(config.get("distributed"))
+  os.makedirs(workdir, exist_ok=True)
+  cfg = model_config(config)
+  sigmas = sigmas_of(config)
+  batch_size = config.training.batch_size
+  mesh = jax.make_mesh((jax.device_count(),), (sharding.BATCH_AXIS,))
+  if batch_size % jax.device_count():
+    raise ValueError(f"training.batch_size {batch_size} is not a multiple of the "
+                     f"{jax.device_count()} devices.")
+  replicated = NamedSharding(mesh, P())
+  if jax.process_index() == 0:
+    atomic.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+
+  images = load_images(config.data, (cfg.image_size, cfg.image_size, cfg.channels))
+  batches = _BatchSource(images, batch_size, config.seed, mesh)
+  logging.info("Training on %d images (%s), batch %d over %d devices, %d steps/epoch.",
+               len(images), config.data.source, batch_size, jax.device_count(),
+               batches.steps_per_epoch)
+
+  graphdef, state = init_state(config)
+  state = jax.device_put(state, replicated)
+  manager = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.max_to_keep, create=True))
+  if manager.latest_step() is not None:
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                            state)
+    state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
+    logging.info("Resumed from step %d.", int(state["step"]))
+  _log_overview(state["params"])
+
+  step_fn = _train_step(graphdef, sigmas, _optimizer_settings(config.optim),
+                        float(config.ema_rate), bool(config.training.random_flip))
+  base_key = jax.random.key(config.seed)
+  start = int(state["step"])
+  end = config.num_steps if stop_after is None else min(config.num_steps, start + stop_after)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  window, window_start, window_steps = None, time.time(), 0
+  # A wall-clock budget (runs on leased machines end hard): stop early, checkpoint first.
+  deadline = time.time() + config.max_seconds if config.get("max_seconds", 0) else None
+  for step in range(start, end):
+    state, metrics = step_fn(state, batches(step), jax.random.fold_in(base_key, step))
+    # Summed on device, so logging does not force a host sync every step.
+    window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
+    window_steps += 1
+    done = step + 1
+    last = done == end or (deadline is not None and time.time() > deadline)
+    if config.log_every and (done % config.log_every == 0 or last):
+      _log_progress(jax.device_get(window), window_steps, time.time() - window_start, done,
+                    config.num_steps, metrics_path)
+      window, window_start, window_steps = None, time.time(), 0
+    if config.checkpoint_every and (done % config.checkpoint_every == 0 or last):
+      manager.save(done, args=ocp.args.StandardSave(state))
+      if jax.process_index() == 0:
+        save_compact(os.path.join(workdir, "weights.npz"), state, config,
+                     config.get("compact_opt_state", False))
+    if config.sampling.every and done % config.sampling.every == 0:
+      _write_samples(config, graphdef, state, workdir, done)
+    if last:
+      if done < end:
+        logging.info("Stopping at step %d: max_seconds=%s reached.", done, config.max_seconds)
+      break
+  manager.wait_until_finished()
+  manager.close()
+  return state
+
+
+def _log_progress(window, steps: int, elapsed: float, done: int, total: int,
+                  metrics_path: str) -> None:
+  """The progress line (loss, per-level loss, steps/s, ETA) and a metrics.jsonl record."""
+  rate = steps / max(elapsed, 1e-9)
+  eta = (total - done) / rate
+  counts = window["level_counts"]
+  per_level = np.where(counts > 0, window["level_sums"] / np.maximum(counts, 1), np.nan)
+  loss = float(window["loss"]) / steps
+  logging.info("step %d/%d  loss %.4f  %.2f steps/s  ETA %s  per level: %s", done, total,
+               loss, rate, _hms(eta), " ".join(f"{v:.3g}" for v in per_level))
+  if jax.process_index() == 0:
+    with open(metrics_path, "a") as f:
+      f.write(json.dumps({"step": done, "loss": loss, "steps_per_sec": rate,
+                          "grad_norm": float(window["grad_norm"]) / steps,
+                          "loss_per_level": [None if np.isnan(v) else float(v)
+                                             for v in per_level]}) + "\n")
+
+
+def _hms(seconds: float) -> str:
+  seconds = int(seconds)
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

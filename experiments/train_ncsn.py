@@ -1,0 +1,27 @@
+"""Train an NCSN prior: `python -m experiments.train_ncsn --config=CONFIG --workdir=DIR`.
+
+Re-running the same command on the same workdir resumes from its latest checkpoint.
+"""
+
+import logging
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from basis_jax import train_ncsn
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, weights, samples, metrics.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.getLogger().setLevel(logging.INFO)
+  train_ncsn.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
