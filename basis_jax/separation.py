@@ -27,8 +27,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, data as data_lib, metrics, mixing as mixing_lib, mixtures as mixtures_lib
-from basis_jax import priors as priors_lib, sampler, schedules, sharding, visualize
+from basis_jax import atomic, data as data_lib, metrics, mixing as mixing_lib
+from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
+from basis_jax import schedules, sharding, visualize
 from basis_jax.priors import gaussian
 
 # Config keys that do not change any separated value; a resumed run may change them.
@@ -284,6 +285,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
     work.remove_stale_temporaries()
   progress = _LevelProgress(schedules.from_config(config.schedule).num_levels)
   job = build_job(config, progress=progress)
+  for number, prior in enumerate({id(p): p for p in job.priors}.values()):
+    overview.log_parameter_overview(prior.params, f"Prior {number} ({prior.name})")
   mixture_set = load_mixtures(config, job)
   num_mixtures = mixture_set.mixtures.shape[0]
   sampler.validate_mixtures(mixture_set.mixtures, job.separate.mixture_shape)

@@ -27,12 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from clu import parameter_overview
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from basis_jax import atomic, checkpoint_io, data as data_lib, dsm, schedules, sharding
-from basis_jax import visualize
+from basis_jax import overview, visualize
 from basis_jax.priors import ncsn
 
 
@@ -174,14 +173,6 @@ class _BatchSource:
     return sharding.global_batch(self.mesh, local, self.batch_size)
 
 
-def _log_overview(params) -> None:
-  flat, _ = checkpoint_io.flatten(params)
-  flat = {k: np.asarray(v) for k, v in flat.items()}
-  logging.info("Parameters:\n%s", parameter_overview.get_parameter_overview(
-      flat, include_stats=False, max_lines=40))
-  logging.info("Total parameters: %s", f"{ncsn.count_params(params):,}")
-
-
 def _image_grid(x: np.ndarray, pad: int = 2) -> np.ndarray:
   """[N,H,W,C] in [0,1] -> one uint8 RGB image, as square as possible."""
   n, h, w, _ = x.shape
@@ -244,7 +235,7 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
                             state)
     state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
     logging.info("Resumed from step %d.", int(state["step"]))
-  _log_overview(state["params"])
+  overview.log_parameter_overview(state["params"], "NCSN")
 
   step_fn = _train_step(graphdef, sigmas, _optimizer_settings(config.optim),
                         float(config.ema_rate), bool(config.training.random_flip))

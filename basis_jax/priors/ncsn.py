@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import checkpoint_io
+from basis_jax import checkpoint_io, overview
 from basis_jax.priors.base import Prior
 from basis_jax.priors.ncsn_layers import (CondInstanceNormPlus, CondRefineBlock, ResidualBlock,
                                           conv, elu)
@@ -126,8 +126,7 @@ class CondRefineNetDilated(nnx.Module):
     return out.astype(jnp.float32)
 
 
-def count_params(state) -> int:
-  return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state)))
+count_params = overview.count_params
 
 
 def build(config: NCSNConfig, seed: int = 0) -> CondRefineNetDilated:
