@@ -29,11 +29,8 @@ import numpy as np
 
 from basis_jax import atomic, data as data_lib, metrics, mixing as mixing_lib
 from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
-from basis_jax import schedules, sharding, visualize
+from basis_jax import schedules, sharding, visualize, workdir as workdir_lib
 from basis_jax.priors import gaussian
-
-# Config keys that do not change any separated value; a resumed run may change them.
-RESULT_INVARIANT_KEYS = ("batch_size", "distributed", "output", "max_device_memory_gb")
 
 
 @dataclasses.dataclass
@@ -134,90 +131,6 @@ def components_to_unit_space(values: np.ndarray, job: Job) -> np.ndarray:
   return ((values - low) / (high - low)).astype(np.float32)
 
 
-def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-  keys = []
-  for key in sorted(set(saved) | set(current)):
-    name = prefix + key
-    if not prefix and key in RESULT_INVARIANT_KEYS:
-      continue
-    a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
-    if isinstance(a, dict) and isinstance(b, dict):
-      keys += config_differences(a, b, name + ".")
-    elif a != b:
-      keys.append(name)
-  return keys
-
-
-def _config_dict(config) -> dict:
-  return json.loads(config.to_json_best_effort(sort_keys=True))
-
-
-class Workdir:
-  """Files of one run; process 0 writes shared files, every process its own chunk parts."""
-
-  def __init__(self, path: str):
-    self.path = path
-    self.chunk_dir = os.path.join(path, "chunks")
-    os.makedirs(self.chunk_dir, exist_ok=True)
-
-  def remove_stale_temporaries(self) -> int:
-    """Deletes temporary files left by a killed writer (never a finished chunk)."""
-    stale = [os.path.join(d, name) for d in (self.path, self.chunk_dir)
-             for name in os.listdir(d) if name.startswith(".") and name.endswith(".tmp")]
-    for path in stale:
-      os.unlink(path)
-    return len(stale)
-
-  def file(self, name):
-    return os.path.join(self.path, name)
-
-  def chunk_file(self, start, stop, process):
-    return os.path.join(self.chunk_dir, f"chunk_{start:08d}_{stop:08d}.p{process:03d}.npz")
-
-  def read_index(self) -> dict:
-    try:
-      with open(self.file("index.json")) as f:
-        return json.load(f)
-    except FileNotFoundError:
-      return {"chunks": []}
-
-  def check_config(self, config, allow_change: bool) -> None:
-    current = _config_dict(config)
-    try:
-      with open(self.file("config.json")) as f:
-        saved = json.load(f)
-    except FileNotFoundError:
-      saved = None
-    if saved is not None and saved != current:
-      changed = config_differences(saved, current)
-      if changed and not allow_change:
-        raise ValueError(
-            f"The workdir {self.path} holds results of a different config; these keys change the "
-            f"results: {', '.join(changed)}. Use a new --workdir, or pass "
-            "--allow_config_change if you mean to mix results.")
-    if jax.process_index() == 0:
-      atomic.write_json(self.file("config.json"), current)
-
-
-def plan_chunks(num_mixtures: int, batch_size: int, done: list[list[int]]) -> list[tuple[int, int]]:
-  """Contiguous [start, stop) chunks of at most batch_size covering what is not done."""
-  finished = np.zeros(num_mixtures, bool)
-  for start, stop in done:
-    finished[start:stop] = True
-  chunks, start = [], 0
-  while start < num_mixtures:
-    if finished[start]:
-      start += 1
-      continue
-    stop = start
-    while stop < num_mixtures and not finished[stop] and stop - start < batch_size:
-      stop += 1
-    chunks.append((start, stop))
-    start = stop
-  return chunks
-
-
-RESULT_FIELDS = ("components", "residual_norm", "score_norm", "snapshots")
 
 
 class _LevelProgress:
@@ -276,7 +189,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   process N > 0).
   """
   sharding.initialize_distributed(config.get("distributed"))
-  work = Workdir(workdir)
+  work = workdir_lib.Workdir(workdir)
   if log_file:
     _log_to(work.file("separate.log" if jax.process_index() == 0 else
                       f"separate.p{jax.process_index()}.log"))
@@ -301,7 +214,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
 
   index = work.read_index()
   done = [c["range"] for c in index["chunks"]]
-  chunks = plan_chunks(num_mixtures, config.batch_size, done)
+  chunks = workdir_lib.plan_chunks(num_mixtures, config.batch_size, done)
   logging.info("%d mixtures: %d already done, %d chunk(s) of <= %d to run on %d device(s).",
                num_mixtures, sum(b - a for a, b in done), len(chunks), config.batch_size,
                num_devices)
@@ -334,7 +247,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
         local[name] = components_to_unit_space(local[name], job)
     if mine.size:
       atomic.save_npz(work.chunk_file(start, stop, jax.process_index()), positions=mine,
-                      **{name: local[name] for name in RESULT_FIELDS if name in local})
+                      **{name: local[name] for name in workdir_lib.RESULT_FIELDS if name in local})
     _sync(f"chunk_{start}")
     ran += rows
     finished += rows
@@ -375,7 +288,7 @@ def _best_permutation_psnr(components, truth, config):
   return metrics.separation_psnr(components, truth, 1.0)["mixture"]
 
 
-def assemble(work: Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: Job) -> dict:
+def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: Job) -> dict:
   """Reads every chunk file and writes separations.npz, metrics.json and a PNG grid."""
   num_mixtures = mixture_set.mixtures.shape[0]
   fields: dict[str, np.ndarray] = {}
@@ -388,7 +301,7 @@ def assemble(work: Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: J
         continue
       with np.load(path) as chunk:
         positions = chunk["positions"]
-        for name in RESULT_FIELDS:
+        for name in workdir_lib.RESULT_FIELDS:
           if name in chunk:
             if name not in fields:
               fields[name] = np.zeros((num_mixtures,) + chunk[name].shape[1:], chunk[name].dtype)

@@ -1,0 +1,105 @@
+"""The files of a separation run: saved config, chunk files, the index of finished chunks.
+
+WORKDIR/config.json is compared with the command's config on resume; WORKDIR/chunks/
+holds one atomically written file per (chunk, process); WORKDIR/index.json lists the
+finished chunk ranges, written by process 0 after every process has written its rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from basis_jax import atomic
+
+# Config keys that do not change any separated value; a resumed run may change them.
+RESULT_INVARIANT_KEYS = ("batch_size", "distributed", "output", "max_device_memory_gb")
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+  keys = []
+  for key in sorted(set(saved) | set(current)):
+    name = prefix + key
+    if not prefix and key in RESULT_INVARIANT_KEYS:
+      continue
+    a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+    if isinstance(a, dict) and isinstance(b, dict):
+      keys += config_differences(a, b, name + ".")
+    elif a != b:
+      keys.append(name)
+  return keys
+
+
+def _config_dict(config) -> dict:
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+class Workdir:
+  """Files of one run; process 0 writes shared files, every process its own chunk parts."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.chunk_dir = os.path.join(path, "chunks")
+    os.makedirs(self.chunk_dir, exist_ok=True)
+
+  def remove_stale_temporaries(self) -> int:
+    """Deletes temporary files left by a killed writer (never a finished chunk)."""
+    stale = [os.path.join(d, name) for d in (self.path, self.chunk_dir)
+             for name in os.listdir(d) if name.startswith(".") and name.endswith(".tmp")]
+    for path in stale:
+      os.unlink(path)
+    return len(stale)
+
+  def file(self, name):
+    return os.path.join(self.path, name)
+
+  def chunk_file(self, start, stop, process):
+    return os.path.join(self.chunk_dir, f"chunk_{start:08d}_{stop:08d}.p{process:03d}.npz")
+
+  def read_index(self) -> dict:
+    try:
+      with open(self.file("index.json")) as f:
+        return json.load(f)
+    except FileNotFoundError:
+      return {"chunks": []}
+
+  def check_config(self, config, allow_change: bool) -> None:
+    current = _config_dict(config)
+    try:
+      with open(self.file("config.json")) as f:
+        saved = json.load(f)
+    except FileNotFoundError:
+      saved = None
+    if saved is not None and saved != current:
+      changed = config_differences(saved, current)
+      if changed and not allow_change:
+        raise ValueError(
+            f"The workdir {self.path} holds results of a different config; these keys change the "
+            f"results: {', '.join(changed)}. Use a new --workdir, or pass "
+            "--allow_config_change if you mean to mix results.")
+    if jax.process_index() == 0:
+      atomic.write_json(self.file("config.json"), current)
+
+
+def plan_chunks(num_mixtures: int, batch_size: int,
+                done: list[list[int]]) -> list[tuple[int, int]]:
+  """Contiguous [start, stop) chunks of at most batch_size covering what is not done."""
+  finished = np.zeros(num_mixtures, bool)
+  for start, stop in done:
+    finished[start:stop] = True
+  chunks, start = [], 0
+  while start < num_mixtures:
+    if finished[start]:
+      start += 1
+      continue
+    stop = start
+    while stop < num_mixtures and not finished[stop] and stop - start < batch_size:
+      stop += 1
+    chunks.append((start, stop))
+    start = stop
+  return chunks
+
+
+RESULT_FIELDS = ("components", "residual_norm", "score_norm", "snapshots")
