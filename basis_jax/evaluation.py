@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 from absl import logging
 
-from basis_jax import metrics
+from basis_jax import atomic, metrics
 
 SEPARATIONS_FILE = 'separations.npz'
 
@@ -221,7 +221,7 @@ def reference_statistics(name: str, load_images: Callable[[], np.ndarray],
   mu, sigma = activation_statistics(outputs['pool'])
   score = inception_score(outputs['logits'])[0] if len(images) >= 10 else float('nan')
   os.makedirs(cache_dir, exist_ok=True)
-  np.savez(path, mu=mu, sigma=sigma, n=len(images), inception_score=score)
+  atomic.save_npz(path, mu=mu, sigma=sigma, n=len(images), inception_score=score)
   return {'mu': mu, 'sigma': sigma, 'n': len(images), 'inception_score': score,
           'path': path}
 
@@ -365,8 +365,7 @@ def evaluate(workdir: str, *, ssim: bool = False, inception: str = 'auto',
         raise
       logging.warning('Skipping IS/FID: %s', e)
       results['inception'] = {'error': str(e)}
-  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
-    json.dump(results, f, indent=2)
-  with open(os.path.join(workdir, 'eval.md'), 'w') as f:
+  atomic.write_json(os.path.join(workdir, 'eval.json'), results)
+  with atomic.atomic_open(os.path.join(workdir, 'eval.md'), 'w') as f:
     f.write(markdown_table(results))
   return results

@@ -35,7 +35,7 @@ import optax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from basis_jax import schedules
+from basis_jax import atomic, schedules
 from basis_jax.priors import glow
 
 CLEAN_FILE = "glow_clean.npz"
@@ -254,7 +254,7 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
     stage_file = os.path.join(workdir, CLEAN_FILE if stage == 0 else f"sigma_{stage:02d}.npz")
     _save_state_file(stage_file, graphdef, model_config, params, rest, stage_sigma=sigma)
     metrics = [m for m in metrics if m["stage"] != stage] + [record]
-    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+    with atomic.atomic_open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
       f.writelines(json.dumps(m) + "\n" for m in metrics)
     progress = {"stage": stage + 1, "step": 0, "lr_scale": 1.0, "restarts": 0,
                 "stage_start_bpd": 0.0}

@@ -16,6 +16,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from basis_jax import atomic
+
 
 def psnr(estimate: np.ndarray, target: np.ndarray, data_range: float = 1.0) -> np.ndarray:
   """PSNR in dB over the last three axes (H, W, C); leading axes broadcast."""
@@ -193,5 +195,6 @@ def write_histogram_png(values: np.ndarray, path: str, *, bins: int = 40,
   draw.text((left + plot_w / 2 - 3 * len(xlabel), height - 18), xlabel, fill='black',
             font=font)
   draw.text((left, 8), f'{title} (n={values.size})', fill='black', font=font)
-  img.save(path)
+  with atomic.atomic_open(path, 'wb') as f:
+    img.save(f, format='PNG')
   return counts

@@ -101,7 +101,7 @@ def run(config) -> dict[str, Any]:
   info = {"device": device.device_kind, "platform": device.platform,
           "num_devices": jax.local_device_count(), "model": config.model,
           "jax": jax.__version__, "num_levels": config.num_levels,
-          "steps_per_level": config.steps_per_level}
+          "steps_per_level": config.steps_per_level, "num_components": config.num_components}
   logging.info("Benchmark on %d x %s", info["num_devices"], info["device"])
   networks = {p: _network(config, "bfloat16" if p == "bf16" else "float32")
               for p in set(config.precisions) | {config.sweep_precision}}
@@ -174,7 +174,7 @@ def report(results) -> str:
   info = results["info"]
   parts = [f"# BASIS-NCSN sampler benchmark: {info['model']}, {info['num_devices']} × "
            f"{info['device']} (jax {info['jax']}), L={info['num_levels']}, "
-           f"T={info['steps_per_level']}, k=2", ""]
+           f"T={info['steps_per_level']}, k={info['num_components']}", ""]
   baseline = results["baseline"]
   if baseline:
     parts += ["## Reference-structure loop (per-component jitted score, eager update)", "",

@@ -27,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, data as data_lib, metrics, mixing as mixing_lib
+from basis_jax import atomic, benchmarking, data as data_lib, metrics, mixing as mixing_lib
 from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
 from basis_jax import schedules, sharding, visualize, workdir as workdir_lib
 from basis_jax.priors import gaussian
@@ -101,7 +101,17 @@ def load_mixtures(config, job: Job) -> mixtures_lib.MixtureSet:
     mixtures = np.asarray(jax.vmap(job.mixing)(truth))
     return mixtures_lib.MixtureSet(mixtures, truth, None, tuple(config.mixing.alphas),
                                    kind="gaussian_toy")
-  return mixtures_lib.from_config(config, job.priors[0].image_shape)
+  mixture_set = mixtures_lib.from_config(config, job.priors[0].image_shape)
+  if mixture_set.ground_truth is None:
+    return mixture_set
+  # The run's mixing operator is the one definition of g: mixtures with ground truth are
+  # recomputed with it, so a non-linear g (clipped sum) or other gains are never bypassed.
+  alphas = getattr(job.mixing, "alphas", mixture_set.alphas)
+  if tuple(alphas) != tuple(mixture_set.alphas):
+    raise ValueError(f"config.mixture.alphas {tuple(mixture_set.alphas)} differ from "
+                     f"config.mixing.alphas {tuple(alphas)}; set one of them.")
+  mixtures = np.asarray(jax.vmap(job.mixing)(mixture_set.ground_truth))
+  return dataclasses.replace(mixture_set, mixtures=mixtures)
 
 
 def mixtures_to_prior_space(mixtures: np.ndarray, job: Job) -> np.ndarray:
@@ -136,8 +146,8 @@ def components_to_unit_space(values: np.ndarray, job: Job) -> np.ndarray:
 class _LevelProgress:
   """Host side of the per-level callback: one log line per level of each chunk."""
 
-  def __init__(self, num_levels: int):
-    self.num_levels = num_levels
+  def __init__(self):
+    self.num_levels = 0
     self.chunk = ""
     self.last = -1
 
@@ -153,16 +163,15 @@ class _LevelProgress:
 
 def _check_memory(compiled, batch_rows: int, cap_gb: float) -> None:
   """Refuses a chunk whose compiled program needs more device memory than allowed."""
-  stats = compiled.memory_analysis()
-  if stats is None:
+  needed, _ = benchmarking.peak_memory_bytes(compiled)
+  if needed is None:
     return
   if not cap_gb:
     limit = (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
     if not limit:
       return
     cap_gb = limit / 2**30
-  needed = (stats.argument_size_in_bytes + stats.output_size_in_bytes +
-            stats.temp_size_in_bytes - stats.alias_size_in_bytes) / 2**30
+  needed /= 2**30
   if needed > cap_gb:
     # The compiled program is per device and scales with the rows each device holds.
     fits = max(1, int(batch_rows * cap_gb / needed))
@@ -196,8 +205,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   work.check_config(config, allow_config_change)
   if jax.process_count() == 1:  # With several processes another may be writing already.
     work.remove_stale_temporaries()
-  progress = _LevelProgress(schedules.from_config(config.schedule).num_levels)
+  progress = _LevelProgress()
   job = build_job(config, progress=progress)
+  progress.num_levels = job.schedule.num_levels
   for number, prior in enumerate({id(p): p for p in job.priors}.values()):
     overview.log_parameter_overview(prior.params, f"Prior {number} ({prior.name})")
   mixture_set = load_mixtures(config, job)
@@ -238,7 +248,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
     out = compiled[global_rows](*args)
     local = {name: sharding.local_rows(value) for name, value in out.items()}
     seconds = time.time() - t0
-    keep = np.clip(np.arange(lo, hi), 0, rows - 1) == np.arange(lo, hi)  # Drop padding.
+    keep = np.arange(lo, hi) < rows  # Drop the padding rows.
     local = {name: value[keep] for name, value in local.items()}
     mine = positions[lo:hi][keep]
     sampler.check_diverged(local, mine, job.schedule)

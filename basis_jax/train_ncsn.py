@@ -28,7 +28,6 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from basis_jax import atomic, checkpoint_io, data as data_lib, dsm, schedules, sharding
 from basis_jax import overview, visualize
@@ -211,11 +210,11 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
   cfg = model_config(config)
   sigmas = sigmas_of(config)
   batch_size = config.training.batch_size
-  mesh = jax.make_mesh((jax.device_count(),), (sharding.BATCH_AXIS,))
+  mesh = sharding.make_mesh()
   if batch_size % jax.device_count():
     raise ValueError(f"training.batch_size {batch_size} is not a multiple of the "
                      f"{jax.device_count()} devices.")
-  replicated = NamedSharding(mesh, P())
+  replicated = sharding.replicated(mesh)
   if jax.process_index() == 0:
     atomic.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
 
@@ -252,7 +251,7 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
     window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
     window_steps += 1
     done = step + 1
-    last = done == end or (deadline is not None and time.time() > deadline)
+    last = done == end or (deadline is not None and _all_past(deadline))
     if config.log_every and (done % config.log_every == 0 or last):
       _log_progress(jax.device_get(window), window_steps, time.time() - window_start, done,
                     config.num_steps, metrics_path)
@@ -271,6 +270,16 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
   manager.wait_until_finished()
   manager.close()
   return state
+
+
+def _all_past(deadline: float) -> bool:
+  """Whether the wall-clock budget is spent, decided by process 0 for every process (a
+  collective checkpoint must happen at the same step everywhere)."""
+  past = time.time() > deadline
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    past = bool(multihost_utils.broadcast_one_to_all(np.asarray(past)))
+  return past
 
 
 def _log_progress(window, steps: int, elapsed: float, done: int, total: int,

@@ -21,7 +21,7 @@ from typing import Mapping
 
 import numpy as np
 
-from basis_jax import inception
+from basis_jax import atomic, inception
 from convert_weights import torch_io
 
 _BN_NAMES = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean',
@@ -88,7 +88,7 @@ def main(argv):
   output = os.path.expanduser(flags.FLAGS.output)
   params = convert_file(os.path.expanduser(flags.FLAGS.input))
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  np.savez(output, **params)
+  atomic.save_npz(output, **params)
   print(f'Wrote {len(params)} arrays '
         f'({sum(v.size for v in params.values()):,} parameters) to {output}')
 

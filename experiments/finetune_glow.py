@@ -18,7 +18,7 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
-from basis_jax import data as data_lib
+from basis_jax import atomic, data as data_lib
 from basis_jax import glow_training
 from basis_jax.priors import glow
 
@@ -37,7 +37,7 @@ def main(argv):
   handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   logging.getLogger().addHandler(handler)
   logging.getLogger().setLevel(logging.INFO)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
+  with atomic.atomic_open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
   model_config = glow.GlowConfig.from_config(config.model)

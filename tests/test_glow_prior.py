@@ -106,8 +106,11 @@ def test_separation_configs():
   job = separation.build_job(config)
   assert job.priors[0].name == "glow" and job.priors[0].image_shape == (32, 32, 3)
   assert job.options.init == "normal" and job.schedule.likelihood_weight == 4.0
-  leaf = jax.tree.leaves(job.params)[0]
-  assert leaf.shape[0] == job.schedule.num_levels  # Stacked per level.
+  # Without a per-σ file, one model serves every level: not copied L times, not sliced.
+  assert job.priors[0].select_level(job.params, 3) is job.params
+  random_model = glow.Glow(glow.GlowConfig.from_config(config.prior), seed=0)
+  assert [a.shape for a in jax.tree.leaves(job.params)] == \
+      [a.shape for a in jax.tree.leaves(nnx.state(random_model))]
   assert cifar_glow.get_config().mixture.kind == "class_split"
   lsun = lsun_glow.get_config()
   lsun.church_weights, lsun.bedroom_weights = "church.npz", "bedroom.npz"

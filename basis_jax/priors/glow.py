@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from basis_jax.priors import glow_layers as layers
-from basis_jax.priors.base import Prior
+from basis_jax.priors.base import Prior, _identity_level
 
 _COUPLINGS = ("affine", "additive")
 
@@ -337,18 +337,19 @@ def load(prior_config, schedule=None) -> Prior:
     weights = load_weights(path)
     config, graphdef = weights.config, weights.graphdef
     if weights.sigmas is None:
-      stacked = stack_states([weights.state] * num_levels)
+      # One clean model (e.g. converted) serves every level; it is not copied L times.
+      params, select = weights.state, _identity_level
     else:
       if not (len(weights.sigmas) == num_levels and
               np.allclose(weights.sigmas, schedule.sigmas, rtol=1e-4)):
         raise ValueError(f"{path} was fine-tuned for σ = {weights.sigmas}, but the schedule "
                          f"uses σ = {schedule.sigmas}; fine-tune for this ladder or change "
                          "config.schedule.")
-      stacked = weights.state
+      params, select = weights.state, select_level  # Sliced once per level by the sampler.
   else:
     config = GlowConfig.from_config(prior_config)
-    graphdef, state = nnx.split(Glow(config, seed=prior_config.get("seed", 0)))
-    stacked = stack_states([state] * num_levels)
+    graphdef, params = nnx.split(Glow(config, seed=prior_config.get("seed", 0)))
+    select = _identity_level
   log_prob_fn = make_log_prob_fn(graphdef)
 
   def log_density_fn(level_state, x, level):
@@ -358,6 +359,6 @@ def load(prior_config, schedule=None) -> Prior:
   def score_fn(level_state, x, level):
     return jax.grad(lambda x: jnp.sum(log_density_fn(level_state, x, level)))(x)
 
-  return Prior(name="glow", score_fn=score_fn, params=stacked, image_shape=config.image_shape,
-               data_range=(0.0, 1.0), num_levels=num_levels, select_level=select_level,
+  return Prior(name="glow", score_fn=score_fn, params=params, image_shape=config.image_shape,
+               data_range=(0.0, 1.0), num_levels=num_levels, select_level=select,
                log_density_fn=log_density_fn)
