@@ -175,3 +175,22 @@ def test_mixtures_map_into_a_prior_space_consistently(op):
   job.mixing = mixing.Generic(mixing.clipped_sum, num_components=2)
   with pytest.raises(ValueError, match="non-linear"):
     separation.mixtures_to_prior_space(m, job)
+
+
+def test_data_mixtures_are_made_by_the_runs_mixing_operator(shared_data):
+  """A clipped-sum run gets clipped mixtures of real digits; conflicting gains are refused."""
+  from configs import mnist_ncsn  # pylint: disable=import-outside-toplevel
+  config = mnist_ncsn.get_config()
+  config.prior.ngf = 4
+  config.data.path = str(shared_data / "mnist")
+  config.num_mixtures = 50
+  config.mixing.kind = "clipped_sum"
+  job = separation.build_job(config)
+  mixture_set = separation.load_mixtures(config, job)
+  truth = mixture_set.ground_truth
+  np.testing.assert_allclose(mixture_set.mixtures, np.minimum(truth.sum(1), 1.0), atol=1e-6)
+  assert (truth.sum(1) > 1.0).any(), "real digit pairs overlap, so the clip must matter"
+  config.mixing.kind = "sum"
+  config.mixture.alphas = (1.0, 0.5)
+  with pytest.raises(ValueError, match="differ from config.mixing.alphas"):
+    separation.load_mixtures(config, separation.build_job(config))
