@@ -172,20 +172,6 @@ class _BatchSource:
     return sharding.global_batch(self.mesh, local, self.batch_size)
 
 
-def _image_grid(x: np.ndarray, pad: int = 2) -> np.ndarray:
-  """[N,H,W,C] in [0,1] -> one uint8 RGB image, as square as possible."""
-  n, h, w, _ = x.shape
-  cols = int(np.ceil(np.sqrt(n)))
-  rows = int(np.ceil(n / cols))
-  tiles = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
-  tiles = np.repeat(tiles, 3, -1) if tiles.shape[-1] == 1 else tiles
-  grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
-  for i, tile in enumerate(tiles):
-    top, left = pad + (i // cols) * (h + pad), pad + (i % cols) * (w + pad)
-    grid[top:top + h, left:left + w] = tile
-  return grid
-
-
 def _write_samples(config, graphdef, state, workdir, step) -> None:
   """A grid of unconditional samples (plain annealed Langevin) to judge the prior by eye."""
   s = config.sampling
@@ -196,7 +182,7 @@ def _write_samples(config, graphdef, state, workdir, step) -> None:
   x = np.asarray(sample(params, jax.random.fold_in(jax.random.key(config.seed + 1), step)))
   if jax.process_index() == 0:
     path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
-    visualize.save_png(path, _image_grid(x), scale=2)
+    visualize.save_png(path, visualize.image_grid(x), scale=2)
     logging.info("Wrote %s", path)
 
 

@@ -1,4 +1,5 @@
-"""PNG grids a person can look at: mixture | ground truth | separated, one row each."""
+"""PNG grids a person can look at: separations (mixture | ground truth | separated, one row
+each) and plain image grids (samples)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,24 @@ def _to_rgb_uint8(images: np.ndarray, data_range) -> np.ndarray:
   if images.shape[-1] == 1:
     images = np.repeat(images, 3, axis=-1)
   return (images * 255 + 0.5).astype(np.uint8)
+
+
+def _place(grid: np.ndarray, tile: np.ndarray, row: int, col: int, pad: int) -> None:
+  h, w = tile.shape[:2]
+  top, left = pad + row * (h + pad), pad + col * (w + pad)
+  grid[top:top + h, left:left + w] = tile
+
+
+def image_grid(images, data_range=(0.0, 1.0), pad: int = 2) -> np.ndarray:
+  """[N, H, W, C] -> one uint8 RGB image, as square as possible (e.g. prior samples)."""
+  tiles = _to_rgb_uint8(images, data_range)
+  n, h, w, _ = tiles.shape
+  cols = int(np.ceil(np.sqrt(n)))
+  rows = int(np.ceil(n / cols))
+  grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
+  for i, tile in enumerate(tiles):
+    _place(grid, tile, i // cols, i % cols, pad)
+  return grid
 
 
 def separation_grid(mixtures, components, ground_truth=None, data_range=(0.0, 1.0),
@@ -40,8 +59,7 @@ def separation_grid(mixtures, components, ground_truth=None, data_range=(0.0, 1.
       tiles += list(_to_rgb_uint8(ground_truth[row], data_range))
     tiles += list(_to_rgb_uint8(components[row], data_range))
     for col, tile in enumerate(tiles):
-      top, left = pad + row * (h + pad), pad + col * (w + pad)
-      grid[top:top + h, left:left + w] = tile
+      _place(grid, tile, row, col, pad)
   return grid
 
 
