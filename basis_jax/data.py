@@ -159,7 +159,8 @@ def from_glow32(images: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- checksums
 
 
-def _file_digest(path: str, algorithm: str) -> str:
+def file_digest(path: str, algorithm: str = 'sha256') -> str:
+  """Hex digest of a file, read in 1 MiB pieces."""
   digest = hashlib.new(algorithm)
   with open(path, 'rb') as f:
     for chunk in iter(lambda: f.read(1 << 20), b''):
@@ -169,7 +170,7 @@ def _file_digest(path: str, algorithm: str) -> str:
 
 def verify_checksum(path: str, expected: str, algorithm: str = 'sha256') -> None:
   """Raises ValueError when `path`'s digest differs from the published one."""
-  actual = _file_digest(path, algorithm)
+  actual = file_digest(path, algorithm)
   if actual != expected:
     raise ValueError(
         f'Checksum mismatch for {path}: {algorithm} is {actual}, the published file has '

@@ -8,7 +8,6 @@ mixtures, and writes `eval.json`, `eval.md` and `psnr_histogram.png` beside it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from typing import Any, Callable
@@ -192,14 +191,6 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
                - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
 
 
-def file_digest(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def reference_statistics(name: str, load_images: Callable[[], np.ndarray],
                          extract: Callable[[np.ndarray], dict[str, np.ndarray]],
                          cache_dir: str, weights_id: str) -> dict[str, Any]:
@@ -316,7 +307,7 @@ def inception_results(sep: Separations, *, weights: str | None = None,
     name = '_'.join(str(ref_config.get(k)) for k in ('source', 'split', 'variant',
                                                       'resolution', 'num_examples'))
     reference = reference_statistics(name, load_images, extract, stats_cache_dir,
-                                     file_digest(path))
+                                     data_lib.file_digest(path))
     out['reference'] = f"{ref_config.get('source')} {ref_config.get('split')} " \
                        f"({reference['n']} images)"
     out['reference_data'] = {'inception_score': reference['inception_score'],

@@ -15,13 +15,12 @@ final linear layer [out, in] -> [in, out], batch-norm running statistics kept,
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Mapping
 
 import numpy as np
 
-from basis_jax import atomic, inception
+from basis_jax import atomic, data, inception
 from convert_weights import torch_io
 
 _BN_NAMES = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean',
@@ -74,8 +73,7 @@ def convert_file(path: str) -> dict[str, np.ndarray]:
   """Reads pytorch-fid's `.pth` (with torch) and converts it."""
   name = os.path.basename(path)
   if name == inception.TORCH_WEIGHTS_NAME and os.path.isfile(path):
-    with open(path, 'rb') as f:
-      digest = hashlib.sha256(f.read()).hexdigest()
+    digest = data.file_digest(path)
     if not digest.startswith('6726825d'):
       raise ValueError(f'{path}: SHA-256 {digest} does not start with 6726825d as its name '
                        'promises; the download is corrupt or truncated.')
