@@ -49,7 +49,7 @@ def _time_sampler(config, score_fn, params, arch, batch, precision, *, unroll=1,
   indices = jax.device_put(jnp.arange(rows, dtype=jnp.int32), data)
   run_params = (params,) * k if per_component else params
   args = (jax.device_put(run_params, rep), mixtures, jax.random.key(0), indices)
-  jitted = jax.jit(separate, in_shardings=(rep, data, rep, data), out_shardings=data)
+  jitted = sharding.jit_batch_fn(separate, mesh)
   with benchmarking.precision_scope(precision):
     t0 = time.perf_counter()
     compiled = jitted.lower(*args).compile()

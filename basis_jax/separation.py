@@ -216,11 +216,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   prior_mixtures = mixtures_to_prior_space(mixture_set.mixtures, job)
   mesh = sharding.make_mesh()
   num_devices = mesh.devices.size
-  data = sharding.batch_sharding(mesh)
-  rep = sharding.replicated(mesh)
-  jitted = jax.jit(job.separate, in_shardings=(rep, data, rep, data), out_shardings=data)
+  jitted = sharding.jit_batch_fn(job.separate, mesh)
   key = jax.random.key(config.seed)
-  params = jax.device_put(job.params, rep)
+  params = jax.device_put(job.params, sharding.replicated(mesh))
 
   index = work.read_index()
   done = [c["range"] for c in index["chunks"]]

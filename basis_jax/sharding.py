@@ -68,6 +68,14 @@ def pad_batch(array: np.ndarray, multiple: int) -> np.ndarray:
   return np.concatenate([array, np.repeat(array[-1:], padded - n, axis=0)], axis=0)
 
 
+def jit_batch_fn(fn: Callable[..., Any], mesh, donate_batch: bool = False):
+  """jit of `fn(params, batch, key, indices)`: params and key replicated, batch, indices and
+  every output sharded along the mesh's batch axis."""
+  data, rep = batch_sharding(mesh), replicated(mesh)
+  return jax.jit(fn, in_shardings=(rep, data, rep, data), out_shardings=data,
+                 donate_argnums=(1,) if donate_batch else ())
+
+
 class ShardedBatchFn:
   """`fn(params, batch, key, indices)` jitted with the batch axis over a mesh.
 
@@ -77,10 +85,7 @@ class ShardedBatchFn:
 
   def __init__(self, fn: Callable[..., Any], mesh=None, donate_batch: bool = False):
     self.mesh = make_mesh() if mesh is None else mesh
-    data = batch_sharding(self.mesh)
-    rep = replicated(self.mesh)
-    self._jitted = jax.jit(fn, in_shardings=(rep, data, rep, data), out_shardings=data,
-                           donate_argnums=(1,) if donate_batch else ())
+    self._jitted = jit_batch_fn(fn, self.mesh, donate_batch)
     self.num_devices = self.mesh.devices.size
 
   def lower(self, params, batch, key, indices):
