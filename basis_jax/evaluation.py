@@ -34,10 +34,6 @@ class Separations:
   def num_components(self) -> int:
     return self.components.shape[2]
 
-  @property
-  def is_colorization(self) -> bool:
-    return self.mixtures.shape[-1] == 1 and self.components.shape[-1] == 3
-
 
 def _nested_get(tree: Any, *keys: str) -> Any:
   for key in keys:
@@ -106,9 +102,8 @@ def undo_glow32(sep: Separations) -> Separations:
 
 def average_baseline(sep: Separations) -> np.ndarray:
   """[N, k, H, W, C] "Average" estimates; for colorization the grayscale input in RGB."""
-  if sep.is_colorization:
-    return np.repeat(sep.mixtures, 3, axis=-1)[:, None]
-  return metrics.average_baseline(sep.mixtures, sep.num_components, sep.alphas)
+  return metrics.average_baseline(sep.mixtures, sep.num_components, sep.alphas,
+                                  channels=sep.components.shape[-1])
 
 
 def psnr_results(sep: Separations, ssim: bool = False) -> dict[str, Any]:

@@ -73,13 +73,17 @@ def separation_psnr(estimates: np.ndarray, ground_truth: np.ndarray,
 
 
 def average_baseline(mixtures: np.ndarray, num_components: int,
-                     alphas: Sequence[float] | None = None) -> np.ndarray:
+                     alphas: Sequence[float] | None = None,
+                     channels: int | None = None) -> np.ndarray:
   """The paper's "Average" separation: every component estimated as m / sum(alphas).
 
   For the plain sum (alphas all 1) that is m/k, as in the paper; for the Glow average
   (alphas 1/k) it is m itself, so either way the estimates add back up to the mixture.
-  Returns [N, k, H, W, C].
+  For colorization (one-channel mixtures, `channels`=3 components) it is the grayscale
+  input repeated over RGB (the paper's "grayscale input" row). Returns [N, k, H, W, C].
   """
+  if channels is not None and mixtures.shape[-1] == 1 and channels > 1:
+    return np.repeat(np.asarray(mixtures, np.float32), channels, axis=-1)[:, None]
   total = float(num_components if alphas is None else np.sum(alphas))
   estimate = np.asarray(mixtures, np.float32) / total
   return np.repeat(estimate[:, None], num_components, axis=1)

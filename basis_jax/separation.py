@@ -335,10 +335,10 @@ def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.Mixtur
     psnr = _best_permutation_psnr(components, mixture_set.ground_truth, config)
     summary["psnr"] = metrics.summarize(psnr)
     average = metrics.average_baseline(mixture_set.mixtures, job.mixing.num_components,
-                                       mixture_set.alphas)
-    if average.shape == mixture_set.ground_truth.shape:
-      summary["average_baseline_psnr"] = metrics.summarize(
-          _best_permutation_psnr(average, mixture_set.ground_truth, config))
+                                       mixture_set.alphas,
+                                       channels=mixture_set.ground_truth.shape[-1])
+    summary["average_baseline_psnr"] = metrics.summarize(
+        _best_permutation_psnr(average, mixture_set.ground_truth, config))
   atomic.write_json(work.file("metrics.json"), summary)
   shown = components if job.options.num_samples == 1 else components[:, 0]
   grid = visualize.separation_grid(mixture_set.mixtures, shown, mixture_set.ground_truth,

@@ -13,6 +13,7 @@ import types
 
 import numpy as np
 import pytest
+from ml_collections import config_dict
 
 from basis_jax import atomic, mixing, separation
 from configs import gaussian_toy
@@ -194,3 +195,22 @@ def test_data_mixtures_are_made_by_the_runs_mixing_operator(shared_data):
   config.mixture.alphas = (1.0, 0.5)
   with pytest.raises(ValueError, match="differ from config.mixing.alphas"):
     separation.load_mixtures(config, separation.build_job(config))
+
+
+def test_colorization_run_reports_the_grayscale_baseline(tmp_path):
+  """A grayscale mixing run (k = 1, 3-channel prior) scores the grayscale-input baseline."""
+  config = _toy_config(num_mixtures=3, batch_size=3)
+  config.priors = ()
+  config.prior = config_dict.ConfigDict({
+      "name": "gaussian_toy", "image_shape": (8, 8, 3), "mean": 0.4, "std": 0.1,
+      "component": 0, "seed": 0})
+  config.mixing.kind = "grayscale"
+  config.mixing.alphas = (1.0,)
+  config.mixture.num_components = 1
+  summary = separation.run(config, str(tmp_path))
+  with np.load(tmp_path / "separations.npz") as out:
+    assert out["mixtures"].shape == (3, 8, 8, 1)
+    assert out["components"].shape == (3, 1, 8, 8, 3)
+    gray = np.repeat(out["mixtures"], 3, axis=-1)
+    expected = -10 * np.log10(np.mean((gray - out["ground_truth"][:, 0])**2, axis=(1, 2, 3)))
+  assert summary["average_baseline_psnr"]["mean"] == pytest.approx(expected.mean(), rel=1e-5)
