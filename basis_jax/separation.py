@@ -232,9 +232,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   ran = 0
   for number, (start, stop) in enumerate(chunks):
     rows = stop - start
-    global_rows = -(-rows // num_devices) * num_devices
     positions = sharding.pad_batch(np.arange(start, stop, dtype=np.int32), num_devices)
     batch = sharding.pad_batch(prior_mixtures[start:stop], num_devices)
+    global_rows = len(positions)
     lo, hi = sharding.process_row_range(mesh, global_rows)
     args = (params, sharding.global_batch(mesh, batch[lo:hi], global_rows), key,
             sharding.global_batch(mesh, positions[lo:hi], global_rows))

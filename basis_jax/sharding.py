@@ -88,9 +88,6 @@ class ShardedBatchFn:
     self._jitted = jit_batch_fn(fn, self.mesh, donate_batch)
     self.num_devices = self.mesh.devices.size
 
-  def lower(self, params, batch, key, indices):
-    return self._jitted.lower(params, batch, key, indices)
-
   def __call__(self, params, batch, key, indices=None):
     batch = np.asarray(batch)
     n = batch.shape[0]
