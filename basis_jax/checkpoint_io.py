@@ -22,12 +22,13 @@ import jax
 import numpy as np
 
 from basis_jax import atomic
+from basis_jax.errors import InputFileError
 
 FORMAT_VERSION = 1
 _METADATA_KEY = "__metadata__"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputFileError):
   """A weights file that is unreadable or does not fit the model."""
 
 
