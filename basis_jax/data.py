@@ -94,6 +94,9 @@ def data_config_defaults() -> ml_collections.ConfigDict:
       'download': False,  # let tfds download and prepare (needs TensorFlow)
       'verify_checksums': True,
       'num_examples': ml_collections.FieldReference(None, field_type=int),  # first N only
+      # Skip the split's first K examples (e.g. split 'train', first_example 58000: the
+      # last 2,000 training images, which the shipped prior holds out for choosing settings).
+      'first_example': 0,
   })
 
 
@@ -131,11 +134,18 @@ def load(data_config: Any) -> Dataset:
       split = 'validation'  # LSUN publishes no test split; its validation set stands in.
     resolution = cfg.resolution or (64 if source.startswith('lsun') else None)
     ds = load_tfds(name, split, data_dir=cfg.tfds_data_dir, download=cfg.download,
-                   resolution=resolution, num_examples=cfg.num_examples)
-  if cfg.num_examples is not None:
+                   resolution=resolution,
+                   num_examples=None if cfg.num_examples is None
+                   else cfg.first_example + cfg.num_examples)
+  first = int(cfg.get('first_example', 0))
+  if first < 0 or first >= len(ds.images):
+    raise ValueError(f'config.data.first_example={first} is outside the {len(ds.images)} '
+                     f'examples of {source} ({split}).')
+  if cfg.num_examples is not None or first:
+    stop = None if cfg.num_examples is None else first + cfg.num_examples
     ds = dataclasses.replace(
-        ds, images=ds.images[:cfg.num_examples],
-        labels=None if ds.labels is None else ds.labels[:cfg.num_examples])
+        ds, images=ds.images[first:stop],
+        labels=None if ds.labels is None else ds.labels[first:stop])
   if cfg.variant == 'glow32':
     ds = dataclasses.replace(ds, name=ds.name + '_glow32', images=to_glow32(ds.images))
   return ds

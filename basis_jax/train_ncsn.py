@@ -30,38 +30,76 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from basis_jax import atomic, checkpoint_io, data as data_lib, dsm, schedules, sharding
-from basis_jax import overview, visualize
-from basis_jax.priors import ncsn
+from basis_jax import overview, visualize, workdir as workdir_lib
+from basis_jax.errors import ConfigError, UserError
+from basis_jax.priors import ncsn, score_unet
+
+# The score networks this trainer knows, by `config.model.name`. Each module exposes
+# ARCHITECTURE, config_from_prior_config, build and make_score_fn; CONDITIONING says what
+# the network is called with: 'level' (an index into a fixed σ ladder) or 'sigma' (σ).
+NETWORKS = {"ncsn": ncsn, "score_unet": score_unet}
+CONDITIONING = {"ncsn": "level", "score_unet": "sigma"}
+
+# Config keys a resumed run may change: they do not change the trained weights.
+RESUME_INVARIANT_KEYS = ("num_steps", "max_seconds", "log_every", "checkpoint_every",
+                         "max_to_keep", "sampling", "distributed", "heldout_every",
+                         "compact_opt_state", "allow_config_change")
 
 
-def model_config(config) -> ncsn.NCSNConfig:
-  return ncsn.config_from_prior_config(config.model)
+class NonFiniteLossError(UserError, FloatingPointError):
+  """Training produced a non-finite loss; nothing after the last good checkpoint is kept."""
+
+
+def network(config):
+  name = config.model.get("name", "ncsn")
+  if name not in NETWORKS:
+    raise ConfigError(f"config.model.name={name!r}; known score networks: {sorted(NETWORKS)}.")
+  return NETWORKS[name]
+
+
+def model_config(config):
+  return network(config).config_from_prior_config(config.model)
+
+
+def noise_of(config):
+  """The training noise distribution: the ladder (level-conditioned) or log-uniform σ."""
+  s = config.sigmas
+  if CONDITIONING[config.model.get("name", "ncsn")] == "level":
+    return dsm.LevelNoise(schedules.geometric_sigmas(s.sigma_max, s.sigma_min,
+                                                     model_config(config).num_classes))
+  if not 0 < s.sigma_min < s.sigma_max:
+    raise ConfigError(f"config.sigmas needs 0 < sigma_min < sigma_max, got {s.sigma_min}, "
+                      f"{s.sigma_max}.")
+  return dsm.LogUniformNoise(float(s.sigma_min), float(s.sigma_max),
+                             int(s.get("num_bands", 10)))
 
 
 def sigmas_of(config) -> tuple[float, ...]:
-  return schedules.geometric_sigmas(config.sigmas.sigma_max, config.sigmas.sigma_min,
-                                    model_config(config).num_classes)
+  """The σ of each loss band (the ladder itself for a level-conditioned network)."""
+  return tuple(float(v) for v in noise_of(config).eval_points()[1])
 
 
 def _optimizer_settings(optim) -> tuple:
-  """Adam as the reference trains (lr 1e-3, β (0.9, 0.999)); optional global-norm clip."""
+  """Adam as the reference trains (lr 1e-3, β (0.9, 0.999)); optional linear warm-up and
+  global-norm clip."""
   return (float(optim.lr), float(optim.beta1), float(optim.beta2), float(optim.eps),
-          float(optim.get("grad_clip", 0.0)))
+          float(optim.get("grad_clip", 0.0)), int(optim.get("warmup_steps", 0)))
 
 
 def _optimizer(settings: tuple) -> optax.GradientTransformation:
-  lr, beta1, beta2, eps, grad_clip = settings
+  lr, beta1, beta2, eps, grad_clip, warmup = settings
+  if warmup:
+    lr = optax.linear_schedule(lr / warmup, lr, warmup)
   tx = optax.adam(lr, b1=beta1, b2=beta2, eps=eps)
   return optax.chain(optax.clip_by_global_norm(grad_clip), tx) if grad_clip else tx
 
 
 @functools.lru_cache(maxsize=8)
-def _train_step(graphdef, sigmas: tuple[float, ...], optimizer: tuple, ema_rate: float,
+def _train_step(graphdef, make_score_fn, noise, optimizer: tuple, ema_rate: float,
                 random_flip: bool):
   """The jitted step, cached on its static settings (runs in one process share the compile)."""
   tx = _optimizer(optimizer)
-  score_fn = ncsn.make_score_fn(graphdef)
-  num_levels = len(sigmas)
+  score_fn = make_score_fn(graphdef)
 
   def step(state, images, key):
     dq_key, flip_key, loss_key = jax.random.split(key, 3)
@@ -71,17 +109,17 @@ def _train_step(graphdef, sigmas: tuple[float, ...], optimizer: tuple, ema_rate:
       x = jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
 
     def loss_fn(params):
-      losses, levels = dsm.dsm_loss(score_fn, params, x, loss_key, sigmas)
-      return jnp.mean(losses), (losses, levels)
+      losses, bands = dsm.dsm_loss(score_fn, params, x, loss_key, noise)
+      return jnp.mean(losses), (losses, bands)
 
-    (loss, (losses, levels)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    (loss, (losses, bands)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state}
     if "ema" in state:
       new_state["ema"] = jax.tree.map(lambda e, p: ema_rate * e + (1.0 - ema_rate) * p,
                                       state["ema"], params)
-    sums, counts = dsm.per_level_sums(losses, levels, num_levels)
+    sums, counts = dsm.per_level_sums(losses, bands, noise.num_bands)
     return new_state, {"loss": loss, "level_sums": sums, "level_counts": counts,
                        "grad_norm": optax.global_norm(grads)}
 
@@ -89,27 +127,47 @@ def _train_step(graphdef, sigmas: tuple[float, ...], optimizer: tuple, ema_rate:
 
 
 @functools.lru_cache(maxsize=4)
-def _sampler(graphdef, sigmas, steps_per_level: int, step_lr: float, shape: tuple):
-  score_fn = ncsn.make_score_fn(graphdef)
+def _sampler(graphdef, make_score_fn, sigmas, conds, steps_per_level: int, step_lr: float,
+             shape: tuple):
+  score_fn = make_score_fn(graphdef)
   return jax.jit(lambda params, key: dsm.annealed_langevin(
-      score_fn, params, key, shape, sigmas, steps_per_level, step_lr))
+      score_fn, params, key, shape, sigmas, steps_per_level, step_lr, conds=conds))
+
+
+@functools.lru_cache(maxsize=4)
+def _heldout_loss(graphdef, make_score_fn, conds, sigmas):
+  score_fn = make_score_fn(graphdef)
+  return jax.jit(lambda params, x, key: dsm.fixed_noise_loss(score_fn, params, x, key,
+                                                             conds, sigmas))
 
 
 def init_state(config, graphdef_and_params=None) -> dict[str, Any]:
   """Step 0 state: fresh weights (seed) or `config.init_weights` (a compact file)."""
   cfg = model_config(config)
-  graphdef, params = graphdef_and_params or nnx.split(ncsn.build(cfg, config.seed), nnx.Param)
+  graphdef, params = graphdef_and_params or nnx.split(network(config).build(cfg, config.seed),
+                                                      nnx.Param)
   tx = _optimizer(_optimizer_settings(config.optim))
   state = {"step": jnp.zeros((), jnp.int32), "params": params,
            "opt_state": tx.init(params)}
   if config.ema_rate:
     state["ema"] = jax.tree.map(jnp.copy, params)
   if config.get("init_weights"):
-    state = _load_compact_into(config.init_weights, state)
+    state = _load_compact_into(config.init_weights, state, config)
   return graphdef, state
 
 
-def _load_compact_into(path: str, state: dict) -> dict:
+def _load_compact_into(path: str, state: dict, config) -> dict:
+  metadata = checkpoint_io.read_metadata(path)
+  architecture = network(config).ARCHITECTURE
+  if metadata.get("architecture", architecture) != architecture:
+    raise checkpoint_io.CheckpointError(
+        f"{path} holds a {metadata.get('architecture')!r} network, but config.model builds "
+        f"{architecture!r}.")
+  arch = lambda d: {k: v for k, v in d.items() if k != "dtype"}  # dtype is compute only.
+  if "config" in metadata and arch(metadata["config"]) != arch(model_config(config).to_dict()):
+    raise checkpoint_io.CheckpointError(
+        f"{path} was written for the architecture {arch(metadata['config'])}, but config.model "
+        f"builds {arch(model_config(config).to_dict())}; the weights cannot be loaded into it.")
   keys = checkpoint_io.list_keys(path)
   groups = {k.split("/", 1)[0] for k in keys}
   abstract = jax.eval_shape(lambda: state)
@@ -121,6 +179,9 @@ def _load_compact_into(path: str, state: dict) -> dict:
     loaded, meta = checkpoint_io.load_params(path, target, allow_unexpected=True)
     if "opt_state" in loaded:  # Only a file with the optimizer state continues the count.
       loaded["step"] = jnp.asarray(meta.get("step", 0), jnp.int32)
+      if meta.get("seed", config.seed) != config.seed:
+        raise ConfigError(f"{path} is a training state of seed {meta['seed']}, but "
+                          f"config.seed={config.seed}: the data order would not continue.")
   new = dict(state, **loaded)
   if "ema" in state and "ema" not in loaded:
     new["ema"] = jax.tree.map(jnp.copy, new["params"])
@@ -129,12 +190,22 @@ def _load_compact_into(path: str, state: dict) -> dict:
 
 
 def save_compact(path: str, state: dict, config, include_opt_state: bool = False) -> None:
-  """params (+ EMA, + optimizer state) and the architecture, readable by `ncsn.load`."""
+  """params (+ EMA, + optimizer state) and the architecture, readable by the prior's `load`.
+
+  With the optimizer state the file is a complete training state: `init_weights` resumes
+  from it exactly (the data order and noise derive from (seed, step)).
+  """
   groups = ["params", "ema"] + (["opt_state"] if include_opt_state else [])
   tree = {g: state[g] for g in groups if g in state}
-  checkpoint_io.save_params(path, tree, {
-      "architecture": ncsn.ARCHITECTURE, "config": model_config(config).to_dict(),
-      "step": int(state["step"]), "sigmas": list(sigmas_of(config))})
+  noise = noise_of(config)
+  meta = {"architecture": network(config).ARCHITECTURE,
+          "config": model_config(config).to_dict(), "step": int(state["step"]),
+          "seed": int(config.seed)}
+  if isinstance(noise, dsm.LevelNoise):
+    meta["sigmas"] = list(noise.sigmas)
+  else:
+    meta["sigma_range"] = [noise.sigma_min, noise.sigma_max]
+  checkpoint_io.save_params(path, tree, meta)
 
 
 def load_images(data_config, image_shape: tuple[int, int, int]) -> np.ndarray:
@@ -172,12 +243,24 @@ class _BatchSource:
     return sharding.global_batch(self.mesh, local, self.batch_size)
 
 
+def _sampling_ladder(config):
+  """(sigmas, conds) of the sample grids: the ladder itself, or config.sampling's σs."""
+  noise = noise_of(config)
+  if isinstance(noise, dsm.LevelNoise):
+    return noise.sigmas, None
+  s = config.sampling
+  sigmas = schedules.geometric_sigmas(s.sigma_max, s.sigma_min, s.num_levels)
+  return sigmas, sigmas
+
+
 def _write_samples(config, graphdef, state, workdir, step) -> None:
   """A grid of unconditional samples (plain annealed Langevin) to judge the prior by eye."""
   s = config.sampling
   cfg = model_config(config)
   shape = (s.num_samples, cfg.image_size, cfg.image_size, cfg.channels)
-  sample = _sampler(graphdef, sigmas_of(config), s.steps_per_level, s.step_lr, shape)
+  sigmas, conds = _sampling_ladder(config)
+  sample = _sampler(graphdef, network(config).make_score_fn, sigmas, conds,
+                    s.steps_per_level, s.step_lr, shape)
   params = state.get("ema", state["params"])
   x = np.asarray(sample(params, jax.random.fold_in(jax.random.key(config.seed + 1), step)))
   if jax.process_index() == 0:
@@ -186,29 +269,103 @@ def _write_samples(config, graphdef, state, workdir, step) -> None:
     logging.info("Wrote %s", path)
 
 
+def _split_heldout(images: np.ndarray, config) -> tuple[np.ndarray, np.ndarray | None]:
+  """The last `heldout.num_images` training images are never trained on: settings are
+  chosen on their losses (and separations), never on the test set."""
+  heldout = config.get("heldout")
+  n = int(heldout.num_images) if heldout else 0
+  if n <= 0:
+    return images, None
+  if n >= len(images):
+    raise ConfigError(f"heldout.num_images={n} leaves no training images (of {len(images)}).")
+  return images[:-n], images[-n:]
+
+
+class _HeldoutLoss:
+  """Held-out DSM loss at each band's σ, with fixed images, dequantisation and noise, for
+  the raw and the EMA weights."""
+
+  def __init__(self, config, graphdef, images: np.ndarray):
+    noise = noise_of(config)
+    conds, self.sigmas = noise.eval_points()
+    self.fn = _heldout_loss(graphdef, network(config).make_score_fn,
+                            tuple(conds.tolist()), tuple(self.sigmas.tolist()))
+    key = jax.random.key(config.seed + 2)
+    x = images[:config.heldout.eval_images]
+    self.x = dsm.dequantize(jnp.asarray(x), jax.random.fold_in(key, 0))
+    self.key = jax.random.fold_in(key, 1)
+
+  def __call__(self, state) -> dict[str, list[float]]:
+    out = {"heldout_sigmas": [float(v) for v in self.sigmas]}
+    for name in ("params", "ema"):
+      if name in state:
+        losses = np.asarray(jax.device_get(self.fn(state[name], self.x, self.key)))
+        out["heldout_loss" + ("_ema" if name == "ema" else "")] = [float(v) for v in losses]
+    return out
+
+
+def _check_resume_config(config, workdir: str) -> None:
+  """A resumed run must train the same thing: refuse changed result keys, listed."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  current = json.loads(config.to_json_best_effort(sort_keys=True))
+  changed = workdir_lib.config_differences(saved, current, invariant=RESUME_INVARIANT_KEYS)
+  if changed and not config.get("allow_config_change", False):
+    raise ConfigError(
+        f"The workdir {workdir} holds a training run of a different config; these keys change "
+        f"what is trained: {', '.join(changed)}.",
+        hint="use a new --workdir, or --config.allow_config_change=True to continue anyway "
+             "(the run then mixes two settings).")
+
+
+def _truncate_metrics(path: str, step: int) -> None:
+  """Drops metrics.jsonl records past the resumed step (logged before a kill, then redone)."""
+  if not os.path.exists(path) or jax.process_index() != 0:
+    return
+  with open(path) as f:
+    lines = [line for line in f if line.strip()]
+  kept = [line for line in lines if json.loads(line)["step"] <= step]
+  if len(kept) != len(lines):
+    with atomic.atomic_open(path, "w") as f:
+      f.writelines(kept)
+    logging.info("metrics.jsonl: dropped %d records past step %d.", len(lines) - len(kept), step)
+
+
 def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> dict[str, Any]:
   """Trains until `config.num_steps` (or `stop_after` more steps); returns the final state.
 
-  Resumes from the latest orbax checkpoint in WORKDIR/checkpoints if there is one.
+  Resumes from the latest orbax checkpoint in WORKDIR/checkpoints if there is one (the
+  saved config must agree on every key that changes the training). A non-finite loss stops
+  the run with `NonFiniteLossError` before anything after the last good checkpoint is saved.
   """
   sharding.initialize_distributed(config.get("distributed"))
   os.makedirs(workdir, exist_ok=True)
   cfg = model_config(config)
-  sigmas = sigmas_of(config)
+  noise = noise_of(config)
   batch_size = config.training.batch_size
   mesh = sharding.make_mesh()
   if batch_size % jax.device_count():
-    raise ValueError(f"training.batch_size {batch_size} is not a multiple of the "
-                     f"{jax.device_count()} devices.")
+    raise ConfigError(f"training.batch_size {batch_size} is not a multiple of the "
+                      f"{jax.device_count()} devices.")
+  if config.checkpoint_every and config.log_every and config.checkpoint_every % config.log_every:
+    raise ConfigError(f"checkpoint_every ({config.checkpoint_every}) must be a multiple of "
+                      f"log_every ({config.log_every}): the loss is checked before each save.")
   replicated = sharding.replicated(mesh)
+  _check_resume_config(config, workdir)
   if jax.process_index() == 0:
-    atomic.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    atomic.write_json(os.path.join(workdir, "config.json"),
+                      json.loads(config.to_json_best_effort(sort_keys=True)))
 
-  images = load_images(config.data, (cfg.image_size, cfg.image_size, cfg.channels))
+  images, heldout_images = _split_heldout(
+      load_images(config.data, (cfg.image_size, cfg.image_size, cfg.channels)), config)
   batches = _BatchSource(images, batch_size, config.seed, mesh)
-  logging.info("Training on %d images (%s), batch %d over %d devices, %d steps/epoch.",
+  logging.info("Training on %d images (%s), batch %d over %d devices, %d steps/epoch%s.",
                len(images), config.data.source, batch_size, jax.device_count(),
-               batches.steps_per_epoch)
+               batches.steps_per_epoch,
+               "" if heldout_images is None else f", {len(heldout_images)} held out")
 
   graphdef, state = init_state(config)
   state = jax.device_put(state, replicated)
@@ -220,14 +377,18 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
                             state)
     state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
     logging.info("Resumed from step %d.", int(state["step"]))
-  overview.log_parameter_overview(state["params"], "NCSN")
+  overview.log_parameter_overview(state["params"], network(config).ARCHITECTURE)
 
-  step_fn = _train_step(graphdef, sigmas, _optimizer_settings(config.optim),
-                        float(config.ema_rate), bool(config.training.random_flip))
+  step_fn = _train_step(graphdef, network(config).make_score_fn, noise,
+                        _optimizer_settings(config.optim), float(config.ema_rate),
+                        bool(config.training.random_flip))
+  heldout_every = int(config.get("heldout_every", 0)) if heldout_images is not None else 0
+  heldout = _HeldoutLoss(config, graphdef, heldout_images) if heldout_every else None
   base_key = jax.random.key(config.seed)
   start = int(state["step"])
   end = config.num_steps if stop_after is None else min(config.num_steps, start + stop_after)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
+  _truncate_metrics(metrics_path, start)
   window, window_start, window_steps = None, time.time(), 0
   # A wall-clock budget (runs on leased machines end hard): stop early, checkpoint first.
   deadline = time.time() + config.max_seconds if config.get("max_seconds", 0) else None
@@ -239,8 +400,19 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
     done = step + 1
     last = done == end or (deadline is not None and _all_past(deadline))
     if config.log_every and (done % config.log_every == 0 or last):
-      _log_progress(jax.device_get(window), window_steps, time.time() - window_start, done,
-                    config.num_steps, metrics_path)
+      window = jax.device_get(window)
+      if not np.isfinite(window["loss"]):
+        manager.wait_until_finished()
+        raise NonFiniteLossError(
+            f"The training loss became non-finite between steps {done - window_steps} and "
+            f"{done}; the last good checkpoint (step {manager.latest_step()}) is kept.",
+            hint="resume with a lower config.optim.lr or a config.optim.grad_clip "
+                 "(and --config.allow_config_change=True).")
+      record = {}
+      if heldout is not None and (done % heldout_every == 0 or last):
+        record = heldout(state)
+      _log_progress(window, window_steps, time.time() - window_start, done,
+                    config.num_steps, metrics_path, record)
       window, window_start, window_steps = None, time.time(), 0
     if config.checkpoint_every and (done % config.checkpoint_every == 0 or last):
       manager.save(done, args=ocp.args.StandardSave(state))
@@ -269,21 +441,26 @@ def _all_past(deadline: float) -> bool:
 
 
 def _log_progress(window, steps: int, elapsed: float, done: int, total: int,
-                  metrics_path: str) -> None:
+                  metrics_path: str, extra: dict | None = None) -> None:
   """The progress line (loss, per-level loss, steps/s, ETA) and a metrics.jsonl record."""
   rate = steps / max(elapsed, 1e-9)
   eta = (total - done) / rate
   counts = window["level_counts"]
   per_level = np.where(counts > 0, window["level_sums"] / np.maximum(counts, 1), np.nan)
   loss = float(window["loss"]) / steps
-  logging.info("step %d/%d  loss %.4f  %.2f steps/s  ETA %s  per level: %s", done, total,
+  logging.info("step %d/%d  loss %.4f  %.2f steps/s  ETA %s  per band: %s", done, total,
                loss, rate, _hms(eta), " ".join(f"{v:.3g}" for v in per_level))
+  if extra and "heldout_loss" in extra:
+    logging.info("held-out loss per band: %s%s", " ".join(f"{v:.3g}" for v in
+                                                          extra["heldout_loss"]),
+                 "" if "heldout_loss_ema" not in extra else "  (EMA: " + " ".join(
+                     f"{v:.3g}" for v in extra["heldout_loss_ema"]) + ")")
   if jax.process_index() == 0:
     with open(metrics_path, "a") as f:
       f.write(json.dumps({"step": done, "loss": loss, "steps_per_sec": rate,
                           "grad_norm": float(window["grad_norm"]) / steps,
                           "loss_per_level": [None if np.isnan(v) else float(v)
-                                             for v in per_level]}) + "\n")
+                                             for v in per_level], **(extra or {})}) + "\n")
 
 
 def _hms(seconds: float) -> str:

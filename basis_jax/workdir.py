@@ -18,15 +18,17 @@ from basis_jax import atomic
 # Config keys that do not change any separated value; a resumed run may change them.
 RESULT_INVARIANT_KEYS = ("batch_size", "distributed", "output", "max_device_memory_gb")
 
-def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+def config_differences(saved: dict, current: dict, prefix: str = "",
+                       invariant=RESULT_INVARIANT_KEYS) -> list[str]:
+  """Dotted names of the keys that differ, skipping the top-level `invariant` keys."""
   keys = []
   for key in sorted(set(saved) | set(current)):
     name = prefix + key
-    if not prefix and key in RESULT_INVARIANT_KEYS:
+    if not prefix and key in invariant:
       continue
     a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
     if isinstance(a, dict) and isinstance(b, dict):
-      keys += config_differences(a, b, name + ".")
+      keys += config_differences(a, b, name + ".", invariant)
     elif a != b:
       keys.append(name)
   return keys

@@ -29,7 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Architecture (basis_jax.priors.ncsn.NCSNConfig); unset fields keep the dataset preset.
   # dtype 'bfloat16': bf16 compute with float32 parameters.
   config.model = ml_collections.ConfigDict({
-      "dataset": "mnist", "channels": placeholder(int), "image_size": placeholder(int),
+      "name": "ncsn", "dataset": "mnist", "channels": placeholder(int), "image_size": placeholder(int),
       "ngf": placeholder(int), "num_classes": placeholder(int), "dtype": placeholder(str)})
   config.sigmas = ml_collections.ConfigDict({"sigma_max": 1.0, "sigma_min": 0.01})
   # basis_jax.data fields: source, path (None: through tfds), split, num_examples, ...
@@ -37,7 +37,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.split = "train"
   config.training = ml_collections.ConfigDict({"batch_size": 128, "random_flip": False})
   config.optim = ml_collections.ConfigDict({
-      "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "grad_clip": 0.0})
+      "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "grad_clip": 0.0,
+      "warmup_steps": 0})
   config.ema_rate = 0.0  # The reference keeps no EMA; 0.999 is a common choice.
   config.num_steps = 200_000
   config.max_seconds = 0.0  # > 0: stop (after checkpointing) once this wall time has passed.
@@ -46,6 +47,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.max_to_keep = 3
   config.compact_opt_state = False  # Put Adam's moments into weights.npz too.
   config.init_weights = ""  # Compact (or converted) weights file to start from.
+  # The last num_images training images are held out (never trained on); every
+  # heldout_every steps the DSM loss of eval_images of them at each σ band goes to
+  # metrics.jsonl (raw and EMA weights). Settings are chosen on these, never on the test set.
+  config.heldout = ml_collections.ConfigDict({"num_images": 0, "eval_images": 512})
+  config.heldout_every = 0
+  config.allow_config_change = False  # Resume although result-changing keys differ.
   # Unconditional sample grids (plain annealed Langevin, as NCSN samples): δ=2e-5, T=100.
   config.sampling = ml_collections.ConfigDict({
       "every": 5000, "num_samples": 64, "steps_per_level": 100, "step_lr": 2e-5})

@@ -12,6 +12,7 @@ PRIORS = {
     "gaussian_toy": "basis_jax.priors.gaussian",
     "ncsn": "basis_jax.priors.ncsn",
     "glow": "basis_jax.priors.glow",
+    "score_unet": "basis_jax.priors.score_unet",
 }
 
 

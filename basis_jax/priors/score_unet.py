@@ -1,0 +1,308 @@
+"""A compact score network conditioned on σ itself: a small UNet for fast CPU training.
+
+The NCSN port (`ncsn.py`) sees an integer level, so its weights serve one σ ladder. This
+network takes σ as a real number, so the same weights serve any ladder, any number of
+levels and any steps per level, which is what lets a separation choose its schedule on
+held-out data. It follows what NCSNv2 (Song & Ermon 2020) and score_sde established:
+
+- output scaled by 1/σ: the network predicts −ε (the noise direction), and the score is
+  that over σ, so one set of weights covers σ from 0.005 to ~17 without learning the 1/σ;
+- the input is centred and scaled by 1/√(σ² + ¼) (¼ ≈ the variance of [0,1] data taken as
+  ±½), so every σ feeds the first layer activations of about unit scale;
+- σ enters through a sinusoidal embedding of log σ and an MLP, added per channel inside
+  every residual block (as score_sde's DDPM/NCSN++ networks add their time embedding);
+- σ_max is chosen from the data: the largest pairwise L2 distance between MNIST training
+  images is 16.88, so training draws log σ uniformly on [σ_min, 17] (configs).
+
+Shapes: NHWC. Resolution halves at each entry of `widths` after the first (28 → 14 → 7 for
+MNIST), with one residual block per resolution on the way down and up and a concatenated
+skip connection, the cheapest layout that keeps a 7×7 receptive core; early downsampling
+and moderate widths matter more on a 2-core CPU than on a GPU (docs/score_unet.md has the
+measured throughput of the candidates).
+
+    model = ScoreUNet(ScoreUNetConfig.mnist(), rngs=nnx.Rngs(0))
+    score = model(x, sigma)            # x [B,H,W,C] in [0,1], sigma [B] > 0
+
+`load(prior_config, schedule)` builds the sampler's `Prior`: level i of the schedule is
+queried at σ_i, and a ladder outside the trained σ range warns, naming that range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from basis_jax import checkpoint_io, overview
+from basis_jax.errors import ConfigError
+from basis_jax.priors.base import Prior
+
+ARCHITECTURE = "score_unet"
+_DTYPES = {None: None, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
+_DATA_VARIANCE = 0.25  # Of [0,1] images centred at ½, taken as ±½ (a bound, not a fit).
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreUNetConfig:
+  """Static architecture settings. `dtype` is the compute dtype (None: float32)."""
+
+  channels: int = 1
+  image_size: int = 28
+  widths: tuple[int, ...] = (32, 64, 64)  # Channels per resolution, full size first.
+  embed_dim: int = 64  # Width of the σ embedding.
+  groups: int = 8  # GroupNorm groups (must divide every width).
+  dtype: str | None = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+    for name in ("channels", "image_size", "embed_dim", "groups"):
+      value = getattr(self, name)
+      if int(value) != value or value < 1:
+        raise ConfigError(f"ScoreUNetConfig.{name} must be a positive integer, got {value!r}.")
+    if not self.widths or min(self.widths) < 1:
+      raise ConfigError(f"ScoreUNetConfig.widths must be positive integers, got {self.widths}.")
+    factor = 2 ** (len(self.widths) - 1)
+    if self.image_size % factor:
+      raise ConfigError(f"image_size {self.image_size} is not divisible by {factor}, the "
+                        f"downsampling of {len(self.widths)} resolutions.")
+    if any(w % self.groups for w in self.widths):
+      raise ConfigError(f"groups={self.groups} must divide every width {self.widths}.")
+    if self.dtype not in _DTYPES:
+      raise ConfigError(f"dtype must be one of {sorted(map(str, _DTYPES))}, got {self.dtype!r}.")
+
+  @classmethod
+  def mnist(cls, **overrides) -> ScoreUNetConfig:
+    return cls(**{"channels": 1, "image_size": 28, **overrides})
+
+  @classmethod
+  def from_dict(cls, d) -> ScoreUNetConfig:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in dict(d).items() if k in fields})
+
+  def to_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d["widths"] = list(self.widths)
+    return d
+
+
+def sigma_embedding(sigma, dim: int):
+  """Sinusoids of log σ at frequencies geometric from 1/4 to 32 rad per unit log σ."""
+  freqs = jnp.exp(jnp.linspace(math.log(0.25), math.log(32.0), dim // 2))
+  angles = jnp.log(sigma)[:, None] * freqs[None, :]
+  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+def _conv(i: int, o: int, rngs: nnx.Rngs, dtype, kernel: int = 3, stride: int = 1,
+          zero: bool = False) -> nnx.Conv:
+  init = (nnx.initializers.zeros if zero
+          else nnx.initializers.variance_scaling(1.0, "fan_avg", "uniform"))
+  return nnx.Conv(i, o, (kernel, kernel), strides=stride, padding="SAME", kernel_init=init,
+                  dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+class ResBlock(nnx.Module):
+  """GroupNorm → SiLU → conv, + σ embedding, GroupNorm → SiLU → conv (zero-init), + skip."""
+
+  def __init__(self, i: int, o: int, embed: int, groups: int, dtype, rngs: nnx.Rngs):
+    self.norm1 = nnx.GroupNorm(i, num_groups=groups, rngs=rngs)
+    self.conv1 = _conv(i, o, rngs, dtype)
+    self.embed = nnx.Linear(embed, o, rngs=rngs)
+    self.norm2 = nnx.GroupNorm(o, num_groups=groups, rngs=rngs)
+    self.conv2 = _conv(o, o, rngs, dtype, zero=True)
+    self.skip = _conv(i, o, rngs, dtype, kernel=1) if i != o else None
+
+  def __call__(self, x, emb):
+    h = self.conv1(jax.nn.silu(self.norm1(x)))
+    h = h + self.embed(emb)[:, None, None, :].astype(h.dtype)
+    h = self.conv2(jax.nn.silu(self.norm2(h)))
+    return h + (self.skip(x) if self.skip is not None else x)
+
+
+class ScoreUNet(nnx.Module):
+  """s(x, σ) = f(c_in(σ)·(x − ½), log σ) / σ with f a small UNet (see the module doc)."""
+
+  def __init__(self, config: ScoreUNetConfig, *, rngs: nnx.Rngs):
+    self.config = config
+    w, e, g, dt = config.widths, config.embed_dim, config.groups, _DTYPES[config.dtype]
+    self.embed1 = nnx.Linear(e, 2 * e, rngs=rngs)
+    self.embed2 = nnx.Linear(2 * e, 2 * e, rngs=rngs)
+    block = lambda i, o: ResBlock(i, o, 2 * e, g, dt, rngs)
+    self.begin_conv = _conv(config.channels, w[0], rngs, dt)
+    self.down_blocks = nnx.List([block(w[max(r - 1, 0)], w[r]) for r in range(len(w))])
+    self.downsample = nnx.List([_conv(w[r], w[r], rngs, dt, stride=2)
+                                for r in range(len(w) - 1)])
+    self.mid_block = block(w[-1], w[-1])
+    self.up_blocks = nnx.List([block(w[r] + (w[r + 1] if r + 1 < len(w) else w[r]), w[r])
+                               for r in reversed(range(len(w)))])
+    self.upsample = nnx.List([_conv(w[r + 1], w[r + 1], rngs, dt)
+                              for r in reversed(range(len(w) - 1))])
+    self.end_norm = nnx.GroupNorm(w[0], num_groups=g, rngs=rngs)
+    self.end_conv = _conv(w[0], config.channels, rngs, dt, zero=True)
+
+  def __call__(self, x, sigma):
+    """Score at noise levels `sigma` [B] (> 0) for `x` [B,H,W,C]; float32 [B,H,W,C]."""
+    cfg = self.config
+    if x.ndim != 4 or x.shape[1:] != (cfg.image_size, cfg.image_size, cfg.channels):
+      raise ValueError(f"Expected x of shape [B, {cfg.image_size}, {cfg.image_size}, "
+                       f"{cfg.channels}], got {x.shape}.")
+    sigma = jnp.asarray(sigma, jnp.float32)
+    if sigma.shape != x.shape[:1]:
+      raise ValueError(f"Expected one σ per batch item, shape {x.shape[:1]}; got {sigma.shape}.")
+    emb = self.embed2(jax.nn.silu(self.embed1(sigma_embedding(sigma, cfg.embed_dim))))
+    c_in = jax.lax.rsqrt(jnp.square(sigma) + _DATA_VARIANCE)[:, None, None, None]
+    h = (x.astype(jnp.float32) - 0.5) * c_in
+    dt = _DTYPES[cfg.dtype]
+    if dt is not None:
+      h, emb = h.astype(dt), emb.astype(dt)
+    h = self.begin_conv(h)
+    skips = []
+    for r, blk in enumerate(self.down_blocks):
+      h = blk(h, emb)
+      skips.append(h)
+      if r < len(self.downsample):
+        h = self.downsample[r](h)
+    h = self.mid_block(h, emb)
+    for j, blk in enumerate(self.up_blocks):
+      h = blk(jnp.concatenate([h, skips.pop()], axis=-1), emb)
+      if j < len(self.upsample):
+        b, hh, ww, c = h.shape
+        h = self.upsample[j](jax.image.resize(h, (b, 2 * hh, 2 * ww, c), "nearest"))
+    out = self.end_conv(jax.nn.silu(self.end_norm(h))).astype(jnp.float32)
+    return out / sigma[:, None, None, None]
+
+
+count_params = overview.count_params
+
+
+def build(config: ScoreUNetConfig, seed: int = 0) -> ScoreUNet:
+  return ScoreUNet(config, rngs=nnx.Rngs(seed))
+
+
+def abstract_params(config: ScoreUNetConfig):
+  """(graphdef, abstract nnx.State of Params) without allocating the weights."""
+  return nnx.split(nnx.eval_shape(lambda: build(config)), nnx.Param)
+
+
+@functools.lru_cache(maxsize=16)
+def make_score_fn(graphdef):
+  """score_fn(params, x, sigma) with σ scalar or [B] (broadcast to the batch)."""
+
+  def score_fn(params, x, sigma):
+    sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
+    return nnx.merge(graphdef, params)(x, sigma)
+
+  return score_fn
+
+
+_PRESETS = {"mnist": ScoreUNetConfig.mnist}
+_FIELDS = ("channels", "image_size", "widths", "embed_dim", "groups", "dtype")
+
+
+def _overrides(prior_config) -> dict[str, Any]:
+  out = {k: prior_config.get(k) for k in _FIELDS if prior_config.get(k) is not None}
+  if "widths" in out:
+    out["widths"] = tuple(out["widths"])
+  return out
+
+
+def config_from_prior_config(prior_config) -> ScoreUNetConfig:
+  """ScoreUNetConfig from a config section: the 'dataset' preset, then explicit overrides."""
+  dataset = prior_config.get("dataset", "mnist")
+  if dataset not in _PRESETS:
+    raise ConfigError(f"Unknown score_unet dataset preset {dataset!r}; known: {sorted(_PRESETS)}.")
+  return _PRESETS[dataset](**_overrides(prior_config))
+
+
+def load_weights(path: str, expected: dict[str, Any] | None = None, *, use_ema: bool = True):
+  """Reads a training file; returns (config, graphdef, params, metadata).
+
+  The architecture comes from the file; `expected` fields (the dataset preset's image
+  shape, explicit config.prior fields) must agree with it, except the compute dtype.
+  """
+  metadata = checkpoint_io.read_metadata(path)
+  if metadata.get("architecture") != ARCHITECTURE:
+    raise checkpoint_io.CheckpointError(
+        f"{path} holds a {metadata.get('architecture')!r} network, not {ARCHITECTURE!r}: "
+        f"use the prior of that architecture (config.prior.name) or a {ARCHITECTURE} file.")
+  file_config = ScoreUNetConfig.from_dict(metadata["config"])
+  expected = dict(expected or {})
+  clashes = {k: (v, getattr(file_config, k)) for k, v in expected.items()
+             if k != "dtype" and v != getattr(file_config, k)}
+  if clashes:
+    listed = ", ".join(f"{k}={a} (file: {b})" for k, (a, b) in clashes.items())
+    raise checkpoint_io.CheckpointError(
+        f"{path} was trained for {file_config}, which clashes with the prior config: {listed}")
+  config = dataclasses.replace(file_config, dtype=expected.get("dtype", file_config.dtype))
+  graphdef, abstract = abstract_params(config)
+  prefix = "ema" if use_ema and any(k.startswith("ema/") for k in checkpoint_io.list_keys(path)) \
+      else "params"
+  loaded, _ = checkpoint_io.load_params(path, {prefix: abstract}, allow_unexpected=True)
+  return config, graphdef, loaded[prefix], metadata
+
+
+def shipped_weights(dataset: str) -> str | None:
+  """The package's trained weights for `dataset` (basis_jax/weights/score_unet_<dataset>.npz)."""
+  path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights",
+                      f"{ARCHITECTURE}_{dataset}.npz")
+  return path if os.path.exists(path) else None
+
+
+def check_sigma_range(sigmas, trained: tuple[float, float] | None, source: str) -> None:
+  """Warns when a ladder leaves the σ range the weights were trained on."""
+  if trained is None:
+    return
+  lo, hi = trained
+  outside = [float(s) for s in sigmas if not lo * (1 - 1e-6) <= s <= hi * (1 + 1e-6)]
+  if outside:
+    logging.warning("%s was trained for σ in [%g, %g]; the schedule queries it at σ = %s, "
+                    "outside that range: its scores there are extrapolations.", source, lo, hi,
+                    ", ".join(f"{s:g}" for s in outside))
+
+
+def load(prior_config, schedule=None) -> Prior:
+  """The score_unet prior of `config.prior` (fields: weights, dataset, use_ema, dtype, seed,
+  allow_random_weights). Level i of `schedule` is queried at σ_i.
+
+  weights: a file from `experiments.train_ncsn` with a score_unet config; empty takes the
+  shipped weights for the dataset preset.
+  """
+  if schedule is None:
+    raise ConfigError("The score_unet prior is conditioned on σ and needs the schedule.")
+  config = config_from_prior_config(prior_config)
+  dataset = prior_config.get("dataset", "mnist")
+  weights = prior_config.get("weights") or shipped_weights(dataset)
+  if weights:
+    expected = {"channels": config.channels, "image_size": config.image_size,
+                **_overrides(prior_config)}
+    config, graphdef, params, metadata = load_weights(weights, expected,
+                                                      use_ema=prior_config.get("use_ema", True))
+    trained = tuple(metadata["sigma_range"]) if "sigma_range" in metadata else None
+    check_sigma_range(schedule.sigmas, trained, weights)
+  elif prior_config.get("allow_random_weights", False):
+    logging.warning("score_unet prior: random weights (seed %s), as asked; separations will "
+                    "be meaningless.", prior_config.get("seed", 0))
+    graphdef, params = nnx.split(build(config, prior_config.get("seed", 0)), nnx.Param)
+  else:
+    raise ConfigError(
+        f"The score_unet prior has no weights: config.prior.weights is empty and the package "
+        f"ships none for {dataset!r}.",
+        hint="train them with `python -m experiments.train_ncsn "
+             "--config=configs/train_score_unet_mnist.py`, pass --config.prior.weights=FILE, or "
+             "--config.prior.allow_random_weights=True for a test run.")
+  sigmas = jnp.asarray(schedule.sigmas, jnp.float32)
+  net_score = make_score_fn(graphdef)
+
+  def score_fn(params, x, level):
+    return net_score(params, x, sigmas[level])
+
+  return Prior(name=ARCHITECTURE, score_fn=score_fn, params=params,
+               image_shape=(config.image_size, config.image_size, config.channels),
+               data_range=(0.0, 1.0), num_levels=None)

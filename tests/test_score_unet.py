@@ -1,0 +1,208 @@
+"""The compact continuous-σ score network, its training and its bad-input errors."""
+
+import json
+import logging
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from basis_jax import checkpoint_io, dsm, schedules, train_ncsn
+from basis_jax.errors import ConfigError
+from basis_jax.priors import score_unet
+from configs import train_score_unet_mnist
+from tests.test_train_ncsn import _leaves, _write_idx
+
+TINY = (8, 8, 8)
+
+
+def _tiny_config(tmp_path, **overrides):
+  """widths 8/8/8 on 80 random 'MNIST' images, 16 of them held out."""
+  config = train_score_unet_mnist.get_config()
+  data = tmp_path / "data"
+  if not data.exists():
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    _write_idx(data / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (80, 28, 28), np.uint8))
+    _write_idx(data / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, (80,), np.uint8))
+  config.data.path, config.data.verify_checksums = str(data), False
+  config.model.update(widths=TINY, embed_dim=8)
+  config.training.batch_size = 8
+  config.optim.warmup_steps = 2
+  config.num_steps = 4
+  config.log_every = 1
+  config.checkpoint_every = 2
+  config.heldout.update(num_images=16, eval_images=8)
+  config.heldout_every = 2
+  config.sampling.every = 0
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def test_score_is_the_network_output_over_sigma_and_sigma_broadcasts():
+  model = score_unet.build(score_unet.ScoreUNetConfig.mnist(widths=TINY, embed_dim=8))
+  # Give the zero-initialised last conv weights so the output is not trivially zero.
+  model.end_conv.kernel.value = jax.random.normal(jax.random.key(1), model.end_conv.kernel.shape)
+  graphdef, params = nnx.split(model)
+  score_fn = score_unet.make_score_fn(graphdef)
+  x = jax.random.uniform(jax.random.key(0), (3, 28, 28, 1))
+  per_item = score_fn(params, x, jnp.full((3,), 0.2))
+  np.testing.assert_allclose(score_fn(params, x, 0.2), per_item, rtol=1e-6)
+  assert float(jnp.abs(per_item).mean()) > 0
+  # Same input, σ changes the embedding and c_in, so the score is not a plain rescale.
+  other = score_fn(params, x, 0.4)
+  assert not np.allclose(other * 0.4, per_item * 0.2, rtol=1e-3)
+  with pytest.raises(ValueError, match="one σ per batch item"):
+    model(x, jnp.ones((2,)))
+  with pytest.raises(ValueError, match=r"Expected x of shape"):
+    model(jnp.zeros((1, 32, 32, 3)), jnp.ones((1,)))
+  with pytest.raises(ConfigError, match="not divisible"):
+    score_unet.ScoreUNetConfig.mnist(widths=(8, 8, 8, 8))  # 28 → 14 → 7 → 3.5
+
+
+def test_log_uniform_noise_covers_its_range_and_bands():
+  noise = dsm.LogUniformNoise(0.005, 17.0, num_bands=10)
+  cond, sigma, bands = noise.sample(jax.random.key(0), 20000)
+  sigma, bands = np.asarray(sigma), np.asarray(bands)
+  np.testing.assert_array_equal(np.asarray(cond), sigma)
+  assert sigma.min() >= 0.005 and sigma.max() <= 17.0
+  u = (np.log(sigma) - np.log(0.005)) / (np.log(17.0) - np.log(0.005))
+  assert abs(u.mean() - 0.5) < 0.01 and abs(u.var() - 1 / 12) < 0.003  # Uniform in log σ.
+  edges = np.exp(np.linspace(np.log(17.0), np.log(0.005), 11))
+  for b in range(10):  # Band b holds σ between its edges, largest σ first.
+    inside = sigma[bands == b]
+    assert inside.size > 1500 and inside.max() <= edges[b] * 1.0001
+    assert inside.min() >= edges[b + 1] * 0.9999
+  conds, centres = noise.eval_points()
+  assert np.all((centres < edges[:-1]) & (centres > edges[1:]))
+
+
+def test_training_resumes_exactly_from_orbax_and_from_the_compact_state(tmp_path):
+  config = _tiny_config(tmp_path)
+  straight = train_ncsn.train_and_evaluate(config, str(tmp_path / "straight"))
+  half = train_ncsn.train_and_evaluate(_tiny_config(tmp_path, num_steps=2),
+                                       str(tmp_path / "half"))
+  assert int(half["step"]) == 2
+  # The compact file is a whole training state: a new workdir on another machine resumes.
+  state_file = str(tmp_path / "half" / "weights.npz")
+  assert os.path.getsize(state_file) < 1e6
+  moved = train_ncsn.train_and_evaluate(_tiny_config(tmp_path, init_weights=state_file),
+                                        str(tmp_path / "moved"))
+  resumed = train_ncsn.train_and_evaluate(config, str(tmp_path / "half"))
+  for run in (moved, resumed):
+    assert int(run["step"]) == 4
+    for a, b in zip(_leaves(straight), _leaves(run)):
+      np.testing.assert_array_equal(a, b)
+  records = [json.loads(line) for line in open(tmp_path / "straight" / "metrics.jsonl")]
+  assert [r["step"] for r in records] == [1, 2, 3, 4]
+  assert len(records[1]["heldout_loss"]) == len(records[1]["heldout_loss_ema"]) == 10
+  assert "heldout_loss" not in records[0]  # Only every heldout_every steps.
+
+
+def test_a_kill_between_checkpoints_does_not_duplicate_metrics(tmp_path):
+  config = _tiny_config(tmp_path)
+  train_ncsn.train_and_evaluate(config, str(tmp_path / "straight"))
+  work = tmp_path / "killed"
+  train_ncsn.train_and_evaluate(config, str(work))
+  # As if killed after logging steps 3 and 4 but before the step-4 checkpoint landed.
+  shutil.rmtree(work / "checkpoints" / "4")
+  train_ncsn.train_and_evaluate(config, str(work))
+  lines = [json.loads(line) for line in open(work / "metrics.jsonl")]
+  assert [r["step"] for r in lines] == [1, 2, 3, 4]
+  straight = [json.loads(line) for line in open(tmp_path / "straight" / "metrics.jsonl")]
+  assert [r["loss"] for r in lines] == [r["loss"] for r in straight]
+
+
+def test_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path):
+  train_ncsn.train_and_evaluate(_tiny_config(tmp_path, num_steps=2), str(tmp_path / "run"))
+  changed = _tiny_config(tmp_path)
+  changed.optim.lr = 5e-4
+  changed.sigmas.sigma_min = 0.01
+  with pytest.raises(ConfigError, match=r"optim\.lr, sigmas\.sigma_min"):
+    train_ncsn.train_and_evaluate(changed, str(tmp_path / "run"))
+  # Keys that do not change the weights (num_steps, logging) may change.
+  longer = _tiny_config(tmp_path, num_steps=3, log_every=3, checkpoint_every=3)
+  assert int(train_ncsn.train_and_evaluate(longer, str(tmp_path / "run"))["step"]) == 3
+
+
+def test_a_non_finite_loss_stops_training_before_the_bad_state_is_saved(tmp_path, monkeypatch):
+  real = dsm.dsm_loss
+
+  def poisoned(*args, **kwargs):
+    losses, bands = real(*args, **kwargs)
+    return losses * jnp.nan, bands
+
+  monkeypatch.setattr(dsm, "dsm_loss", poisoned)
+  train_ncsn._train_step.cache_clear()
+  try:
+    with pytest.raises(train_ncsn.NonFiniteLossError, match="non-finite between steps 0 and 1"):
+      train_ncsn.train_and_evaluate(_tiny_config(tmp_path), str(tmp_path / "nan"))
+  finally:
+    train_ncsn._train_step.cache_clear()
+  assert not os.path.exists(tmp_path / "nan" / "weights.npz")
+
+
+def _prior_config(weights, **overrides):
+  return ml_collections.ConfigDict({"name": "score_unet", "weights": weights,
+                                    "dataset": "mnist", "use_ema": True, **overrides})
+
+
+def test_prior_queries_level_i_at_sigma_i_and_bad_files_are_clear_errors(tmp_path, caplog):
+  config = _tiny_config(tmp_path, num_steps=2)
+  state = train_ncsn.train_and_evaluate(config, str(tmp_path / "run"))
+  weights = str(tmp_path / "run" / "weights.npz")
+  schedule = schedules.Schedule(sigmas=(1.0, 0.1, 0.01), steps_per_level=1, step_lr=1e-5)
+  prior = score_unet.load(_prior_config(weights), schedule)
+  for a, b in zip(_leaves(prior.params), _leaves(state["ema"])):
+    np.testing.assert_array_equal(a, b)
+  graphdef, _ = score_unet.abstract_params(train_ncsn.model_config(config))
+  x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
+  direct = score_unet.make_score_fn(graphdef)(state["ema"], x, 0.1)
+  np.testing.assert_allclose(prior.score_fn(prior.params, x, jnp.int32(1)), direct, rtol=1e-6)
+
+  # A ladder outside the trained range [0.005, 17] warns, naming the range.
+  with caplog.at_level(logging.WARNING):
+    score_unet.load(_prior_config(weights), schedules.Schedule(
+        sigmas=(50.0, 1.0, 0.001), steps_per_level=1, step_lr=1e-5))
+  assert "trained for σ in [0.005, 17]" in caplog.text and "50, 0.001" in caplog.text
+
+  # Weights of another architecture (an NCSN training file).
+  ncsn_file = str(tmp_path / "ncsn.npz")
+  checkpoint_io.save_params(ncsn_file, {"params": {"w": np.zeros(3)}},
+                            {"architecture": "ncsn_cond_refinenet_dilated", "config": {}})
+  with pytest.raises(checkpoint_io.CheckpointError, match="'ncsn_cond_refinenet_dilated' network"):
+    score_unet.load(_prior_config(ncsn_file), schedule)
+  # Weights for another image size.
+  meta = checkpoint_io.read_metadata(weights)
+  other = str(tmp_path / "cifar.npz")
+  checkpoint_io.save_params(other, {"params": {"w": np.zeros(3)}},
+                            dict(meta, config=dict(meta["config"], image_size=32, channels=3)))
+  with pytest.raises(checkpoint_io.CheckpointError, match=r"image_size=28 \(file: 32\)"):
+    score_unet.load(_prior_config(other), schedule)
+  # A truncated training-state file, as a resume source and as weights.
+  truncated = str(tmp_path / "truncated.npz")
+  with open(weights, "rb") as f:
+    blob = f.read()
+  with open(truncated, "wb") as f:
+    f.write(blob[: len(blob) // 2])
+  with pytest.raises(checkpoint_io.CheckpointError, match="truncated.npz"):
+    train_ncsn.init_state(_tiny_config(tmp_path, init_weights=truncated))
+  with pytest.raises(checkpoint_io.CheckpointError, match="truncated.npz"):
+    score_unet.load(_prior_config(truncated), schedule)
+  # A resume after the architecture changed.
+  wider = _tiny_config(tmp_path, init_weights=weights)
+  wider.model.widths = (16, 16, 16)
+  with pytest.raises(checkpoint_io.CheckpointError, match="cannot be loaded"):
+    train_ncsn.init_state(wider)
+  # No weights and none shipped: refused unless random weights are asked for.
+  if score_unet.shipped_weights("mnist") is None:
+    with pytest.raises(ConfigError, match="has no weights"):
+      score_unet.load(_prior_config(""), schedule)
+  random = score_unet.load(_prior_config("", allow_random_weights=True, widths=TINY), schedule)
+  assert random.image_shape == (28, 28, 1)
