@@ -202,11 +202,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   if log_file:
     _log_to(work.file("separate.log" if jax.process_index() == 0 else
                       f"separate.p{jax.process_index()}.log"))
-  work.check_config(config, allow_config_change)
-  if jax.process_count() == 1:  # With several processes another may be writing already.
-    work.remove_stale_temporaries()
   progress = _LevelProgress()
   job = build_job(config, progress=progress)
+  work.check_config(config, allow_config_change, [p.weights_digest for p in job.priors])
+  if jax.process_count() == 1:  # With several processes another may be writing already.
+    work.remove_stale_temporaries()
   progress.num_levels = job.schedule.num_levels
   for number, prior in enumerate({id(p): p for p in job.priors}.values()):
     overview.log_parameter_overview(prior.params, f"Prior {number} ({prior.name})")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from ml_collections import config_dict
 
-from basis_jax import atomic, mixing, separation
+from basis_jax import atomic, errors, mixing, separation, workdir
 from configs import gaussian_toy
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -53,13 +53,39 @@ def test_outputs_follow_the_contract(tmp_path):
 
 def test_changed_config_is_refused_naming_the_keys(tmp_path):
   separation.run(_toy_config(), str(tmp_path))
-  changed = _toy_config(**{"schedule.step_lr": 1e-5, "mixture.seed": 3})
-  with pytest.raises(ValueError, match="mixture.seed, schedule.step_lr"):
+  changed = _toy_config(**{"schedule.step_lr": 1e-5, "seed": 3})
+  with pytest.raises(ValueError, match="schedule.step_lr, seed"):
     separation.run(changed, str(tmp_path))
   # Keys that do not change results may differ: a new batch size resumes (nothing to do).
   separation.run(_toy_config(batch_size=4), str(tmp_path))
   # The explicit override mixes results on purpose.
   separation.run(changed, str(tmp_path), allow_config_change=True)
+
+
+def test_a_change_of_mixtures_is_refused_even_with_the_override(tmp_path):
+  """Old components beside new mixtures/ground truth would be scored against the wrong truth."""
+  separation.run(_toy_config(num_mixtures=5), str(tmp_path))
+  before = (tmp_path / "separations.npz").read_bytes()
+  for key, value in (("mixture.seed", 3), ("mixing.alphas", (1.0, 0.5))):
+    with pytest.raises(errors.ConfigError, match=f"which mixtures exist: {key}"):
+      separation.run(_toy_config(num_mixtures=5, **{key: value}), str(tmp_path),
+                     allow_config_change=True)
+  assert (tmp_path / "separations.npz").read_bytes() == before
+  assert json.loads((tmp_path / "config.json").read_text())["mixture"]["seed"] == 0
+
+
+def test_resume_with_other_prior_weights_under_the_same_path_is_refused(tmp_path):
+  """The digest of each prior's weights file is part of config.json."""
+  separation.run(_toy_config(num_mixtures=2), str(tmp_path))
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved[workdir.WEIGHTS_KEY] == [None, None]  # Analytic priors have no file.
+  work = workdir.Workdir(str(tmp_path / "w"))
+  config = _toy_config()
+  work.check_config(config, False, ["aa" * 32, None])
+  work.check_config(config, False, ["aa" * 32, None])  # Same weights: resumes.
+  with pytest.raises(errors.ConfigError, match="prior_weights_sha256.*aaaa.*bbbb"):
+    work.check_config(config, False, ["bb" * 32, None])
+  work.check_config(config, True, ["bb" * 32, None])  # Mixing weights on purpose.
 
 
 def test_device_memory_cap_names_a_batch_size_that_fits(tmp_path):

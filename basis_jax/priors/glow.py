@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from basis_jax import data as data_lib, errors
 from basis_jax.priors import glow_layers as layers
 from basis_jax.priors.base import Prior, _identity_level
 
@@ -361,4 +362,5 @@ def load(prior_config, schedule=None) -> Prior:
 
   return Prior(name="glow", score_fn=score_fn, params=params, image_shape=config.image_shape,
                data_range=(0.0, 1.0), num_levels=num_levels, select_level=select,
-               log_density_fn=log_density_fn)
+               log_density_fn=log_density_fn,
+               weights_digest=data_lib.file_digest(path) if path else None)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import checkpoint_io, overview
+from basis_jax import checkpoint_io, data as data_lib, errors, overview
 from basis_jax.priors.base import Prior
 from basis_jax.priors.ncsn_layers import (CondInstanceNormPlus, CondRefineBlock, ResidualBlock,
                                           conv, elu)
@@ -234,4 +234,5 @@ def load(prior_config, schedule=None) -> Prior:
                      f"was built for {config.num_classes} noise levels.")
   return Prior(name="ncsn", score_fn=make_score_fn(graphdef), params=params,
                image_shape=(config.image_size, config.image_size, config.channels),
-               data_range=(0.0, 1.0), num_levels=config.num_classes)
+               data_range=(0.0, 1.0), num_levels=config.num_classes,
+               weights_digest=data_lib.file_digest(weights) if weights else None)
