@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax import checkpoint_io
+from basis_jax import checkpoint_io, data, errors, schedules
 from basis_jax.priors import ncsn
 from basis_jax.priors import ncsn_layers
 from convert_weights import ncsn as convert_ncsn
@@ -173,3 +173,24 @@ def test_load_rejects_mismatched_architecture(tmp_path):
   with pytest.raises(ValueError, match="channels=3"):
     ncsn.load(ml_collections.ConfigDict({"name": "ncsn", "weights": path,
                                          "dataset": "cifar10"}))
+
+
+def test_load_refuses_a_ladder_other_than_the_files_and_records_its_digest(tmp_path):
+  """Level i queried at a σ it was not trained for would give a wrong score silently."""
+  config = ncsn.NCSNConfig.mnist(ngf=2)
+  _, abstract = ncsn.abstract_params(config)
+  params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), abstract)
+  path = str(tmp_path / "w.npz")
+  trained = schedules.geometric_sigmas(1.0, 0.01, LEVELS)
+  checkpoint_io.save_params(path, params, {"architecture": ncsn.ARCHITECTURE,
+                                           "config": config.to_dict(), "sigmas": list(trained)})
+  prior_config = ml_collections.ConfigDict({"name": "ncsn", "weights": path, "dataset": "mnist"})
+  same = schedules.Schedule(trained, steps_per_level=1, step_lr=1e-5)
+  prior = ncsn.load(prior_config, same)
+  assert prior.weights_digest == data.file_digest(path)
+  other = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.005, LEVELS), 1, 1e-5)
+  with pytest.raises(errors.ConfigError, match=r"trained for σ = \(1, .*0\.01\), but the "
+                     r"schedule uses σ = \(1, .*0\.005\)"):
+    ncsn.load(prior_config, other)
+  assert ncsn.load(ml_collections.ConfigDict({"name": "ncsn", "weights": None, "ngf": 2}),
+                   other).weights_digest is None
