@@ -70,7 +70,8 @@ def sampler_options(config) -> sampler.SamplerOptions:
       init=s.init, init_range=tuple(s.get("init_range", (0.0, 1.0))),
       init_mean=s.get("init_mean", 0.0), clamp=clamp,
       num_samples=s.get("num_samples", 1), hard_constraint=s.get("hard_constraint", False),
-      snapshots=s.get("snapshots", False), unroll=s.get("unroll", 1))
+      snapshots=s.get("snapshots", False), unroll=s.get("unroll", 1),
+      divergence_bound=s.get("divergence_bound", 1e3))
 
 
 def build_job(config, progress=None) -> Job:

@@ -168,6 +168,21 @@ def test_divergence_is_reported_with_the_level_where_it_began():
     sampler.check_diverged(out, np.array([10, 11, 12]), sched)
 
 
+def test_a_finite_explosion_is_flagged_although_the_clamp_would_hide_it():
+  """A score pushing x away from ½ grows it ×1.1 per step to ~1e4 (finite) by the end;
+  the clamp to [0, 1] would write that as an image with no error."""
+  sched = schedules.Schedule((1.0,), 100, 0.1, likelihood_weight=0.0)
+  separate = sampler.make_separator(lambda params, x, level: x - 0.5, mixing.Sum((1.0, 1.0)),
+                                    sched, component_shape=SHAPE,
+                                    options=sampler.SamplerOptions(clamp=(0.0, 1.0)))
+  out = jax.jit(separate)(None, np.full((2,) + SHAPE, 0.8, np.float32), jax.random.key(0))
+  components = np.asarray(out["components"])
+  assert np.isfinite(components).all() and components.min() >= 0 and components.max() <= 1
+  np.testing.assert_array_equal(out["diverged_level"], [0, 0])
+  with pytest.raises(sampler.SamplingDivergedError, match="divergence_bound"):
+    sampler.check_diverged(out, np.array([0, 1]), sched)
+
+
 def test_bad_input_is_refused_before_compilation():
   separate, _, mixtures, sched = _small_setup()
   shape = separate.mixture_shape
