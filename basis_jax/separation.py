@@ -27,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, benchmarking, data as data_lib, metrics, mixing as mixing_lib
+from basis_jax import atomic, benchmarking, data as data_lib, errors, metrics, mixing as mixing_lib
 from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
 from basis_jax import schedules, sharding, visualize, workdir as workdir_lib
 from basis_jax.priors import gaussian
@@ -48,6 +48,11 @@ class Job:
 def build_priors(config, schedule, k: int) -> list[priors_lib.Prior]:
   specs = list(config.get("priors") or ())
   if specs:
+    if config.get("prior") is not None:
+      raise errors.ConfigError(
+          "Both config.priors (one prior per component) and config.prior are set; config.priors "
+          "would silently replace config.prior.", hint="Set config.prior = None in a config "
+          "that lists config.priors, or empty config.priors to use config.prior.")
     if len(specs) != k:
       raise ValueError(f"config.priors lists {len(specs)} priors but there are {k} components.")
     built = [priors_lib.load(spec, schedule) for spec in specs]
@@ -56,6 +61,10 @@ def build_priors(config, schedule, k: int) -> list[priors_lib.Prior]:
   shapes = {p.image_shape for p in built}
   if len(shapes) != 1:
     raise ValueError(f"All component priors must share one image shape, got {sorted(shapes)}.")
+  ranges = {p.data_range for p in built}
+  if len(ranges) != 1:  # Mixtures are mapped into one data space (mixtures_to_prior_space).
+    raise errors.ConfigError(f"All component priors must work in one data range, got "
+                             f"{sorted(ranges)}.")
   for prior in built:
     if prior.num_levels is not None and prior.num_levels != schedule.num_levels:
       raise ValueError(f"Prior {prior.name!r} was trained for {prior.num_levels} noise levels but "

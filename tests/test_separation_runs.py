@@ -1,6 +1,7 @@
 """Long separation runs: outputs, resume after SIGKILL, atomic chunks, config refusal,
 multi-process runs and the device-memory cap."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -240,3 +241,30 @@ def test_colorization_run_reports_the_grayscale_baseline(tmp_path):
     gray = np.repeat(out["mixtures"], 3, axis=-1)
     expected = -10 * np.log10(np.mean((gray - out["ground_truth"][:, 0])**2, axis=(1, 2, 3)))
   assert summary["average_baseline_psnr"]["mean"] == pytest.approx(expected.mean(), rel=1e-5)
+
+
+def test_prior_and_priors_together_are_refused():
+  config = _toy_config()
+  config.prior = config_dict.ConfigDict({"name": "ncsn", "weights": "mine.npz"})
+  with pytest.raises(errors.ConfigError, match="config.priors would silently replace"):
+    separation.build_job(config)
+
+
+def test_priors_in_different_data_ranges_are_refused(monkeypatch):
+  """Mixtures are mapped into priors[0]'s data space only."""
+  from basis_jax import priors as priors_lib  # pylint: disable=import-outside-toplevel
+  real_load = priors_lib.load
+
+  def load(spec, schedule):
+    prior = real_load(spec, schedule)
+    return prior if spec.component == 0 else dataclasses.replace(prior, data_range=(-0.5, 0.5))
+
+  monkeypatch.setattr(priors_lib, "load", load)
+  with pytest.raises(errors.ConfigError, match="one data range"):
+    separation.build_job(_toy_config())
+
+
+def test_clipped_sum_refuses_gains_it_would_ignore():
+  config = _toy_config(**{"mixing.kind": "clipped_sum", "mixing.alphas": (0.5, 0.5)})
+  with pytest.raises(errors.ConfigError, match="set every α to 1"):
+    separation.build_job(config)
