@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import time
 from typing import Any
 
@@ -31,6 +32,10 @@ from basis_jax import atomic, benchmarking, data as data_lib, errors, metrics, m
 from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
 from basis_jax import schedules, sharding, visualize, workdir as workdir_lib
 from basis_jax.priors import gaussian
+
+
+# Tests of resumption set this to N: the run SIGKILLs itself once its N-th chunk is recorded.
+KILL_AFTER_CHUNKS_ENV = "BASIS_TEST_KILL_AFTER_CHUNKS"
 
 
 @dataclasses.dataclass
@@ -282,6 +287,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
             local["components"], mixture_set.ground_truth[mine], config)))
       with open(work.file("metrics.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
+    if os.environ.get(KILL_AFTER_CHUNKS_ENV) == str(number + 1):
+      os.kill(os.getpid(), signal.SIGKILL)  # Tests: a kill at a known point, not by timing.
     logging.info("Chunk %d/%d: %d/%d mixtures done, %.2f mixtures/s, ETA %.0f s.", number + 1,
                  len(chunks), finished, num_mixtures, rate, (num_mixtures - finished) / rate)
 
