@@ -19,7 +19,8 @@ from convert_weights import ncsn as convert_ncsn
 sys.path.insert(0, os.path.dirname(__file__))
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-REFERENCE_TSV = "/work/shared/reference/ncsn_{}_state_dict.tsv"
+# Beside the shared data: <shared>/reference/ (see conftest.shared_data).
+REFERENCE_TSV = "ncsn_{}_state_dict.tsv"
 LEVELS = 10
 TOLERANCE = 1e-5  # Relative L2 error, float32 on CPU.
 CONFIGS = {"mnist": ncsn.NCSNConfig.mnist, "cifar10": ncsn.NCSNConfig.cifar10}
@@ -37,10 +38,10 @@ def test_parameter_counts(dataset, expected):
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
-def test_keys_and_shapes_match_published_state_dict(dataset):
+def test_keys_and_shapes_match_published_state_dict(dataset, shared_data):
   """The released checkpoint's key/shape list maps onto our parameters one to one."""
-  path = REFERENCE_TSV.format(dataset)
-  if not os.path.exists(path):
+  path = shared_data.parent / "reference" / REFERENCE_TSV.format(dataset)
+  if not path.exists():
     pytest.skip(f"{path} not available")
   state = {}
   with open(path) as f:
@@ -194,3 +195,15 @@ def test_load_refuses_a_ladder_other_than_the_files_and_records_its_digest(tmp_p
     ncsn.load(prior_config, other)
   assert ncsn.load(ml_collections.ConfigDict({"name": "ncsn", "weights": None, "ngf": 2}),
                    other).weights_digest is None
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(FIXTURES)))
+def test_every_golden_file_records_its_provenance(name):
+  """Which script and library versions wrote each fixture (a golden value without them
+  cannot be reproduced or trusted after an upgrade)."""
+  import json  # pylint: disable=import-outside-toplevel
+  with np.load(os.path.join(FIXTURES, name)) as f:
+    assert "provenance" in f.files, name
+    record = json.loads(str(f["provenance"]))
+  assert os.path.exists(os.path.join(os.path.dirname(__file__), "..", record["generator"]))
+  assert record.get("torch"), record
