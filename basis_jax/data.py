@@ -29,7 +29,10 @@ from typing import Any, Sequence
 
 import ml_collections
 import numpy as np
+from absl import logging
 from PIL import Image
+
+from basis_jax import errors
 
 # Published SHA-256 of the four MNIST `.gz` files (the values TFDS and torchvision check).
 MNIST_SHA256 = {
@@ -97,6 +100,9 @@ def data_config_defaults() -> ml_collections.ConfigDict:
       # Skip the split's first K examples (e.g. split 'train', first_example 58000: the
       # last 2,000 training images, which the shipped prior holds out for choosing settings).
       'first_example': 0,
+      # SHA-256 of a local file at `path` without a published checksum (e.g. an .npz);
+      # None: not checked.
+      'sha256': ml_collections.FieldReference(None, field_type=str),
   })
 
 
@@ -107,6 +113,11 @@ def load(data_config: Any) -> Dataset:
   source, path, split = cfg.source, cfg.path or None, cfg.split  # '' means no path
   if cfg.variant not in VARIANTS:
     raise ValueError(f'config.data.variant={cfg.variant!r}; expected one of {VARIANTS}.')
+  if cfg.sha256:
+    if path is None or not os.path.isfile(path):
+      raise errors.ConfigError(f'config.data.sha256 is set, but config.data.path={path!r} '
+                               'is not a file.')
+    verify_checksum(path, cfg.sha256.lower())
   if source == 'image_folder':
     if path is None:
       raise ValueError("config.data.source='image_folder' needs config.data.path.")
@@ -308,6 +319,7 @@ def load_cifar10_files(path: str, split: str = 'test', *,
 
 
 def _load_cifar10_npz(path: str, split: str) -> Dataset:
+  lossy = False
   try:
     arrays = np.load(path)
   except (OSError, ValueError) as e:
@@ -320,6 +332,11 @@ def _load_cifar10_npz(path: str, split: str) -> Dataset:
     elif f'{split}_jpeg_data' in keys and f'{split}_jpeg_offsets' in keys and \
         f'y_{split}' in keys:
       data, offsets = arrays[f'{split}_jpeg_data'], arrays[f'{split}_jpeg_offsets']
+      # JPEG is lossy: these are not CIFAR-10's exact pixels, so PSNR/FID differ from runs
+      # on the exact data; the dataset name says so (and keys caches apart).
+      logging.warning('%s holds JPEG-compressed CIFAR-10: pixels are lossy, not the exact '
+                      'CIFAR-10 values.', path)
+      lossy = True
       images = np.stack([
           np.asarray(Image.open(io.BytesIO(data[a:b].tobytes())).convert('RGB'))
           for a, b in zip(offsets[:-1], offsets[1:])])
@@ -330,7 +347,8 @@ def _load_cifar10_npz(path: str, split: str) -> Dataset:
   if images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(labels):
     raise ValueError(f'{path}: images {images.shape} and labels {labels.shape} are not '
                      'CIFAR-10 shaped ([N,32,32,3] and [N]).')
-  return Dataset(f'cifar10_{split}', _to_float(images), np.asarray(labels, np.int64))
+  return Dataset(f'cifar10_{split}' + ('_jpeg' if lossy else ''), _to_float(images),
+                 np.asarray(labels, np.int64))
 
 
 # ----------------------------------------------------------------------------- image files
@@ -445,7 +463,19 @@ def _read_examples(source, count: int, chunk: int = 1024):
 
 
 def _to_float(images: np.ndarray) -> np.ndarray:
-  return (np.asarray(images, np.float32) / 255.0).astype(np.float32)
+  """8-bit images -> [0, 1]; float images must already be in [0, 1] and are kept."""
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return (images.astype(np.float32) / 255.0).astype(np.float32)
+  if np.issubdtype(images.dtype, np.floating):
+    if images.size and not (np.isfinite(images).all() and images.min() >= 0
+                            and images.max() <= 1):
+      raise errors.InputFileError(
+          f'Float images must lie in [0, 1]; got values in [{np.nanmin(images):.4g}, '
+          f'{np.nanmax(images):.4g}] (NaN or inf: {not np.isfinite(images).all()}).')
+    return images.astype(np.float32)
+  raise errors.InputFileError(f'Images must be uint8 (0..255) or float in [0, 1], got dtype '
+                              f'{images.dtype}.')
 
 
 def class_names(source: str) -> Sequence[str] | None:

@@ -214,10 +214,17 @@ def reference_statistics(name: str, load_images: Callable[[], np.ndarray],
 
 def image_scores(images: np.ndarray, extract, reference: dict[str, Any] | None
                  ) -> dict[str, float]:
-  """IS (10 splits) and, against `reference` statistics, FID of images [N, H, W, C]."""
+  """IS (10 splits) and, against `reference` statistics, FID of images [N, H, W, C].
+
+  Images are clipped to [0, 1] first, as saving them as 8-bit files would (runs without a
+  final clamp end slightly outside); the clipped fraction is reported.
+  """
+  clipped = float(np.mean((images < 0) | (images > 1)))
+  images = np.clip(images, 0.0, 1.0)
   outputs = extract(images)
   mean, std = inception_score(outputs['logits'])
-  scores = {'inception_score': mean, 'inception_score_std': std, 'n_images': len(images)}
+  scores = {'inception_score': mean, 'inception_score_std': std, 'n_images': len(images),
+            'fraction_pixels_clipped': clipped}
   if reference is not None:
     mu, sigma = activation_statistics(outputs['pool'])
     scores['fid'] = frechet_distance(mu, sigma, reference['mu'], reference['sigma'])
@@ -281,7 +288,25 @@ def _reference_data_config(sep: Separations, reference_data: dict[str, Any] | No
   data_config = _nested_get(sep.config, 'data')
   if data_config is None:
     return None
-  return {**data_config, 'split': 'train', 'num_examples': None}
+  # glow32 separations are scored on MNIST's 28x28x1 (`undo_glow32`); so is the reference.
+  variant = None if data_config.get('variant') == 'glow32' else data_config.get('variant')
+  return {**data_config, 'split': 'train', 'num_examples': None, 'variant': variant}
+
+
+def reference_cache_name(ref_config: dict[str, Any]) -> str:
+  """A cache name for a reference set: readable fields, then a digest of every field.
+
+  Every field that selects images (path, tfds name, variant, resolution, ...) is in the
+  digest, so two folders, two tfds names or two CIFAR-10 files never share an entry.
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  readable = '_'.join(str(ref_config.get(k)) for k in ('source', 'split', 'variant',
+                                                       'resolution', 'num_examples'))
+  fields = {k: v for k, v in ref_config.items() if k not in ('download', 'tfds_data_dir')}
+  if fields.get('path'):
+    fields['path'] = os.path.abspath(os.path.expanduser(fields['path']))
+  key = json.dumps(fields, sort_keys=True, default=str)
+  return f"{readable}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def inception_results(sep: Separations, *, weights: str | None = None,
@@ -298,9 +323,13 @@ def inception_results(sep: Separations, *, weights: str | None = None,
   ref_config = _reference_data_config(sep, reference_data)
   if ref_config is not None:
     def load_images():
-      return data_lib.load(ref_config).images
-    name = '_'.join(str(ref_config.get(k)) for k in ('source', 'split', 'variant',
-                                                      'resolution', 'num_examples'))
+      images = data_lib.load(ref_config).images
+      if images.shape[1:] != sep.components.shape[3:]:
+        raise ValueError(f'The FID reference images are {images.shape[1:]} but the '
+                         f'separations are {sep.components.shape[3:]}; set reference_data '
+                         'to a dataset of the separations\' size.')
+      return images
+    name = reference_cache_name(ref_config)
     reference = reference_statistics(name, load_images, extract, stats_cache_dir,
                                      data_lib.file_digest(path))
     out['reference'] = f"{ref_config.get('source')} {ref_config.get('split')} " \

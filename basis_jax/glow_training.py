@@ -35,11 +35,12 @@ import optax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from basis_jax import atomic, schedules
+from basis_jax import atomic, errors, schedules
 from basis_jax.priors import glow
 
 CLEAN_FILE = "glow_clean.npz"
 STACKED_FILE = "glow_sigmas.npz"
+LADDER_FILE = "sigmas.json"  # The ascending ladder the workdir is trained for.
 # Random streams besides the stages' (which use the stage index 0..L).
 _INIT_STREAM, _EVAL_STREAM = 10_000, 10_001
 
@@ -199,10 +200,13 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   opt_init, train_step, eval_bpd = make_steps(graphdef, model_config)
   opt_state = opt_init(params)
   device = jax.local_devices()[0]
+  _check_ladder(workdir, options)
   if manager.latest_step() is not None:
     params, opt_state, progress = _restore(manager, params, opt_state, progress)
     logging.info("Resumed from checkpoint %d: stage %d, step %d.", manager.latest_step(),
                  progress["stage"], progress["step"])
+    for stage in range(1, min(progress["stage"], num_stages)):  # Fail now, not at the end.
+      _load_stage_file(workdir, options, stage)
   # Committed to one device, as the step's outputs are: otherwise the first call after a
   # start or restore compiles again.
   params, rest, opt_state = jax.device_put((params, rest, opt_state), device)
@@ -271,13 +275,48 @@ def _check_images(images, config, name):
     raise ValueError(f"{name} is empty.")
 
 
+def _check_ladder(workdir, options):
+  """Records the σ ladder of the workdir's first run and refuses to resume under another.
+
+  A checkpoint taken mid-stage would otherwise continue (and label) the stage at a new σ.
+  """
+  path = os.path.join(workdir, LADDER_FILE)
+  current = list(options.ascending_sigmas)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)["sigmas"]
+    if len(saved) != len(current) or not np.allclose(saved, current, rtol=1e-6, atol=0):
+      raise errors.ConfigError(
+          f"{workdir} was trained with the σ ladder {tuple(saved)}, but this run asks for "
+          f"{tuple(current)}.", hint="Resume with the same ladder, or use a new workdir.")
+  else:
+    atomic.write_json(path, {"sigmas": current})
+
+
+def _load_stage_file(workdir, options, stage):
+  """A finished stage's weights, refused unless it was trained at this run's σ for the stage.
+
+  A resumed run with another ladder would otherwise label old files with new σ values,
+  which `glow.load`'s σ check then accepts.
+  """
+  path = os.path.join(workdir, f"sigma_{stage:02d}.npz")
+  weights = glow.load_weights(path)
+  stored, expected = weights.metadata.get("stage_sigma"), _stage_sigma(options, stage)
+  if stored is None or not np.isclose(float(stored), expected, rtol=1e-6, atol=0):
+    raise errors.ConfigError(
+        f"{path} was fine-tuned at σ = {stored}, but this run's ladder "
+        f"{options.ascending_sigmas} puts σ = {expected:.6g} at stage {stage}.",
+        hint="Resume with the ladder the workdir was trained with, or use a new workdir.")
+  return weights
+
+
 def _write_stacked(workdir, config, options):
   """All σ stacked, largest σ first (the sampler's level order)."""
   states, sigmas = [], []
   for stage in range(len(options.sigmas), 0, -1):
-    weights = glow.load_weights(os.path.join(workdir, f"sigma_{stage:02d}.npz"))
+    weights = _load_stage_file(workdir, options, stage)
     states.append(weights.state)
-    sigmas.append(options.ascending_sigmas[stage - 1])
+    sigmas.append(float(weights.metadata["stage_sigma"]))
   glow.save_weights(os.path.join(workdir, STACKED_FILE), config, glow.stack_states(states),
                     sigmas=sigmas)
 

@@ -34,6 +34,9 @@ FEATURE_DIM = 2048
 WEIGHTS_ENV = 'BASIS_INCEPTION_WEIGHTS'
 DEFAULT_WEIGHTS = os.path.join('~', '.cache', 'basis_jax', 'inception_fid.npz')
 TORCH_WEIGHTS_NAME = 'pt_inception-2015-12-05-6726825d.pth'
+TORCH_WEIGHTS_SHA256_PREFIX = '6726825d'  # pytorch-fid names the file after its digest.
+# The converted .npz records the digest of the .pth it came from under this key.
+SOURCE_DIGEST_KEY = 'source_sha256'
 
 
 class ConvBN(nnx.Module):
@@ -303,6 +306,15 @@ def load(path: str | None = None) -> InceptionV3FID:
   else:
     with np.load(path) as f:
       params = {k: f[k] for k in f.files}
+  source = str(params.pop(SOURCE_DIGEST_KEY, ''))
+  if not source.startswith(TORCH_WEIGHTS_SHA256_PREFIX):
+    from basis_jax import errors  # pylint: disable=g-import-not-at-top
+    raise errors.InputFileError(
+        f'{path} does not record a source digest starting with {TORCH_WEIGHTS_SHA256_PREFIX} '
+        f'(found {source or "none"}): it was not converted from pytorch-fid\'s '
+        f'{TORCH_WEIGHTS_NAME}, or by an older converter.',
+        hint=f'Convert it again: python -m convert_weights.inception --input '
+             f'{TORCH_WEIGHTS_NAME} --output {DEFAULT_WEIGHTS}')
   return from_params(params)
 
 
@@ -325,6 +337,13 @@ class FeatureExtractor:
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
       raise ValueError(f'Inception needs [N, H, W, 1 or 3] images, got {images.shape}.')
+    if not np.isfinite(images).all():
+      raise ValueError(f'{int((~np.isfinite(images)).sum())} Inception input values are NaN '
+                       'or inf.')
+    low, high = float(images.min()), float(images.max())
+    if low < -1e-6 or high > 1 + 1e-6:  # [0, 255] images would give silently wrong scores.
+      raise ValueError(f'Inception needs images in [0, 1], got values in [{low:.4g}, '
+                       f'{high:.4g}].')
     outputs = {'pool': [], 'logits': []}
     for start in range(0, len(images), self.batch_size):
       batch = images[start:start + self.batch_size]

@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from basis_jax import errors
+
 
 class MixingOperator:
   """Base: subclasses define `num_components`, `__call__` and optionally the rest."""
@@ -141,6 +143,10 @@ def from_config(config, num_components: int | None = None) -> MixingOperator:
   if kind == "grayscale":
     return Grayscale()
   if kind in GENERIC_FUNCTIONS:
+    if any(float(a) != 1.0 for a in config.alphas):
+      # The saved alphas drive the Average baseline; gains g ignores would skew it silently.
+      raise errors.ConfigError(f"mixing.kind={kind!r} has unit gains, but mixing.alphas is "
+                               f"{tuple(config.alphas)}; set every α to 1.")
     return Generic(GENERIC_FUNCTIONS[kind], num_components=num_components or len(config.alphas))
   raise ValueError(f"Unknown mixing kind {kind!r}; known: sum, grayscale, "
                    f"{', '.join(sorted(GENERIC_FUNCTIONS))}.")

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
-from basis_jax import data as data_lib
+from basis_jax import data as data_lib, errors
 
 KINDS = ('agnostic', 'class_split', 'grayscale', 'images')
 # Default class groups for class-split mixtures, one group per component.
@@ -75,6 +75,10 @@ def mixture_config_defaults() -> ml_collections.ConfigDict:
       'class_groups': ml_collections.FieldReference(None, field_type=tuple),
       # For 'images': a folder, a glob pattern or a comma-separated list of files.
       'files': ml_collections.FieldReference(None, field_type=str),
+      # For 'images': the mixture value of pixel 255 (an 8-bit file holds m / image_scale).
+      # None: 1, allowed only when the mixtures fit in [0, 1] (Σα <= 1); a sum with
+      # α = (1, 1) spans [0, 2] and must say how its files were scaled.
+      'image_scale': ml_collections.FieldReference(None, field_type=float),
   })
 
 
@@ -105,7 +109,8 @@ def from_config(config: Any, image_shape: Sequence[int]) -> MixtureSet:
     alphas = _get(_get(config, 'mixing', {}), 'alphas')
   alphas = _resolve_alphas(alphas, k)
   if mix.kind == 'images':
-    return load_mixture_images(mix.files, image_shape, alphas, grayscale_input=colorize)
+    return load_mixture_images(mix.files, image_shape, alphas, grayscale_input=colorize,
+                               image_scale=mix.image_scale)
 
   dataset = data_lib.load(_get(config, 'data', {}))
   if dataset.images.shape[1:] != image_shape:
@@ -203,10 +208,13 @@ def _class_pools(dataset: data_lib.Dataset, groups: Any, k: int) -> list[np.ndar
 
 def load_mixture_images(files: Any, image_shape: Sequence[int],
                         alphas: Sequence[float] = (1.0, 1.0), *,
-                        grayscale_input: bool = False) -> MixtureSet:
-  """User mixtures (PNG/JPEG...), read as [N, H, W, C] in [0, 1]; no ground truth.
+                        grayscale_input: bool = False,
+                        image_scale: float | None = None) -> MixtureSet:
+  """User mixtures (PNG/JPEG...), read as [N, H, W, C] in [0, image_scale]; no ground truth.
 
-  With `grayscale_input` (colorization) the files are read as one channel.
+  With `grayscale_input` (colorization) the files are read as one channel. An 8-bit file
+  holds [0, 1]; mixtures m = Σ α_j x_j span [0, Σα], so for Σα > 1 `image_scale` (the
+  mixture value of pixel 255) must be given.
   """
   if not files:
     raise ValueError("config.mixture.kind='images' needs config.mixture.files (a folder, a "
@@ -233,6 +241,17 @@ def load_mixture_images(files: Any, image_shape: Sequence[int],
                        f'(width x height), but the prior separates {w}x{h} images; resize '
                        'or crop it first.')
     images.append(image)
-  mixtures = np.stack(images).astype(np.float32) / 255.0
+  total = 1.0 if grayscale_input else float(sum(alphas))
+  if image_scale is None:
+    if total > 1.0 + 1e-6:
+      raise errors.ConfigError(
+          f'Mixtures with alphas {tuple(alphas)} span [0, {total:g}], but an 8-bit mixture '
+          'image holds [0, 1]; reading it as [0, 1] would make every mixture too dark.',
+          hint=f'Set config.mixture.image_scale: {total:g} if the files store m / {total:g}, '
+               '1.0 if they store m clipped to [0, 1].')
+    image_scale = 1.0
+  if not image_scale > 0:
+    raise errors.ConfigError(f'config.mixture.image_scale must be > 0, got {image_scale}.')
+  mixtures = (np.stack(images).astype(np.float32) * (image_scale / 255.0)).astype(np.float32)
   return MixtureSet(mixtures, None, None, tuple(alphas), 'images',
                     tuple(os.path.basename(p) for p in paths))

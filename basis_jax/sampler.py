@@ -42,7 +42,7 @@ class SamplingDivergedError(FloatingPointError):
                       for n, l in list(zip(self.indices, self.levels))[:8])
     more = "" if len(self.indices) <= 8 else f" and {len(self.indices) - 8} more"
     super().__init__(
-        f"Sampling diverged (non-finite state) for {len(self.indices)} mixture(s): {shown}{more}. "
+        f"Sampling diverged (non-finite state, or |x| above the sampler's divergence_bound) for {len(self.indices)} mixture(s): {shown}{more}. "
         f"The earliest divergence began at level {first} (σ={sigmas[first]:.4g}); lower "
         "sampler step_lr (δ) or the likelihood weight, or check the prior's weights.")
 
@@ -59,6 +59,9 @@ class SamplerOptions:
   hard_constraint: bool = False  # Project onto g(x) = m after every step (linear g).
   snapshots: bool = False  # Keep the state at the end of every level (paper Figure 9).
   unroll: int = 1  # lax.scan unroll of the inner step loop.
+  # A state with |x| above this at the end of a level counts as diverged, like a non-finite
+  # one: a state that explodes to huge finite values would otherwise be hidden by the clamp.
+  divergence_bound: float = 1e3
 
   def __post_init__(self):
     if self.init not in INITS:
@@ -69,6 +72,8 @@ class SamplerOptions:
       raise ValueError(f"clamp must be (low, high) with low < high, got {self.clamp}.")
     if int(self.unroll) < 1:
       raise ValueError(f"unroll must be >= 1, got {self.unroll}.")
+    if not self.divergence_bound > 0:
+      raise ValueError(f"divergence_bound must be > 0, got {self.divergence_bound}.")
 
 
 def _as_tuple(value, k, name):
@@ -106,7 +111,8 @@ def make_separator(
   The returned function takes params, mixtures [N, *mixture_shape], a PRNG key and
   int32 indices [N] (the global index of each mixture; noise derives from it) and returns
   `components` [N, k, H, W, C] (or [N, S, k, H, W, C] with S = num_samples > 1),
-  `diverged_level` [N] or [N, S] (first level with a non-finite state, -1 if none),
+  `diverged_level` [N] or [N, S] (first level whose final state is non-finite or beyond
+  `options.divergence_bound` in absolute value, -1 if none; checked before the clamp),
   `residual_norm` (‖g(x) − m‖ per sample at the end), `score_norm` [N, (S,) L] (mean
   per-component score norm at each level's last step) and, with snapshots, `snapshots`
   [N, (S,) L, k, H, W, C].
@@ -199,8 +205,9 @@ def make_separator(
       (x, last_score), _ = jax.lax.scan(step_body, (x, jnp.zeros_like(x)),
                                         jnp.arange(num_steps_per_level), unroll=options.unroll)
       score_norm = jnp.mean(jnp.sqrt(jnp.sum(last_score.reshape(rows, k, -1)**2, -1)), -1)
-      finite = jnp.all(jnp.isfinite(x.reshape(rows, -1)), axis=-1)
-      diverged_level = jnp.where((diverged_level < 0) & ~finite, level, diverged_level)
+      flat = x.reshape(rows, -1)
+      bounded = jnp.all(jnp.isfinite(flat) & (jnp.abs(flat) <= options.divergence_bound), -1)
+      diverged_level = jnp.where((diverged_level < 0) & ~bounded, level, diverged_level)
       if progress is not None:
         jax.debug.callback(progress, level)
       outputs = {"score_norm": score_norm}

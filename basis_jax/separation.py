@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import time
 from typing import Any
 
@@ -27,10 +28,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, benchmarking, data as data_lib, metrics, mixing as mixing_lib
+from basis_jax import atomic, benchmarking, data as data_lib, errors, metrics, mixing as mixing_lib
 from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
 from basis_jax import schedules, sharding, visualize, workdir as workdir_lib
 from basis_jax.priors import gaussian
+
+
+# Tests of resumption set this to N: the run SIGKILLs itself once its N-th chunk is recorded.
+KILL_AFTER_CHUNKS_ENV = "BASIS_TEST_KILL_AFTER_CHUNKS"
 
 
 @dataclasses.dataclass
@@ -48,6 +53,11 @@ class Job:
 def build_priors(config, schedule, k: int) -> list[priors_lib.Prior]:
   specs = list(config.get("priors") or ())
   if specs:
+    if config.get("prior") is not None:
+      raise errors.ConfigError(
+          "Both config.priors (one prior per component) and config.prior are set; config.priors "
+          "would silently replace config.prior.", hint="Set config.prior = None in a config "
+          "that lists config.priors, or empty config.priors to use config.prior.")
     if len(specs) != k:
       raise ValueError(f"config.priors lists {len(specs)} priors but there are {k} components.")
     built = [priors_lib.load(spec, schedule) for spec in specs]
@@ -56,6 +66,10 @@ def build_priors(config, schedule, k: int) -> list[priors_lib.Prior]:
   shapes = {p.image_shape for p in built}
   if len(shapes) != 1:
     raise ValueError(f"All component priors must share one image shape, got {sorted(shapes)}.")
+  ranges = {p.data_range for p in built}
+  if len(ranges) != 1:  # Mixtures are mapped into one data space (mixtures_to_prior_space).
+    raise errors.ConfigError(f"All component priors must work in one data range, got "
+                             f"{sorted(ranges)}.")
   for prior in built:
     if prior.num_levels is not None and prior.num_levels != schedule.num_levels:
       raise ValueError(f"Prior {prior.name!r} was trained for {prior.num_levels} noise levels but "
@@ -70,7 +84,8 @@ def sampler_options(config) -> sampler.SamplerOptions:
       init=s.init, init_range=tuple(s.get("init_range", (0.0, 1.0))),
       init_mean=s.get("init_mean", 0.0), clamp=clamp,
       num_samples=s.get("num_samples", 1), hard_constraint=s.get("hard_constraint", False),
-      snapshots=s.get("snapshots", False), unroll=s.get("unroll", 1))
+      snapshots=s.get("snapshots", False), unroll=s.get("unroll", 1),
+      divergence_bound=s.get("divergence_bound", 1e3))
 
 
 def build_job(config, progress=None) -> Job:
@@ -202,11 +217,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   if log_file:
     _log_to(work.file("separate.log" if jax.process_index() == 0 else
                       f"separate.p{jax.process_index()}.log"))
-  work.check_config(config, allow_config_change)
-  if jax.process_count() == 1:  # With several processes another may be writing already.
-    work.remove_stale_temporaries()
   progress = _LevelProgress()
   job = build_job(config, progress=progress)
+  work.check_config(config, allow_config_change, [p.weights_digest for p in job.priors])
+  if jax.process_count() == 1:  # With several processes another may be writing already.
+    work.remove_stale_temporaries()
   progress.num_levels = job.schedule.num_levels
   for number, prior in enumerate({id(p): p for p in job.priors}.values()):
     overview.log_parameter_overview(prior.params, f"Prior {number} ({prior.name})")
@@ -272,6 +287,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
             local["components"], mixture_set.ground_truth[mine], config)))
       with open(work.file("metrics.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
+    if os.environ.get(KILL_AFTER_CHUNKS_ENV) == str(number + 1):
+      os.kill(os.getpid(), signal.SIGKILL)  # Tests: a kill at a known point, not by timing.
     logging.info("Chunk %d/%d: %d/%d mixtures done, %.2f mixtures/s, ETA %.0f s.", number + 1,
                  len(chunks), finished, num_mixtures, rate, (num_mixtures - finished) / rate)
 

@@ -13,10 +13,16 @@ import os
 import jax
 import numpy as np
 
-from basis_jax import atomic
+from basis_jax import atomic, errors
 
 # Config keys that do not change any separated value; a resumed run may change them.
 RESULT_INVARIANT_KEYS = ("batch_size", "distributed", "output", "max_device_memory_gb")
+# Keys that change which mixtures (and ground truth) exist: finished chunks hold components
+# of the old mixtures, so --allow_config_change cannot keep them beside the new ones.
+MIXTURE_DEFINING_KEYS = ("data", "mixture", "mixing")
+# The digest of each component's prior weights file, saved in config.json beside the config
+# (a weights file rewritten under the same path changes results without changing the config).
+WEIGHTS_KEY = "prior_weights_sha256"
 
 def config_differences(saved: dict, current: dict, prefix: str = "",
                        invariant=RESULT_INVARIANT_KEYS) -> list[str]:
@@ -67,19 +73,38 @@ class Workdir:
     except FileNotFoundError:
       return {"chunks": []}
 
-  def check_config(self, config, allow_change: bool) -> None:
+  def check_config(self, config, allow_change: bool,
+                   weights_digests: list[str | None] | None = None) -> None:
+    """Refuses to resume under a config (or prior weights) that change the results.
+
+    `weights_digests`: one SHA-256 per component's prior weights file (None: no file).
+    --allow_config_change mixes results of other settings or weights on purpose, but never
+    beside other mixtures: keys under MIXTURE_DEFINING_KEYS are always refused.
+    """
     current = _config_dict(config)
+    if weights_digests is not None:
+      current[WEIGHTS_KEY] = list(weights_digests)
     try:
       with open(self.file("config.json")) as f:
         saved = json.load(f)
     except FileNotFoundError:
       saved = None
+    if saved is not None and WEIGHTS_KEY not in saved:
+      saved[WEIGHTS_KEY] = current.get(WEIGHTS_KEY)  # Written before digests were recorded.
     if saved is not None and saved != current:
       changed = config_differences(saved, current)
+      defining = [k for k in changed if k.split(".")[0] in MIXTURE_DEFINING_KEYS]
+      if defining:
+        raise errors.ConfigError(
+            f"The workdir {self.path} holds separations of other mixtures; these keys change "
+            f"which mixtures exist: {', '.join(defining)}. Finished chunks cannot be kept "
+            "beside them (not even with --allow_config_change).", hint="Use a new --workdir.")
       if changed and not allow_change:
-        raise ValueError(
+        weights = (f" (prior weights file digests {saved[WEIGHTS_KEY]} -> "
+                   f"{current[WEIGHTS_KEY]})" if WEIGHTS_KEY in changed else "")
+        raise errors.ConfigError(
             f"The workdir {self.path} holds results of a different config; these keys change the "
-            f"results: {', '.join(changed)}. Use a new --workdir, or pass "
+            f"results: {', '.join(changed)}{weights}. Use a new --workdir, or pass "
             "--allow_config_change if you mean to mix results.")
     if jax.process_index() == 0:
       atomic.write_json(self.file("config.json"), current)

@@ -11,7 +11,8 @@ Fields:
     step_lr (δ), likelihood_weight (w), gammas (likelihood std; empty = σ).
   mixing: kind ('sum', 'grayscale', 'clipped_sum') and alphas.
   sampler: init ('uniform'|'normal'), init_range (uniform), init_mean (normal), clamp (empty = none), num_samples,
-    hard_constraint, snapshots, unroll.
+    hard_constraint, snapshots, unroll, divergence_bound (|x| above it at the end of a
+    level counts as diverged, checked before the clamp).
   data, mixture: where mixtures come from (`basis_jax.data.data_config_defaults` and
     `basis_jax.mixtures.mixture_config_defaults` document every field).
   output: grid_rows.
@@ -41,7 +42,7 @@ def get_config():
   config.mixing = ml_collections.ConfigDict({"kind": "sum", "alphas": (1.0, 1.0)})
   config.sampler = ml_collections.ConfigDict({
       "init": "uniform", "init_range": (0.0, 1.0), "init_mean": 0.0, "clamp": (), "num_samples": 1,
-      "hard_constraint": False, "snapshots": False, "unroll": 1,
+      "hard_constraint": False, "snapshots": False, "unroll": 1, "divergence_bound": 1e3,
   })
   config.data = data.data_config_defaults()
   config.mixture = mixtures.mixture_config_defaults()

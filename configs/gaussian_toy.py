@@ -21,6 +21,7 @@ def get_config():
   config = base_separation.get_config()
   config.num_mixtures = 16
   config.batch_size = 16
+  config.prior = None  # One prior per component instead (config.priors).
   config.priors = (_toy_prior(0, 0.35), _toy_prior(1, 0.55))
   config.schedule.steps_per_level = 50
   config.data.source = "gaussian_toy"

@@ -26,6 +26,7 @@ def get_config():
   config.bedroom_weights = ""
   church.weights = config.get_ref("church_weights")
   bedroom.weights = config.get_ref("bedroom_weights")
+  config.prior = None  # One prior per component instead (config.priors).
   config.priors = (church, bedroom)
   config.mixture.kind = "images"
   config.mixture.files = ""

@@ -20,7 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
-from basis_jax import atomic, data, inception
+from basis_jax import atomic, data, errors, inception
 from convert_weights import torch_io
 
 _BN_NAMES = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean',
@@ -69,15 +69,22 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.nda
   return params
 
 
-def convert_file(path: str) -> dict[str, np.ndarray]:
-  """Reads pytorch-fid's `.pth` (with torch) and converts it."""
-  name = os.path.basename(path)
-  if name == inception.TORCH_WEIGHTS_NAME and os.path.isfile(path):
-    digest = data.file_digest(path)
-    if not digest.startswith('6726825d'):
-      raise ValueError(f'{path}: SHA-256 {digest} does not start with 6726825d as its name '
-                       'promises; the download is corrupt or truncated.')
-  return convert_state_dict(torch_io.read_state_dict(path))
+def convert_file(path: str, verify: bool = True) -> dict[str, np.ndarray]:
+  """Reads pytorch-fid's `.pth` (with torch) and converts it.
+
+  The file's SHA-256 must start with pytorch-fid's published prefix whatever its name
+  (`verify=False` only for test networks). The output records it under SOURCE_DIGEST_KEY,
+  which `inception.load` checks.
+  """
+  digest = data.file_digest(path)
+  if verify and not digest.startswith(inception.TORCH_WEIGHTS_SHA256_PREFIX):
+    raise errors.InputFileError(
+        f'{path}: SHA-256 {digest} does not start with '
+        f'{inception.TORCH_WEIGHTS_SHA256_PREFIX}, the digest of pytorch-fid\'s '
+        f'{inception.TORCH_WEIGHTS_NAME}; the download is corrupt, truncated or another file.')
+  params = convert_state_dict(torch_io.read_state_dict(path))
+  params[inception.SOURCE_DIGEST_KEY] = np.asarray(digest)
+  return params
 
 
 def main(argv):
@@ -87,8 +94,9 @@ def main(argv):
   params = convert_file(os.path.expanduser(flags.FLAGS.input))
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   atomic.save_npz(output, **params)
-  print(f'Wrote {len(params)} arrays '
-        f'({sum(v.size for v in params.values()):,} parameters) to {output}')
+  weights = {k: v for k, v in params.items() if k != inception.SOURCE_DIGEST_KEY}
+  print(f'Wrote {len(weights)} arrays '
+        f'({sum(v.size for v in weights.values()):,} parameters) to {output}')
 
 
 if __name__ == '__main__':

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from basis_jax import checkpoint_io
+from basis_jax import checkpoint_io, schedules
 from basis_jax.priors import ncsn
 from convert_weights import torch_io
 
@@ -91,14 +91,26 @@ def convert_state_dict(state: Mapping[str, np.ndarray], config: ncsn.NCSNConfig,
   return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def convert(checkpoint: str, out: str, dataset: str = "mnist") -> ncsn.NCSNConfig:
-  """Reads `checkpoint`, converts it and writes the project weights file `out`."""
+# The published NCSN runs (MNIST, CIFAR-10) train on σ = geometric(1, 0.01, 10 levels).
+PUBLISHED_SIGMA_MAX, PUBLISHED_SIGMA_MIN = 1.0, 0.01
+
+
+def convert(checkpoint: str, out: str, dataset: str = "mnist",
+            sigma_max: float = PUBLISHED_SIGMA_MAX,
+            sigma_min: float = PUBLISHED_SIGMA_MIN) -> ncsn.NCSNConfig:
+  """Reads `checkpoint`, converts it and writes the project weights file `out`.
+
+  The file records the σ ladder the network was trained for (the published one by
+  default), so `ncsn.load` can refuse a schedule with other σ.
+  """
   state = read_torch_checkpoint(checkpoint)
   config = infer_config(state, dataset)
   params = convert_state_dict(state, config, source=checkpoint)
+  sigmas = schedules.geometric_sigmas(sigma_max, sigma_min, config.num_classes)
   checkpoint_io.save_params(out, params, {
       "architecture": ncsn.ARCHITECTURE, "config": config.to_dict(),
-      "source": os.path.basename(checkpoint), "converted_from": "pytorch"})
+      "source": os.path.basename(checkpoint), "converted_from": "pytorch",
+      "sigmas": list(sigmas)})
   return config
 
 
@@ -108,13 +120,15 @@ def _define_flags() -> None:
   flags.DEFINE_string("out", None, "Output weights file (.npz).", required=True)
   flags.DEFINE_enum("dataset", "mnist", sorted(_IMAGE_SIZES),
                     "Dataset the model was trained on (sets the image size).")
+  flags.DEFINE_float("sigma_max", PUBLISHED_SIGMA_MAX, "Largest training σ (published: 1).")
+  flags.DEFINE_float("sigma_min", PUBLISHED_SIGMA_MIN, "Smallest training σ (published: 0.01).")
 
 
 def main(argv):
   del argv
   args = flags.FLAGS
   try:
-    config = convert(args.checkpoint, args.out, args.dataset)
+    config = convert(args.checkpoint, args.out, args.dataset, args.sigma_max, args.sigma_min)
   except (ValueError, FileNotFoundError, RuntimeError) as e:
     raise SystemExit(f"error: {e}") from None
   print(f"Wrote {args.out}: {config}")

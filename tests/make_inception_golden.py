@@ -49,7 +49,15 @@ def main():
   fid = calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0),
                                    np.cov(b, rowvar=False))
   path = os.path.join(os.path.dirname(__file__), 'fixtures', inception_fixture.GOLDEN)
-  np.savez_compressed(path, pool=pool, logits=logits, fid=np.float64(fid))
+  import json  # pylint: disable=g-import-not-at-top
+  import platform  # pylint: disable=g-import-not-at-top
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  provenance = json.dumps({'generator': 'tests/make_inception_golden.py',
+                           'pytorch-fid': metadata.version('pytorch-fid'),
+                           'torch': torch.__version__, 'numpy': np.__version__,
+                           'python': platform.python_version()})
+  np.savez_compressed(path, pool=pool, logits=logits, fid=np.float64(fid),
+                      provenance=provenance)
   print(f'wrote {path}: pool {pool.shape} |max| {np.abs(pool).max():.3g}, logits '
         f'{logits.shape} |max| {np.abs(logits).max():.3g}, fid {fid:.6f}')
 

@@ -7,7 +7,9 @@ Each file holds a reduced-width (ngf=4) reference state dict with its DataParall
 [levels, B, H, W, C] at every noise level, so the parity test runs without torch.
 """
 
+import json
 import os
+import platform
 import sys
 
 import numpy as np
@@ -37,7 +39,14 @@ def main():
     arrays = {f"sd/{k}": v.numpy() for k, v in state.items()}
     np.savez_compressed(os.path.join(out_dir, f"ncsn_golden_{dataset}.npz"), x=x,
                         scores=np.stack(scores), ngf=NGF, torch_version=torch.__version__,
-                        **arrays)
+                        provenance=provenance(), **arrays)
+
+
+def provenance() -> str:
+  """What wrote the fixture, as JSON (every golden file carries one)."""
+  return json.dumps({"generator": "tests/make_ncsn_fixtures.py",
+                     "reference": "tests/torch_ncsn_reference.py", "torch": torch.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()})
 
 
 if __name__ == "__main__":

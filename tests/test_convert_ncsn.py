@@ -46,6 +46,8 @@ def test_converts_all_173_tensors_and_loads_without_torch(published, tmp_path):
   assert len(checkpoint_io.list_keys(out)) == 173
   meta = checkpoint_io.read_metadata(out)
   assert meta["architecture"] == ncsn.ARCHITECTURE and meta["config"]["ngf"] == NGF
+  # The published ladder, so ncsn.load can refuse a schedule with other σ.
+  np.testing.assert_allclose(meta["sigmas"], np.geomspace(1.0, 0.01, 10), rtol=1e-6)
   state = _state(published)
   _, _, params = ncsn.load_weights(out)
   flat, _ = checkpoint_io.flatten(params)

@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from basis_jax import data
+from basis_jax import data, errors
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -202,3 +202,29 @@ def test_tfds_examples_are_read_in_batches():
 
   got = [e['i'] for e in data._read_examples(Source(), 5, chunk=2)]
   assert got == [0, 1, 2, 3, 4] and Source.calls == [[0, 1], [2, 3], [4]]
+
+
+def test_cifar10_npz_float_pixels_checksum_and_lossy_jpeg(tmp_path, caplog):
+  images, labels, _ = _cifar_batch(4, 0)
+  unit = images.astype(np.float32) / 255
+  np.savez(tmp_path / 'f.npz', x_test=unit, y_test=labels)
+  ds = data.load({'source': 'cifar10', 'path': str(tmp_path / 'f.npz')})
+  np.testing.assert_array_equal(ds.images, unit)  # Not divided by 255 a second time.
+  np.savez(tmp_path / 'bad.npz', x_test=unit * 255, y_test=labels)
+  with pytest.raises(errors.InputFileError, match=r'Float images must lie in \[0, 1\]'):
+    data.load({'source': 'cifar10', 'path': str(tmp_path / 'bad.npz')})
+  digest = data.file_digest(str(tmp_path / 'f.npz'))
+  data.load({'source': 'cifar10', 'path': str(tmp_path / 'f.npz'), 'sha256': digest})
+  with pytest.raises(ValueError, match='Checksum mismatch'):
+    data.load({'source': 'cifar10', 'path': str(tmp_path / 'f.npz'), 'sha256': '0' * 64})
+  streams = []
+  for im in images:
+    buf = io.BytesIO()
+    Image.fromarray(im).save(buf, format='JPEG')
+    streams.append(np.frombuffer(buf.getvalue(), np.uint8))
+  np.savez(tmp_path / 'j.npz', test_jpeg_data=np.concatenate(streams),
+           test_jpeg_offsets=np.cumsum([0] + [len(s) for s in streams]), y_test=labels)
+  caplog.set_level('WARNING')
+  ds = data.load({'source': 'cifar10', 'path': str(tmp_path / 'j.npz')})
+  assert ds.name == 'cifar10_test_jpeg'
+  assert any('pixels are lossy' in r.getMessage() for r in caplog.records)

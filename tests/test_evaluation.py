@@ -150,3 +150,24 @@ def test_glow32_runs_are_scored_on_28x28(tmp_path):
   from basis_jax import metrics  # pylint: disable=g-import-not-at-top
   expected = metrics.separation_psnr(truth * 0.9, truth)['mixture'].mean()
   assert results['psnr_mean'] == pytest.approx(expected)  # the border is not scored
+
+
+def test_reference_cache_names_tell_datasets_apart():
+  """Two folders, two tfds names or two CIFAR-10 files must not share FID statistics."""
+  base = {'source': 'image_folder', 'split': 'train', 'variant': None, 'resolution': 64,
+          'num_examples': None, 'path': '/data/churches'}
+  names = {evaluation.reference_cache_name(cfg) for cfg in (
+      base, {**base, 'path': '/data/bedrooms'},
+      {**base, 'source': 'tfds', 'path': None, 'tfds_name': 'lsun/church_outdoor'},
+      {**base, 'source': 'tfds', 'path': None, 'tfds_name': 'lsun/bedroom'},
+      {**base, 'source': 'cifar10', 'path': '/data/cifar10.npz'},
+      {**base, 'source': 'cifar10', 'path': '/data/cifar10_jpeg.npz'})}
+  assert len(names) == 6
+  assert evaluation.reference_cache_name(base) == evaluation.reference_cache_name(dict(base))
+
+
+def test_glow32_runs_take_their_fid_reference_at_28x28():
+  sep = evaluation.Separations(np.zeros((1, 28, 28, 1)), np.zeros((1, 1, 2, 28, 28, 1)),
+                               config={'data': {'source': 'mnist', 'variant': 'glow32'}})
+  ref = evaluation._reference_data_config(sep, None)  # pylint: disable=protected-access
+  assert ref['variant'] is None and ref['split'] == 'train'

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax import best_of_n, mixing, sampler, schedules
+from basis_jax import best_of_n, errors, mixing, sampler, schedules
 from basis_jax.priors import gaussian, glow
 from basis_jax import priors as priors_lib
 
@@ -116,3 +116,26 @@ def test_separation_configs():
   lsun.church_weights, lsun.bedroom_weights = "church.npz", "bedroom.npz"
   assert [p.weights for p in lsun.priors] == ["church.npz", "bedroom.npz"]
   assert all(tuple(p.image_shape) == (64, 64, 3) and p.levels == 4 for p in lsun.priors)
+
+
+def test_architecture_fields_that_clash_with_the_file_are_refused(tmp_path):
+  path, _ = _stacked_file(tmp_path)
+  config = _prior_config(path)
+  config.width = 16  # The file's Glow has width 8.
+  with pytest.raises(errors.ConfigError, match=r"width=16 \(file: 8\)"):
+    priors_lib.load(config, SCHEDULE)
+  bare = ml_collections.ConfigDict({"name": "glow", "weights": path})  # Unset fields: the file's.
+  assert priors_lib.load(bare, SCHEDULE).num_levels == 3
+
+
+def test_one_clean_model_for_every_sigma_is_announced_and_level_free(tmp_path, caplog):
+  path = str(tmp_path / "clean.npz")
+  glow.save_weights(path, CONFIG, nnx.split(glow.create(CONFIG))[1])
+  caplog.set_level("WARNING")
+  prior = priors_lib.load(_prior_config(path), SCHEDULE)
+  assert any("one clean model" in r.message and "serves all 3 noise levels" in r.message
+             for r in caplog.records)
+  assert prior.num_levels is None  # Not the schedule's count, which no check could fail.
+  stacked, _ = _stacked_file(tmp_path, sigmas=(1.0, 0.1))
+  with pytest.raises(ValueError, match="fine-tuned for σ"):  # 2 levels vs the schedule's 3.
+    priors_lib.load(_prior_config(stacked), SCHEDULE)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from basis_jax import glow_training
+from basis_jax import errors, glow_training
 from basis_jax.priors import glow
 from tests.conftest import shared_data_dir
 
@@ -78,3 +78,22 @@ def test_bad_images_are_refused(tmp_path):
     glow_training.train(CONFIG, options(), np.zeros((4, 28, 28, 1)), np.zeros((4, 16, 16, 1)),
                         str(tmp_path))
   assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_resume_with_another_ladder_is_refused(tmp_path):
+  """Neither a checkpoint nor a finished σ file may be continued or labelled at a new σ."""
+  train, test = mnist16("train", 64), mnist16("test", 16)
+  small = dict(train_steps=2, finetune_steps=2, init_batch_size=16, eval_batch_size=16,
+               batch_size=16)
+  # Stop one step into stage 2: stage 1 (σ = 0.1) is finished and written.
+  glow_training.train(CONFIG, options(sigmas=(0.1, 0.2), **small), train, test,
+                      str(tmp_path), stop_after_steps=5)
+  assert (tmp_path / "sigma_01.npz").exists()
+  other = options(sigmas=(0.15, 0.2), **small)
+  with pytest.raises(errors.ConfigError, match=r"trained with the σ ladder \(0.1, 0.2\)"):
+    glow_training.train(CONFIG, other, train, test, str(tmp_path))
+  # A workdir without the recorded ladder: each σ file's own stage_sigma is checked.
+  (tmp_path / glow_training.LADDER_FILE).unlink()
+  with pytest.raises(errors.ConfigError, match=r"fine-tuned at σ = 0.1, .* σ = 0.15 at stage 1"):
+    glow_training.train(CONFIG, other, train, test, str(tmp_path))
+  assert not (tmp_path / glow_training.STACKED_FILE).exists()

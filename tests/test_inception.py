@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import inception_fixture
-from basis_jax import inception
+from basis_jax import errors, inception
 from convert_weights import inception as converter
 
 TESTDATA = os.path.join(os.path.dirname(__file__), 'fixtures')
@@ -92,7 +92,9 @@ def test_converter_reads_pth(tmp_path):
   state = inception_fixture.random_torch_state_dict()
   path = str(tmp_path / 'weights.pth')
   torch.save({k: torch.from_numpy(v) for k, v in state.items()}, path)
-  params = converter.convert_file(path)
+  with pytest.raises(errors.InputFileError, match='does not start with 6726825d'):
+    converter.convert_file(path)  # Checked whatever the file's name.
+  params = converter.convert_file(path, verify=False)  # A test network.
   np.testing.assert_array_equal(params['fc.kernel'], state['fc.weight'].T)
   np.testing.assert_array_equal(params['Conv2d_1a_3x3.conv.kernel'],
                                 state['Conv2d_1a_3x3.conv.weight'].transpose(2, 3, 1, 0))
@@ -106,3 +108,23 @@ def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch):
   with pytest.raises(FileNotFoundError, match='(?s)pt_inception-2015-12-05-6726825d.pth.*'
                      'convert_weights.inception'):
     inception.load()
+
+
+def test_converted_weights_must_record_the_published_source_digest(tmp_path):
+  params = {k: np.zeros(v, np.float32) for k, v in inception.param_shapes().items()}
+  path = tmp_path / 'renamed.npz'
+  np.savez(path, **params)  # No source digest (another network, or an old converter).
+  with pytest.raises(errors.InputFileError, match='source digest starting with 6726825d'):
+    inception.load(str(path))
+  np.savez(path, **params, **{inception.SOURCE_DIGEST_KEY: np.asarray('6726825d' + '0' * 56)})
+  assert isinstance(inception.load(str(path)), inception.InceptionV3FID)
+
+
+def test_extractor_refuses_nan_and_out_of_range_input():
+  extract = inception.FeatureExtractor(inception._abstract_model())  # pylint: disable=protected-access
+  images = np.full((2, 8, 8, 3), 0.5, np.float32)
+  images[0, 0, 0, 0] = np.nan
+  with pytest.raises(ValueError, match='1 Inception input values are NaN'):
+    extract(images)
+  with pytest.raises(ValueError, match=r'in \[0, 1\], got values in \[0.5, 255\]'):
+    extract(np.concatenate([np.full((1, 8, 8, 3), 255.0), np.full((1, 8, 8, 3), 0.5)]))

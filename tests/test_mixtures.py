@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from basis_jax import mixtures
+from basis_jax import errors, mixtures
 from test_data import write_mnist
 
 
@@ -75,7 +75,8 @@ def test_grayscale_and_glow_shapes(mnist_dir):
 def test_user_images(tmp_path):
   for i in range(2):
     Image.fromarray(np.full((28, 28), 60 * i, np.uint8)).save(tmp_path / f'm{i}.png')
-  cfg = ml_collections.ConfigDict({'mixture': {'kind': 'images', 'files': str(tmp_path)}})
+  cfg = ml_collections.ConfigDict({'mixture': {'kind': 'images', 'files': str(tmp_path),
+                                               'alphas': (0.5, 0.5)}})
   ms = mixtures.from_config(cfg, (28, 28, 1))
   assert ms.mixtures.shape == (2, 28, 28, 1) and ms.ground_truth is None
   assert ms.names == ('m0.png', 'm1.png')
@@ -86,6 +87,17 @@ def test_user_images(tmp_path):
     mixtures.from_config({'mixture': {'kind': 'images'}}, (28, 28, 1))
   with pytest.raises(ValueError, match='does not exist'):
     mixtures.from_config({'mixture': {'kind': 'images', 'files': 'nope.png'}}, (28, 28, 1))
+
+
+def test_user_images_of_a_sum_need_their_scale(tmp_path):
+  """α = (1, 1) mixtures span [0, 2]; an 8-bit file cannot hold that as [0, 1] pixels."""
+  Image.fromarray(np.full((28, 28), 255, np.uint8)).save(tmp_path / 'm.png')
+  cfg = ml_collections.ConfigDict({'mixture': {'kind': 'images', 'files': str(tmp_path),
+                                               'alphas': (1.0, 1.0)}})
+  with pytest.raises(errors.ConfigError, match=r'span \[0, 2\]'):
+    mixtures.from_config(cfg, (28, 28, 1))
+  cfg.mixture.image_scale = 2.0
+  np.testing.assert_allclose(mixtures.from_config(cfg, (28, 28, 1)).mixtures, 2.0)
 
 
 def test_config_defaults_are_complete():

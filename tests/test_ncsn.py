@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax import checkpoint_io
+from basis_jax import checkpoint_io, data, errors, schedules
 from basis_jax.priors import ncsn
 from basis_jax.priors import ncsn_layers
 from convert_weights import ncsn as convert_ncsn
@@ -19,7 +19,8 @@ from convert_weights import ncsn as convert_ncsn
 sys.path.insert(0, os.path.dirname(__file__))
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-REFERENCE_TSV = "/work/shared/reference/ncsn_{}_state_dict.tsv"
+# Beside the shared data: <shared>/reference/ (see conftest.shared_data).
+REFERENCE_TSV = "ncsn_{}_state_dict.tsv"
 LEVELS = 10
 TOLERANCE = 1e-5  # Relative L2 error, float32 on CPU.
 CONFIGS = {"mnist": ncsn.NCSNConfig.mnist, "cifar10": ncsn.NCSNConfig.cifar10}
@@ -37,10 +38,10 @@ def test_parameter_counts(dataset, expected):
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
-def test_keys_and_shapes_match_published_state_dict(dataset):
+def test_keys_and_shapes_match_published_state_dict(dataset, shared_data):
   """The released checkpoint's key/shape list maps onto our parameters one to one."""
-  path = REFERENCE_TSV.format(dataset)
-  if not os.path.exists(path):
+  path = shared_data.parent / "reference" / REFERENCE_TSV.format(dataset)
+  if not path.exists():
     pytest.skip(f"{path} not available")
   state = {}
   with open(path) as f:
@@ -173,3 +174,36 @@ def test_load_rejects_mismatched_architecture(tmp_path):
   with pytest.raises(ValueError, match="channels=3"):
     ncsn.load(ml_collections.ConfigDict({"name": "ncsn", "weights": path,
                                          "dataset": "cifar10"}))
+
+
+def test_load_refuses_a_ladder_other_than_the_files_and_records_its_digest(tmp_path):
+  """Level i queried at a σ it was not trained for would give a wrong score silently."""
+  config = ncsn.NCSNConfig.mnist(ngf=2)
+  _, abstract = ncsn.abstract_params(config)
+  params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), abstract)
+  path = str(tmp_path / "w.npz")
+  trained = schedules.geometric_sigmas(1.0, 0.01, LEVELS)
+  checkpoint_io.save_params(path, params, {"architecture": ncsn.ARCHITECTURE,
+                                           "config": config.to_dict(), "sigmas": list(trained)})
+  prior_config = ml_collections.ConfigDict({"name": "ncsn", "weights": path, "dataset": "mnist"})
+  same = schedules.Schedule(trained, steps_per_level=1, step_lr=1e-5)
+  prior = ncsn.load(prior_config, same)
+  assert prior.weights_digest == data.file_digest(path)
+  other = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.005, LEVELS), 1, 1e-5)
+  with pytest.raises(errors.ConfigError, match=r"trained for σ = \(1, .*0\.01\), but the "
+                     r"schedule uses σ = \(1, .*0\.005\)"):
+    ncsn.load(prior_config, other)
+  assert ncsn.load(ml_collections.ConfigDict({"name": "ncsn", "weights": None, "ngf": 2}),
+                   other).weights_digest is None
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(FIXTURES)))
+def test_every_golden_file_records_its_provenance(name):
+  """Which script and library versions wrote each fixture (a golden value without them
+  cannot be reproduced or trusted after an upgrade)."""
+  import json  # pylint: disable=import-outside-toplevel
+  with np.load(os.path.join(FIXTURES, name)) as f:
+    assert "provenance" in f.files, name
+    record = json.loads(str(f["provenance"]))
+  assert os.path.exists(os.path.join(os.path.dirname(__file__), "..", record["generator"]))
+  assert record.get("torch"), record

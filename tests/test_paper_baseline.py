@@ -11,8 +11,16 @@ import pytest
 from basis_jax import metrics, mixtures
 
 
-@pytest.mark.parametrize('kind,paper', [('agnostic', 14.9), ('class_split', 14.8)])
-def test_average_baseline_matches_paper(shared_data, kind, paper):
+# measured: this code's value with mixture seed 0 (deterministic: same data, same draw).
+@pytest.mark.parametrize('kind,paper,measured', [('agnostic', 14.9, 14.8873),
+                                                 ('class_split', 14.8, 14.7790)])
+def test_average_baseline_matches_paper(shared_data, kind, paper, measured):
+  """Within the paper's rounding (±0.05 dB) plus 2 standard errors (≈ 0.03 dB at n = 6000).
+
+  That tolerance (≈ 0.085 dB) is below the 0.11 dB between the two kinds, so a class-split
+  run scored as agnostic (or the reverse) fails; the pinned value catches any change in
+  data loading, mixture draws or the PSNR protocol.
+  """
   mnist = shared_data / 'mnist'
   if not (mnist / 't10k-images-idx3-ubyte.gz').exists():
     pytest.skip(f'no MNIST test set under {mnist}')
@@ -23,5 +31,6 @@ def test_average_baseline_matches_paper(shared_data, kind, paper):
   estimates = metrics.average_baseline(ms.mixtures, ms.num_components, ms.alphas)
   summary = metrics.summarize(metrics.separation_psnr(estimates, ms.ground_truth)['mixture'])
   assert summary['n'] == 6000
-  assert abs(summary['mean'] - paper) <= 0.3, summary  # measured: 14.89 and 14.78
-  assert np.isfinite(summary['std'])
+  standard_error = summary['std'] / np.sqrt(summary['n'])
+  assert abs(summary['mean'] - paper) <= 0.05 + 2 * standard_error, summary
+  assert summary['mean'] == pytest.approx(measured, abs=5e-4), summary

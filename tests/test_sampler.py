@@ -55,6 +55,59 @@ def test_samples_match_analytic_gaussian_posterior(alphas):
   assert (out["diverged_level"] == -1).all()
 
 
+def test_chain_with_weight_2_and_explicit_gamma_has_the_discrete_langevin_law():
+  """One level (σ = 0.1), w = 2, γ = 0.6, α = (0.7, 1.3), a long chain of T = 150 steps.
+
+  Derivation. Per pixel the target is π(x) ∝ N(x; μ, P) · N(m; αᵀx, γ²/w) with
+  P = diag(v_j + σ²): a Gaussian with precision A = P⁻¹ + (w/γ²) α αᵀ and mean
+  x* = A⁻¹ (P⁻¹ μ + (w/γ²) α m). The sampler's step x' = x + η ∇log π(x) + √(2η) ε
+  (η = δ·σ²/σ_L² = δ for one level) is linear: x' − x* = (I − ηA)(x − x*) + √(2η) ε. Its
+  stationary law is N(x*, C) with C = (I − ηA) C (I − ηA) + 2η I; C commutes with A, so
+  C = 2η (2ηA − η²A²)⁻¹ = (A (I − ηA/2))⁻¹ — exact for the discretised chain, not the
+  continuous-time posterior A⁻¹. With δ = 0.01 the two laws differ by more than 10 % in
+  every variance (asserted), far beyond the sampling error, so the test tells them apart. The start is forgotten:
+  ‖I − ηA‖^T ≤ (1 − 0.01·16)^150 ≈ 1e-12 (the prior variances are ≤ 0.06).
+  Tolerances (S = 4096 chains): per-entry z-score of the mean < 4.5; each variance and
+  covariance within 5 standard errors (SE of a variance ≈ √(2/S)·C_jj ≈ 2.2 %); the mean
+  variance ratio within 2 %.
+  """
+  sigma, w, gamma, delta, alphas = 0.1, 2.0, 0.6, 0.01, (0.7, 1.3)
+  sched = schedules.Schedule((sigma,), 150, delta, likelihood_weight=w, gammas=(gamma,))
+  priors, means, variances = _toy(2, sched.sigmas)
+  op = mixing.Sum(alphas)
+  truth = np.stack([gaussian.sample(p, 1, seed=20 + j)[0] for j, p in enumerate(priors)])
+  m = np.asarray(op(jnp.asarray(truth)))
+  num_samples = 4096
+  separate = sampler.make_separator([p.score_fn for p in priors], op, sched,
+                                    component_shape=SHAPE,
+                                    options=sampler.SamplerOptions(num_samples=num_samples))
+  out = jax.jit(separate)([p.params for p in priors], m[None], jax.random.key(3))
+  samples = np.asarray(out["components"][0], np.float64).reshape(num_samples, 2, -1)
+  eta = delta  # η = δ·σ²/σ_L² with one level.
+  a = np.asarray(alphas)[:, None]
+  prior_var = (variances + sigma**2).reshape(2, -1)
+  mu, mix = means.reshape(2, -1), m.reshape(-1)
+  exact_var, continuous_var = [], []
+  for pixel in range(mu.shape[1]):
+    precision = np.diag(1 / prior_var[:, pixel]) + (w / gamma**2) * (a @ a.T)
+    x_star = np.linalg.solve(precision, mu[:, pixel] / prior_var[:, pixel]
+                             + (w / gamma**2) * a[:, 0] * mix[pixel])
+    cov = np.linalg.inv(precision @ (np.eye(2) - eta * precision / 2))
+    x = samples[:, :, pixel]
+    z = (x.mean(0) - x_star) / np.sqrt(np.diag(cov) / num_samples)
+    assert np.abs(z).max() < 4.5, (pixel, z)
+    sample_cov = np.cov(x, rowvar=False)
+    # SE of a sample covariance entry: √((C_ii C_jj + C_ij²) / S).
+    se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / num_samples)
+    assert (np.abs(sample_cov - cov) < 5 * se).all(), (pixel, sample_cov, cov)
+    exact_var.append(np.diag(cov))
+    continuous_var.append(np.diag(np.linalg.inv(precision)))
+  exact_var, continuous_var = np.stack(exact_var, 1), np.stack(continuous_var, 1)
+  assert (exact_var / continuous_var > 1.1).all()  # The two laws really differ.
+  ratio = samples.var(0) / exact_var
+  assert abs(ratio.mean() - 1) < 0.02, ratio.mean()
+
+
 def _small_setup(num_samples=1, **option_kwargs):
   sched = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, 3), 5, 3e-5)
   priors, _, _ = _toy(2, sched.sigmas)
@@ -166,6 +219,21 @@ def test_divergence_is_reported_with_the_level_where_it_began():
   np.testing.assert_array_equal(out["diverged_level"], [3, 3, 3])
   with pytest.raises(sampler.SamplingDivergedError, match="level 3"):
     sampler.check_diverged(out, np.array([10, 11, 12]), sched)
+
+
+def test_a_finite_explosion_is_flagged_although_the_clamp_would_hide_it():
+  """A score pushing x away from ½ grows it ×1.1 per step to ~1e4 (finite) by the end;
+  the clamp to [0, 1] would write that as an image with no error."""
+  sched = schedules.Schedule((1.0,), 100, 0.1, likelihood_weight=0.0)
+  separate = sampler.make_separator(lambda params, x, level: x - 0.5, mixing.Sum((1.0, 1.0)),
+                                    sched, component_shape=SHAPE,
+                                    options=sampler.SamplerOptions(clamp=(0.0, 1.0)))
+  out = jax.jit(separate)(None, np.full((2,) + SHAPE, 0.8, np.float32), jax.random.key(0))
+  components = np.asarray(out["components"])
+  assert np.isfinite(components).all() and components.min() >= 0 and components.max() <= 1
+  np.testing.assert_array_equal(out["diverged_level"], [0, 0])
+  with pytest.raises(sampler.SamplingDivergedError, match="divergence_bound"):
+    sampler.check_diverged(out, np.array([0, 1]), sched)
 
 
 def test_bad_input_is_refused_before_compilation():

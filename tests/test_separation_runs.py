@@ -1,6 +1,7 @@
 """Long separation runs: outputs, resume after SIGKILL, atomic chunks, config refusal,
 multi-process runs and the device-memory cap."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -8,14 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import types
 
 import numpy as np
 import pytest
 from ml_collections import config_dict
 
-from basis_jax import atomic, mixing, separation
+from basis_jax import atomic, errors, mixing, separation, workdir
 from configs import gaussian_toy
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -53,13 +53,39 @@ def test_outputs_follow_the_contract(tmp_path):
 
 def test_changed_config_is_refused_naming_the_keys(tmp_path):
   separation.run(_toy_config(), str(tmp_path))
-  changed = _toy_config(**{"schedule.step_lr": 1e-5, "mixture.seed": 3})
-  with pytest.raises(ValueError, match="mixture.seed, schedule.step_lr"):
+  changed = _toy_config(**{"schedule.step_lr": 1e-5, "seed": 3})
+  with pytest.raises(ValueError, match="schedule.step_lr, seed"):
     separation.run(changed, str(tmp_path))
   # Keys that do not change results may differ: a new batch size resumes (nothing to do).
   separation.run(_toy_config(batch_size=4), str(tmp_path))
   # The explicit override mixes results on purpose.
   separation.run(changed, str(tmp_path), allow_config_change=True)
+
+
+def test_a_change_of_mixtures_is_refused_even_with_the_override(tmp_path):
+  """Old components beside new mixtures/ground truth would be scored against the wrong truth."""
+  separation.run(_toy_config(num_mixtures=5), str(tmp_path))
+  before = (tmp_path / "separations.npz").read_bytes()
+  for key, value in (("mixture.seed", 3), ("mixing.alphas", (1.0, 0.5))):
+    with pytest.raises(errors.ConfigError, match=f"which mixtures exist: {key}"):
+      separation.run(_toy_config(num_mixtures=5, **{key: value}), str(tmp_path),
+                     allow_config_change=True)
+  assert (tmp_path / "separations.npz").read_bytes() == before
+  assert json.loads((tmp_path / "config.json").read_text())["mixture"]["seed"] == 0
+
+
+def test_resume_with_other_prior_weights_under_the_same_path_is_refused(tmp_path):
+  """The digest of each prior's weights file is part of config.json."""
+  separation.run(_toy_config(num_mixtures=2), str(tmp_path))
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved[workdir.WEIGHTS_KEY] == [None, None]  # Analytic priors have no file.
+  work = workdir.Workdir(str(tmp_path / "w"))
+  config = _toy_config()
+  work.check_config(config, False, ["aa" * 32, None])
+  work.check_config(config, False, ["aa" * 32, None])  # Same weights: resumes.
+  with pytest.raises(errors.ConfigError, match="prior_weights_sha256.*aaaa.*bbbb"):
+    work.check_config(config, False, ["bb" * 32, None])
+  work.check_config(config, True, ["bb" * 32, None])  # Mixing weights on purpose.
 
 
 def test_device_memory_cap_names_a_batch_size_that_fits(tmp_path):
@@ -79,32 +105,27 @@ def _env(devices=1):
 
 
 RUN_FLAGS = ("--config.num_mixtures=40", "--config.batch_size=4",
-             "--config.schedule.num_levels=4", "--config.schedule.steps_per_level=100")
+             "--config.schedule.num_levels=4", "--config.schedule.steps_per_level=20")
 
 
 def test_sigkill_then_resume_is_byte_identical(tmp_path):
   reference, killed = tmp_path / "reference", tmp_path / "killed"
   subprocess.run(_separate_cmd(reference, *RUN_FLAGS), cwd=REPO, env=_env(), check=True,
                  capture_output=True)
-  proc = subprocess.Popen(_separate_cmd(killed, *RUN_FLAGS), cwd=REPO, env=_env(),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  # The run SIGKILLs itself right after its 3rd of 10 chunks is recorded: no timing involved.
+  proc = subprocess.run(_separate_cmd(killed, *RUN_FLAGS), cwd=REPO,
+                        env=dict(_env(), **{separation.KILL_AFTER_CHUNKS_ENV: "3"}),
+                        capture_output=True)
+  assert proc.returncode == -signal.SIGKILL
   index = killed / "index.json"
-  deadline = time.time() + 120
-  while time.time() < deadline:
-    if index.exists() and len(json.loads(index.read_text())["chunks"]) >= 3:
-      break
-    time.sleep(0.02)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  done = len(json.loads(index.read_text())["chunks"])
-  assert 3 <= done < 10, f"kill should land mid-run, {done} of 10 chunks were done"
+  assert len(json.loads(index.read_text())["chunks"]) == 3
   assert not (killed / "separations.npz").exists()
   for chunk in (killed / "chunks").glob("chunk_*.npz"):  # Every visible chunk is complete.
     with np.load(chunk) as data:
       assert data["components"].shape[1:] == (2, 16, 16, 1)
   result = subprocess.run(_separate_cmd(killed, *RUN_FLAGS), cwd=REPO, env=_env(), check=True,
                           capture_output=True, text=True)
-  assert f"{done * 4} already done" in result.stderr
+  assert f"{3 * 4} already done" in result.stderr
   assert not list(killed.rglob("*.tmp"))
   assert ((killed / "separations.npz").read_bytes() ==
           (reference / "separations.npz").read_bytes())
@@ -214,3 +235,30 @@ def test_colorization_run_reports_the_grayscale_baseline(tmp_path):
     gray = np.repeat(out["mixtures"], 3, axis=-1)
     expected = -10 * np.log10(np.mean((gray - out["ground_truth"][:, 0])**2, axis=(1, 2, 3)))
   assert summary["average_baseline_psnr"]["mean"] == pytest.approx(expected.mean(), rel=1e-5)
+
+
+def test_prior_and_priors_together_are_refused():
+  config = _toy_config()
+  config.prior = config_dict.ConfigDict({"name": "ncsn", "weights": "mine.npz"})
+  with pytest.raises(errors.ConfigError, match="config.priors would silently replace"):
+    separation.build_job(config)
+
+
+def test_priors_in_different_data_ranges_are_refused(monkeypatch):
+  """Mixtures are mapped into priors[0]'s data space only."""
+  from basis_jax import priors as priors_lib  # pylint: disable=import-outside-toplevel
+  real_load = priors_lib.load
+
+  def load(spec, schedule):
+    prior = real_load(spec, schedule)
+    return prior if spec.component == 0 else dataclasses.replace(prior, data_range=(-0.5, 0.5))
+
+  monkeypatch.setattr(priors_lib, "load", load)
+  with pytest.raises(errors.ConfigError, match="one data range"):
+    separation.build_job(_toy_config())
+
+
+def test_clipped_sum_refuses_gains_it_would_ignore():
+  config = _toy_config(**{"mixing.kind": "clipped_sum", "mixing.alphas": (0.5, 0.5)})
+  with pytest.raises(errors.ConfigError, match="set every α to 1"):
+    separation.build_job(config)

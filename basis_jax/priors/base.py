@@ -38,3 +38,6 @@ class Prior:
   num_levels: int | None = None  # Levels the network was trained for (None: any).
   select_level: Callable[[Any, Any], Any] = _identity_level
   log_density_fn: Callable[[Any, Any, Any], Any] | None = None
+  # SHA-256 of the weights file the parameters came from (None: analytic or random
+  # weights); a resumed separation refuses chunks computed with other weights.
+  weights_digest: str | None = None

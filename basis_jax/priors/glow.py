@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from typing import Callable, Sequence
 
 import jax
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from basis_jax import data as data_lib, errors
 from basis_jax.priors import glow_layers as layers
 from basis_jax.priors.base import Prior, _identity_level
 
@@ -319,6 +321,24 @@ def load_weights(path: str) -> GlowWeights:
   return GlowWeights(config, graphdef, state, sigmas, metadata)
 
 
+def _check_architecture(path: str, file_config: GlowConfig, prior_config) -> None:
+  """Architecture fields set in `config.prior` must agree with the weights file."""
+  values = config_to_json(file_config)
+  clashes = []
+  for name, value in values.items():
+    wanted = prior_config.get(name)
+    if wanted is None:
+      continue
+    wanted = list(wanted) if name == "image_shape" else wanted
+    if wanted != value:
+      clashes.append(f"{name}={wanted} (file: {value})")
+  if clashes:
+    raise errors.ConfigError(
+        f"{path} holds a Glow of another architecture than config.prior sets: "
+        f"{', '.join(clashes)}.", hint="Remove those fields from config.prior or set them "
+        "to the file's values (e.g. the configs' :small variant for the small model).")
+
+
 def load(prior_config, schedule=None) -> Prior:
   """The Glow prior of `config.prior`, one parameter set per σ level.
 
@@ -336,9 +356,15 @@ def load(prior_config, schedule=None) -> Prior:
   if path:
     weights = load_weights(path)
     config, graphdef = weights.config, weights.graphdef
+    _check_architecture(path, weights.config, prior_config)
     if weights.sigmas is None:
       # One clean model (e.g. converted) serves every level; it is not copied L times.
+      logging.warning(
+          "Glow prior: %s holds one clean model (no per-σ fine-tuning); it serves all %d "
+          "noise levels, so its scores ignore σ (BASIS fine-tunes one Glow per σ, "
+          "experiments/finetune_glow.py).", path, num_levels)
       params, select = weights.state, _identity_level
+      num_levels = None  # Any number of levels.
     else:
       if not (len(weights.sigmas) == num_levels and
               np.allclose(weights.sigmas, schedule.sigmas, rtol=1e-4)):
@@ -346,10 +372,11 @@ def load(prior_config, schedule=None) -> Prior:
                          f"uses σ = {schedule.sigmas}; fine-tune for this ladder or change "
                          "config.schedule.")
       params, select = weights.state, select_level  # Sliced once per level by the sampler.
+      num_levels = len(weights.sigmas)
   else:
     config = GlowConfig.from_config(prior_config)
     graphdef, params = nnx.split(Glow(config, seed=prior_config.get("seed", 0)))
-    select = _identity_level
+    select, num_levels = _identity_level, None  # One model for any number of levels.
   log_prob_fn = make_log_prob_fn(graphdef)
 
   def log_density_fn(level_state, x, level):
@@ -361,4 +388,5 @@ def load(prior_config, schedule=None) -> Prior:
 
   return Prior(name="glow", score_fn=score_fn, params=params, image_shape=config.image_shape,
                data_range=(0.0, 1.0), num_levels=num_levels, select_level=select,
-               log_density_fn=log_density_fn)
+               log_density_fn=log_density_fn,
+               weights_digest=data_lib.file_digest(path) if path else None)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import checkpoint_io, overview
+from basis_jax import checkpoint_io, data as data_lib, errors, overview
 from basis_jax.priors.base import Prior
 from basis_jax.priors.ncsn_layers import (CondInstanceNormPlus, CondRefineBlock, ResidualBlock,
                                           conv, elu)
@@ -204,6 +204,28 @@ def load_weights(path: str, overrides: dict[str, Any] | None = None, *, use_ema:
   return config, graphdef, params
 
 
+def check_sigmas(path: str, sigmas) -> None:
+  """Refuses a σ ladder other than the one recorded in the weights file.
+
+  Level i of the network was trained at the file's σ_i only; querying it at another σ gives
+  a wrong score without any error. The trainer and the converter record the ladder
+  (`sigmas`); a file without one cannot be checked.
+  """
+  trained = checkpoint_io.read_metadata(path).get("sigmas")
+  if trained is None:
+    logging.warning("%s records no σ ladder; cannot check that the schedule's σ are the ones "
+                    "the network was trained for.", path)
+    return
+  trained = tuple(float(s) for s in trained)
+  if len(trained) != len(sigmas) or not np.allclose(trained, sigmas, rtol=1e-5, atol=0):
+    show = lambda values: "(" + ", ".join(f"{s:.6g}" for s in values) + ")"
+    raise errors.ConfigError(
+        f"{path} was trained for σ = {show(trained)}, but the schedule uses σ = "
+        f"{show(sigmas)}; level i would be queried at a σ it was not trained for.",
+        hint="Set config.schedule to the file's ladder (sigma_max, sigma_min, num_levels or "
+             "an explicit sigmas list).")
+
+
 def shipped_weights(dataset: str) -> str | None:
   """The package's default weights for `dataset` (basis_jax/weights/ncsn_<dataset>.npz)."""
   path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights",
@@ -232,6 +254,9 @@ def load(prior_config, schedule=None) -> Prior:
   if schedule is not None and schedule.num_levels != config.num_classes:
     raise ValueError(f"The schedule has {schedule.num_levels} levels but the NCSN network "
                      f"was built for {config.num_classes} noise levels.")
+  if weights and schedule is not None:
+    check_sigmas(weights, schedule.sigmas)
   return Prior(name="ncsn", score_fn=make_score_fn(graphdef), params=params,
                image_shape=(config.image_size, config.image_size, config.channels),
-               data_range=(0.0, 1.0), num_levels=config.num_classes)
+               data_range=(0.0, 1.0), num_levels=config.num_classes,
+               weights_digest=data_lib.file_digest(weights) if weights else None)
