@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import checkpoint_io, overview
+from basis_jax import checkpoint_io, data as data_lib, overview
 from basis_jax.errors import ConfigError
 from basis_jax.priors.base import Prior
 
@@ -305,4 +305,5 @@ def load(prior_config, schedule=None) -> Prior:
 
   return Prior(name=ARCHITECTURE, score_fn=score_fn, params=params,
                image_shape=(config.image_size, config.image_size, config.channels),
-               data_range=(0.0, 1.0), num_levels=None)
+               data_range=(0.0, 1.0), num_levels=None,
+               weights_digest=data_lib.file_digest(weights) if weights else None)

@@ -1,0 +1,51 @@
+"""The training log of a score-network run as a markdown table (for docs/).
+
+  python -m experiments.training_log --metrics=runs/train_score_unet/metrics.jsonl
+
+One row per held-out evaluation: step, training wall time (summed over logged windows, so
+time spent paused or between sessions is not counted), images/s over the last window,
+training loss, and the held-out DSM loss at each σ band (EMA weights when present).
+"""
+
+import json
+
+from absl import app, flags
+
+_METRICS = flags.DEFINE_string("metrics", None, "A metrics.jsonl written by experiments.train_ncsn.")
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Training batch (for images/s).")
+_LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Steps per logged window.")
+flags.mark_flag_as_required("metrics")
+
+
+def rows(records, batch_size: int):
+  """(step, hours, images/s, loss, held-out losses, sigmas) per record with held-out losses."""
+  out, seconds, previous = [], 0.0, 0
+  for r in records:
+    steps = r["step"] - previous
+    previous = r["step"]
+    seconds += steps / max(r["steps_per_sec"], 1e-9)
+    if "heldout_loss" in r:
+      heldout = r.get("heldout_loss_ema", r["heldout_loss"])
+      out.append((r["step"], seconds / 3600, batch_size * r["steps_per_sec"], r["loss"],
+                  heldout, r["heldout_sigmas"]))
+  return out
+
+
+def main(argv):
+  del argv
+  with open(_METRICS.value) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  table = rows(records, _BATCH.value)
+  if not table:
+    print("no held-out evaluations yet")
+    return
+  sigmas = table[-1][5]
+  print("| step | train h | img/s | train loss | " + " | ".join(f"σ={s:.3g}" for s in sigmas) + " |")
+  print("|" + "---|" * (4 + len(sigmas)))
+  for step, hours, rate, loss, heldout, _ in table:
+    print(f"| {step} | {hours:.2f} | {rate:.0f} | {loss:.1f} | "
+          + " | ".join(f"{v:.1f}" for v in heldout) + " |")
+
+
+if __name__ == "__main__":
+  app.run(main)
