@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from basis_jax import atomic
+from basis_jax.errors import ConfigError
 
 # Config keys that do not change any separated value; a resumed run may change them.
 RESULT_INVARIANT_KEYS = ("batch_size", "distributed", "output", "max_device_memory_gb")
@@ -75,10 +76,10 @@ class Workdir:
     if saved is not None and saved != current:
       changed = config_differences(saved, current)
       if changed and not allow_change:
-        raise ValueError(
+        raise ConfigError(
             f"The workdir {self.path} holds results of a different config; these keys change the "
-            f"results: {', '.join(changed)}. Use a new --workdir, or pass "
-            "--allow_config_change if you mean to mix results.")
+            f"results: {', '.join(changed)}.",
+            hint="use a new --workdir, or pass --allow_config_change if you mean to mix results.")
     if jax.process_index() == 0:
       atomic.write_json(self.file("config.json"), current)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax import checkpoint_io
+from basis_jax import checkpoint_io, errors
 from basis_jax.priors import ncsn
 from basis_jax.priors import ncsn_layers
 from convert_weights import ncsn as convert_ncsn
@@ -149,6 +149,9 @@ def test_bfloat16_compute_stays_close_to_the_reference():
 def test_prior_interface_random_init():
   cfg = ml_collections.ConfigDict({"name": "ncsn", "weights": None, "dataset": "mnist",
                                    "ngf": 4, "seed": 3})
+  with pytest.raises(errors.ConfigError, match="allow_random_weights=True"):
+    ncsn.load(cfg)  # Random weights only on request.
+  cfg.allow_random_weights = True
   prior = ncsn.load(cfg)
   assert prior.image_shape == (28, 28, 1) and prior.num_levels == LEVELS
   assert ncsn.count_params(prior.params) == 42_777
