@@ -73,7 +73,8 @@ class Workdir:
         saved = json.load(f)
     except FileNotFoundError:
       saved = None
-    if saved is not None and saved != current:
+    # A run that stopped before its first chunk (e.g. on a user error) has nothing to mix.
+    if saved is not None and saved != current and self.read_index()["chunks"]:
       changed = config_differences(saved, current)
       if changed and not allow_change:
         raise ConfigError(
