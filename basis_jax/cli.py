@@ -59,15 +59,18 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except Exception as e:  # pylint: disable=broad-except
     if any(re.fullmatch(rf"--?{_TRACEBACK_FLAG}(=(true|1))?", a, re.I) for a in argv[1:]):
       raise
-    if isinstance(e, flags.Error):  # Unknown flag, missing required flag, bad value.
+    cause = e.__cause__ or e.__context__
+    if isinstance(e, UserError):
+      error = e
+    elif isinstance(e, flags.Error) and isinstance(cause, UserError):
+      error = cause  # A config file's get_config refused its argument.
+    elif isinstance(e, flags.Error):  # Unknown flag, missing required flag, bad value.
       error = unknown_config_key(argv) or UserError(
           str(e), hint="--helpfull lists every flag.")
-    elif isinstance(e, (AttributeError, KeyError, IndexError, ValueError)):  # No such key.
+    elif isinstance(e, (AttributeError, KeyError, IndexError, ValueError)):  # No such key?
       error = unknown_config_key(argv)
       if error is None:
         raise
-    elif isinstance(e, UserError):  # From a config file's get_config.
-      error = e
     else:
       raise
     _exit_with(error)
@@ -95,7 +98,8 @@ def unknown_config_key(argv: list[str]) -> ConfigError | None:
 
 def _config_flags():
   registered = flags.FLAGS._flags()  # pylint: disable=protected-access
-  return [(name, flag) for name, flag in registered.items() if config_flags_lib.is_config_flag(flag)]
+  return [(name, flag) for name, flag in registered.items()
+          if config_flags_lib.is_config_flag(flag)]
 
 
 def _flag_argument(argv: list[str], name: str) -> str | None:
@@ -139,7 +143,8 @@ def _exit_with(error: UserError) -> None:
   for handler in logging.getLogger().handlers:  # Keep the error in the log file too.
     if isinstance(handler, logging.FileHandler):
       handler.handle(logging.makeLogRecord(
-          {"msg": text.rstrip(), "levelno": logging.ERROR, "levelname": "ERROR"}))
+          {"name": __name__, "msg": text.rstrip(), "levelno": logging.ERROR,
+           "levelname": "ERROR"}))
   sys.stdout.flush()
   sys.stderr.write(text)
   sys.exit(EXIT_USER_ERROR)

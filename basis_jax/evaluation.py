@@ -52,8 +52,7 @@ def load_separations(workdir: str) -> Separations:
   """
   path = os.path.join(workdir, SEPARATIONS_FILE)
   if not os.path.exists(path):
-    raise MissingFileError(f'{path} not found.',
-                           hint=f'run experiments.separate with --workdir={workdir} first.')
+    raise MissingFileError(f'{path} not found; run experiments/separate.py first.')
   with np.load(path) as f:
     arrays = {k: f[k] for k in f.files}
   for key in ('mixtures', 'components'):

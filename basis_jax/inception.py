@@ -298,7 +298,8 @@ def load(path: str | None = None) -> InceptionV3FID:
         'download it on a machine with internet, then run\n'
         f'  python -m convert_weights.inception --input {TORCH_WEIGHTS_NAME} '
         f'--output {DEFAULT_WEIGHTS}\n'
-        f'or point ${WEIGHTS_ENV} (or --inception_weights) at the converted .npz.')
+        f'or point ${WEIGHTS_ENV} (or experiments.evaluate --config.inception_weights) at '
+        'the converted .npz.')
   if path.endswith('.pth'):
     from convert_weights import inception as converter  # pylint: disable=g-import-not-at-top
     params = converter.convert_file(path)

@@ -20,13 +20,15 @@ def read_state_dict(path: str, unwrap: Callable[[Any], Any] = lambda obj: obj
   """The state dict in `path` as float32 numpy arrays, DataParallel's `module.` removed.
 
   `unwrap` takes whatever `torch.load` returned to the state dict (each checkpoint layout
-  nests it differently). A missing, truncated or foreign file is an InputFileError (a ValueError) naming it.
+  nests it differently). A missing, truncated or foreign file is an InputFileError (a
+  ValueError) naming it.
   """
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as e:
-    raise MissingDependencyError("Reading a PyTorch checkpoint needs torch (pip install -e '.[torch]'); "
-                                 "converted weights load without it.") from e
+    raise MissingDependencyError(
+        "Reading a PyTorch checkpoint needs torch (pip install -e '.[torch]'); converted "
+        "weights load without it.") from e
   if not os.path.isfile(path):
     raise MissingFileError(f"Checkpoint not found: {path}")
   try:
