@@ -18,8 +18,7 @@ from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOY = ["-m", "experiments.separate", "--config=configs/gaussian_toy.py"]
-# NCSN at width 4 builds in well under a second; with random weights allowed it gets as far
-# as the data and mixtures.
+# NCSN at width 4 on random weights, allowed on purpose.
 TINY_NCSN = ["-m", "experiments.separate", "--config=configs/mnist_ncsn.py",
              "--config.prior.ngf=4", "--config.prior.allow_random_weights=True"]
 
@@ -90,7 +89,9 @@ def test_missing_weights_and_random_weights_refusal(tmp_path):
 
 
 def test_bad_data_and_mixture_files(tmp_path):
-  result = _run([*TINY_NCSN, f"--workdir={tmp_path / 'w1'}", "--config.data.path=/nonexistent"])
+  # The toy priors build instantly; with a real data source the mixtures come from files.
+  mnist_data = [*TOY, "--config.data.source=mnist"]
+  result = _run([*mnist_data, f"--workdir={tmp_path / 'w1'}", "--config.data.path=/nonexistent"])
   _assert_user_error(result, "config.data.path /nonexistent does not exist")
 
   mnist = tmp_path / "mnist"
@@ -98,21 +99,20 @@ def test_bad_data_and_mixture_files(tmp_path):
   for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
     with gzip.open(mnist / name, "wb") as f:
       f.write(b"\x00\x00\x08\x01\x00\x00\x00\x00")
-  result = _run([*TINY_NCSN, f"--workdir={tmp_path / 'w2'}", f"--config.data.path={mnist}"])
+  result = _run([*mnist_data, f"--workdir={tmp_path / 'w2'}", f"--config.data.path={mnist}"])
   _assert_user_error(result, "Checksum mismatch for", "t10k-images-idx3-ubyte.gz")
 
   garbage = tmp_path / "garbage.png"
   garbage.write_bytes(b"not an image")
-  images = ["--config.mixture.kind=images"]
-  result = _run([*TINY_NCSN, *images, f"--workdir={tmp_path / 'w3'}",
-                 f"--config.mixture.files={garbage}"])
+  images = [*mnist_data, "--config.mixture.kind=images"]
+  result = _run([*images, f"--workdir={tmp_path / 'w3'}", f"--config.mixture.files={garbage}"])
   _assert_user_error(result, f"Cannot read image {garbage}")
 
   small = tmp_path / "small.png"
   Image.fromarray(np.zeros((10, 12), np.uint8)).save(small)
-  result = _run([*TINY_NCSN, *images, f"--workdir={tmp_path / 'w4'}",
-                 f"--config.mixture.files={small}"])
-  _assert_user_error(result, "is 12x10 (width x height), but the prior separates 28x28")
+  result = _run([*images, f"--workdir={tmp_path / 'w4'}", f"--config.mixture.files={small}"])
+  _assert_user_error(result, "is 12x10 (width x height), but the prior separates 16x16")
+  assert not any((tmp_path / w / "separations.npz").exists() for w in ("w1", "w2", "w3", "w4"))
 
 
 def test_a_bug_keeps_its_traceback(tmp_path):
