@@ -33,6 +33,7 @@ from absl import logging
 from PIL import Image
 
 from basis_jax import errors
+from basis_jax.errors import ConfigError, InputFileError
 
 # Published SHA-256 of the four MNIST `.gz` files (the values TFDS and torchvision check).
 MNIST_SHA256 = {
@@ -111,8 +112,12 @@ def load(data_config: Any) -> Dataset:
   cfg = data_config_defaults()
   cfg.update(dict(data_config))
   source, path, split = cfg.source, cfg.path or None, cfg.split  # '' means no path
+  if path is not None and not os.path.exists(path):
+    raise InputFileError(f'config.data.path {path} does not exist.',
+                         hint='point --config.data.path at the dataset files, or leave it '
+                              'empty to read the dataset through tfds.')
   if cfg.variant not in VARIANTS:
-    raise ValueError(f'config.data.variant={cfg.variant!r}; expected one of {VARIANTS}.')
+    raise ConfigError(f'config.data.variant={cfg.variant!r}; expected one of {VARIANTS}.')
   if cfg.sha256:
     if path is None or not os.path.isfile(path):
       raise errors.ConfigError(f'config.data.sha256 is set, but config.data.path={path!r} '
@@ -120,7 +125,7 @@ def load(data_config: Any) -> Dataset:
     verify_checksum(path, cfg.sha256.lower())
   if source == 'image_folder':
     if path is None:
-      raise ValueError("config.data.source='image_folder' needs config.data.path.")
+      raise ConfigError("config.data.source='image_folder' needs config.data.path.")
     ds = load_image_folder(path, resolution=cfg.resolution)
   elif path is not None:
     if source == 'mnist':
@@ -128,19 +133,19 @@ def load(data_config: Any) -> Dataset:
     elif source == 'cifar10':
       ds = load_cifar10_files(path, split, verify_checksums=cfg.verify_checksums)
     else:
-      raise ValueError(f'config.data.path is set, but source {source!r} has no local-file '
-                       "loader; use 'mnist', 'cifar10' or 'image_folder', or path=None "
-                       'to read it through tfds.')
+      raise ConfigError(f'config.data.path is set, but source {source!r} has no local-file '
+                        "loader; use 'mnist', 'cifar10' or 'image_folder', or path=None "
+                        'to read it through tfds.')
   else:
     if source == 'tfds':
       if not cfg.tfds_name:
-        raise ValueError("config.data.source='tfds' needs config.data.tfds_name.")
+        raise ConfigError("config.data.source='tfds' needs config.data.tfds_name.")
       name = cfg.tfds_name
     elif source in TFDS_NAMES:
       name = TFDS_NAMES[source]
     else:
-      raise ValueError(f'Unknown config.data.source {source!r}; expected one of '
-                       f"{sorted(TFDS_NAMES) + ['image_folder', 'tfds']}.")
+      raise ConfigError(f'Unknown config.data.source {source!r}; expected one of '
+                        f"{sorted(TFDS_NAMES) + ['image_folder', 'tfds']}.")
     if source.startswith('lsun') and split == 'test':
       split = 'validation'  # LSUN publishes no test split; its validation set stands in.
     resolution = cfg.resolution or (64 if source.startswith('lsun') else None)
@@ -165,7 +170,7 @@ def load(data_config: Any) -> Dataset:
 def to_glow32(images: np.ndarray) -> np.ndarray:
   """28x28x1 -> 32x32x3: zero padding of 2 pixels per side, channel repeated 3 times."""
   if images.shape[1:] != (28, 28, 1):
-    raise ValueError(f'The glow32 variant is for 28x28x1 images, got {images.shape[1:]}.')
+    raise ConfigError(f'The glow32 variant is for 28x28x1 images, got {images.shape[1:]}.')
   padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
   return np.repeat(padded, 3, axis=-1)
 
@@ -190,10 +195,10 @@ def file_digest(path: str, algorithm: str = 'sha256') -> str:
 
 
 def verify_checksum(path: str, expected: str, algorithm: str = 'sha256') -> None:
-  """Raises ValueError when `path`'s digest differs from the published one."""
+  """Raises InputFileError (a ValueError) when `path`'s digest differs from the published one."""
   actual = file_digest(path, algorithm)
   if actual != expected:
-    raise ValueError(
+    raise InputFileError(
         f'Checksum mismatch for {path}: {algorithm} is {actual}, the published file has '
         f'{expected}. The file is truncated, corrupt or not the standard distribution; '
         'download it again (or pass verify_checksums=False for a deliberately changed '
@@ -211,19 +216,19 @@ def read_idx(path: str) -> np.ndarray:
     if raw[:2] == b'\x1f\x8b':
       raw = gzip.decompress(raw)
   except (OSError, EOFError, gzip.BadGzipFile) as e:
-    raise ValueError(f'Cannot decompress idx file {path}: {e}') from e
+    raise InputFileError(f'Cannot decompress idx file {path}: {e}') from e
   if len(raw) < 4 or raw[0:2] != b'\x00\x00' or raw[2] != 0x08:
-    raise ValueError(f'{path} is not an unsigned-byte idx file (bad magic number '
-                     f'{raw[:4].hex() or "<empty>"}).')
+    raise InputFileError(f'{path} is not an unsigned-byte idx file (bad magic number '
+                         f'{raw[:4].hex() or "<empty>"}).')
   ndim = raw[3]
   header = 4 + 4 * ndim
   if len(raw) < header:
-    raise ValueError(f'{path}: idx header is truncated.')
+    raise InputFileError(f'{path}: idx header is truncated.')
   shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
   expected = int(np.prod(shape)) + header
   if len(raw) != expected:
-    raise ValueError(f'{path}: idx header declares shape {shape} ({expected} bytes) but '
-                     f'the file holds {len(raw)} bytes; it is truncated or corrupt.')
+    raise InputFileError(f'{path}: idx header declares shape {shape} ({expected} bytes) but '
+                         f'the file holds {len(raw)} bytes; it is truncated or corrupt.')
   return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -232,7 +237,7 @@ def load_mnist_files(folder: str, split: str = 'test', *,
   """MNIST from the four standard idx files in `folder` (`.gz`, or uncompressed)."""
   prefix = {'test': 't10k', 'train': 'train'}.get(split)
   if prefix is None:
-    raise ValueError(f"MNIST split must be 'train' or 'test', got {split!r}.")
+    raise ConfigError(f"MNIST split must be 'train' or 'test', got {split!r}.")
   arrays = []
   for kind in ('images-idx3', 'labels-idx1'):
     name = f'{prefix}-{kind}-ubyte'
@@ -243,12 +248,12 @@ def load_mnist_files(folder: str, split: str = 'test', *,
     elif os.path.exists(os.path.join(folder, name)):
       path = os.path.join(folder, name)  # already decompressed: no published digest
     else:
-      raise ValueError(f'MNIST file {name}.gz not found in {folder}.')
+      raise InputFileError(f'MNIST file {name}.gz not found in {folder}.')
     arrays.append(read_idx(path))
   images, labels = arrays
   if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-    raise ValueError(f'MNIST files in {folder} disagree: images {images.shape}, '
-                     f'labels {labels.shape}.')
+    raise InputFileError(f'MNIST files in {folder} disagree: images {images.shape}, '
+                         f'labels {labels.shape}.')
   return Dataset(f'mnist_{split}', _to_float(images[..., None]), labels.astype(np.int64))
 
 
@@ -262,9 +267,9 @@ def _unpickle_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(batch[b'data'], dtype=np.uint8)
     labels = np.asarray(batch[b'labels'], dtype=np.int64)
   except Exception as e:  # pickle raises many types on bad input
-    raise ValueError(f'{where} is not a CIFAR-10 python batch: {e}') from e
+    raise InputFileError(f'{where} is not a CIFAR-10 python batch: {e}') from e
   if data.shape != (len(labels), 3072):
-    raise ValueError(f'{where}: data has shape {data.shape}, expected [N, 3072].')
+    raise InputFileError(f'{where}: data has shape {data.shape}, expected [N, 3072].')
   return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
@@ -273,7 +278,7 @@ def _cifar_batch_names(split: str) -> list[str]:
     return [f'data_batch_{i}' for i in range(1, 6)]
   if split == 'test':
     return ['test_batch']
-  raise ValueError(f"CIFAR-10 split must be 'train' or 'test', got {split!r}.")
+  raise ConfigError(f"CIFAR-10 split must be 'train' or 'test', got {split!r}.")
 
 
 def load_cifar10_files(path: str, split: str = 'test', *,
@@ -294,10 +299,10 @@ def load_cifar10_files(path: str, split: str = 'test', *,
       members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
       for name in names:
         if name not in members:
-          raise ValueError(f'{path} has no member {name}.')
+          raise InputFileError(f'{path} has no member {name}.')
         raw = tar.extractfile(members[name]).read()
         if verify_checksums and hashlib.md5(raw).hexdigest() != CIFAR10_MD5[name]:
-          raise ValueError(f'Checksum mismatch for {name} in {path}; download it again.')
+          raise InputFileError(f'Checksum mismatch for {name} in {path}; download it again.')
         parts.append(_unpickle_batch(raw, f'{path}:{name}'))
   elif os.path.isdir(path):
     folder = path
@@ -306,13 +311,13 @@ def load_cifar10_files(path: str, split: str = 'test', *,
     for name in names:
       file = os.path.join(folder, name)
       if not os.path.exists(file):
-        raise ValueError(f'CIFAR-10 batch {name} not found in {folder}.')
+        raise InputFileError(f'CIFAR-10 batch {name} not found in {folder}.')
       if verify_checksums:
         verify_checksum(file, CIFAR10_MD5[name], 'md5')
       with open(file, 'rb') as f:
         parts.append(_unpickle_batch(f.read(), file))
   else:
-    raise ValueError(f'{path} is neither a CIFAR-10 folder, a .tar.gz nor an .npz.')
+    raise InputFileError(f'{path} is neither a CIFAR-10 folder, a .tar.gz nor an .npz.')
   images = np.concatenate([p[0] for p in parts])
   labels = np.concatenate([p[1] for p in parts])
   return Dataset(f'cifar10_{split}', _to_float(images), labels)
@@ -323,7 +328,7 @@ def _load_cifar10_npz(path: str, split: str) -> Dataset:
   try:
     arrays = np.load(path)
   except (OSError, ValueError) as e:
-    raise ValueError(f'Cannot read {path} as an .npz: {e}') from e
+    raise InputFileError(f'Cannot read {path} as an .npz: {e}') from e
   with arrays:
     keys = set(arrays.files)
     if f'x_{split}' in keys and f'y_{split}' in keys:
@@ -342,11 +347,11 @@ def _load_cifar10_npz(path: str, split: str) -> Dataset:
           for a, b in zip(offsets[:-1], offsets[1:])])
       labels = arrays[f'y_{split}']
     else:
-      raise ValueError(f'{path} holds {sorted(keys)}; expected x_{split} and y_{split} '
-                       f'(or {split}_jpeg_data, {split}_jpeg_offsets and y_{split}).')
+      raise InputFileError(f'{path} holds {sorted(keys)}; expected x_{split} and y_{split} '
+                           f'(or {split}_jpeg_data, {split}_jpeg_offsets and y_{split}).')
   if images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(labels):
-    raise ValueError(f'{path}: images {images.shape} and labels {labels.shape} are not '
-                     'CIFAR-10 shaped ([N,32,32,3] and [N]).')
+    raise InputFileError(f'{path}: images {images.shape} and labels {labels.shape} are not '
+                         'CIFAR-10 shaped ([N,32,32,3] and [N]).')
   return Dataset(f'cifar10_{split}' + ('_jpeg' if lossy else ''), _to_float(images),
                  np.asarray(labels, np.int64))
 
@@ -357,24 +362,24 @@ def _load_cifar10_npz(path: str, split: str) -> Dataset:
 def list_image_files(folder: str) -> list[str]:
   """Image files under `folder` (recursively), in sorted order."""
   if not os.path.isdir(folder):
-    raise ValueError(f'Image folder {folder} does not exist.')
+    raise InputFileError(f'Image folder {folder} does not exist.')
   files = []
   for root, _, names in os.walk(folder):
     files += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
   if not files:
-    raise ValueError(f'No image files ({", ".join(IMAGE_EXTENSIONS)}) in {folder}.')
+    raise InputFileError(f'No image files ({", ".join(IMAGE_EXTENSIONS)}) in {folder}.')
   return sorted(files)
 
 
 def read_image(path: str, channels: int = 3) -> np.ndarray:
   """One image file as uint8 [H, W, channels] (channels 1 = grayscale, 3 = RGB)."""
   if channels not in (1, 3):
-    raise ValueError(f'channels must be 1 or 3, got {channels}.')
+    raise ConfigError(f'channels must be 1 or 3, got {channels}.')
   try:
     with Image.open(path) as img:
       array = np.asarray(img.convert('L' if channels == 1 else 'RGB'))
   except OSError as e:
-    raise ValueError(f'Cannot read image {path}: {e}') from e
+    raise InputFileError(f'Cannot read image {path}: {e}') from e
   return array[..., None] if channels == 1 else array
 
 
@@ -405,8 +410,8 @@ def load_image_folder(folder: str, *, resolution: int | None = None,
       sizes.setdefault(im.shape[:2], f)
     if len(sizes) > 1:
       listed = ', '.join(f'{h}x{w} ({os.path.basename(f)})' for (h, w), f in sizes.items())
-      raise ValueError(f'Images in {folder} have different sizes: {listed}. Set '
-                       'config.data.resolution to centre-crop and resize them.')
+      raise InputFileError(f'Images in {folder} have different sizes: {listed}. Set '
+                           'config.data.resolution to centre-crop and resize them.')
   return Dataset(os.path.basename(os.path.normpath(folder)), _to_float(np.stack(images)))
 
 
@@ -421,12 +426,12 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None,
   try:
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
   except ModuleNotFoundError as e:
-    raise ValueError(
+    raise InputFileError(
         f'Preparing tfds dataset {name!r} needs TensorFlow ({e}). Install it with '
         f"pip install 'basis-jax[prepare]' and run `tfds build {name} "
         '--file_format=array_record`, or use local files via config.data.path.') from e
   except Exception as e:  # tfds raises several types for "not prepared here"
-    raise ValueError(
+    raise InputFileError(
         f'tfds dataset {name!r} (split {split!r}) is not prepared in '
         f'{data_dir or "~/tensorflow_datasets"}: {e}. Prepare it with `tfds build {name} '
         "--file_format=array_record` (needs pip install 'basis-jax[prepare]'), set "
@@ -442,8 +447,8 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None,
       labels.append(int(example['label']))
   shapes = {im.shape for im in images}
   if len(shapes) > 1:
-    raise ValueError(f'tfds dataset {name!r} has images of several sizes {sorted(shapes)}; '
-                     'set config.data.resolution.')
+    raise InputFileError(f'tfds dataset {name!r} has images of several sizes {sorted(shapes)}; '
+                         'set config.data.resolution.')
   return Dataset(f'{name.replace("/", "_")}_{split}', _to_float(np.stack(images)),
                  np.asarray(labels, np.int64) if len(labels) == count else None)
 

@@ -21,3 +21,11 @@ class ConfigError(UserError, ValueError):
 
 class InputFileError(UserError, ValueError):
   """A missing, truncated, corrupt or mismatched input file (data, mixtures, weights)."""
+
+
+class MissingFileError(InputFileError, FileNotFoundError):
+  """An input file that does not exist (also a FileNotFoundError for library callers)."""
+
+
+class MissingDependencyError(UserError, RuntimeError):
+  """An optional package (torch, tensorflow) that this step needs is not installed."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Any, Callable
 
 import numpy as np
-from absl import logging
 
 from basis_jax import atomic, metrics
+from basis_jax.errors import ConfigError, InputFileError, MissingFileError
 
 SEPARATIONS_FILE = 'separations.npz'
 
@@ -51,25 +52,25 @@ def load_separations(workdir: str) -> Separations:
   """
   path = os.path.join(workdir, SEPARATIONS_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found; run experiments/separate.py first.')
+    raise MissingFileError(f'{path} not found; run experiments/separate.py first.')
   with np.load(path) as f:
     arrays = {k: f[k] for k in f.files}
   for key in ('mixtures', 'components'):
     if key not in arrays:
-      raise ValueError(f'{path} has no {key!r} array (it holds {sorted(arrays)}).')
+      raise InputFileError(f'{path} has no {key!r} array (it holds {sorted(arrays)}).')
   mixtures, components = arrays['mixtures'], arrays['components']
   if components.ndim == 5:
     components = components[:, None]
   if mixtures.ndim != 4 or components.ndim != 6 or len(components) != len(mixtures):
-    raise ValueError(f'{path}: mixtures {mixtures.shape} and components '
-                     f'{components.shape} are not [N,H,W,C] and [N,(S,)k,H,W,C].')
+    raise InputFileError(f'{path}: mixtures {mixtures.shape} and components '
+                         f'{components.shape} are not [N,H,W,C] and [N,(S,)k,H,W,C].')
   if mixtures.shape[1:3] != components.shape[3:5]:
-    raise ValueError(f'{path}: mixtures {mixtures.shape} and components '
-                     f'{components.shape} disagree in image size.')
+    raise InputFileError(f'{path}: mixtures {mixtures.shape} and components '
+                         f'{components.shape} disagree in image size.')
   truth = arrays.get('ground_truth')
   if truth is not None and truth.shape != components.shape[:1] + components.shape[2:]:
-    raise ValueError(f'{path}: ground_truth {truth.shape} does not match components '
-                     f'{components.shape}.')
+    raise InputFileError(f'{path}: ground_truth {truth.shape} does not match components '
+                         f'{components.shape}.')
   config = None
   config_path = os.path.join(workdir, 'config.json')
   if os.path.exists(config_path):
@@ -114,7 +115,7 @@ def psnr_results(sep: Separations, ssim: bool = False) -> dict[str, Any]:
   PSNR arrays (key 'component_psnr', [N, S, k]) for the histogram.
   """
   if sep.ground_truth is None:
-    raise ValueError('No ground truth in separations.npz: PSNR needs it.')
+    raise InputFileError('No ground truth in separations.npz: PSNR needs it.')
   n, s = sep.components.shape[:2]
   per_sample = [metrics.separation_psnr(sep.components[:, i], sep.ground_truth)
                 for i in range(s)]
@@ -355,7 +356,7 @@ def evaluate(workdir: str, *, ssim: bool = False, inception: str = 'auto',
   not otherwise), 'required' raises without them, 'never' skips them.
   """
   if inception not in ('auto', 'required', 'never'):
-    raise ValueError(f"inception={inception!r}; expected 'auto', 'required' or 'never'.")
+    raise ConfigError(f"inception={inception!r}; expected 'auto', 'required' or 'never'.")
   sep = load_separations(workdir)
   if _nested_get(sep.config, 'data', 'variant') == 'glow32':
     sep = undo_glow32(sep)

@@ -36,6 +36,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from basis_jax import atomic, errors, schedules
+from basis_jax.errors import ConfigError, InputFileError
 from basis_jax.priors import glow
 
 CLEAN_FILE = "glow_clean.npz"
@@ -69,12 +70,12 @@ class TrainOptions:
   def __post_init__(self):
     sigmas = tuple(float(s) for s in self.sigmas)
     if not sigmas or not all(s > 0 for s in sigmas) or len(set(sigmas)) != len(sigmas):
-      raise ValueError(f"sigmas must be distinct positive values, got {self.sigmas}.")
+      raise ConfigError(f"sigmas must be distinct positive values, got {self.sigmas}.")
     object.__setattr__(self, "sigmas", sigmas)
     for name in ("batch_size", "train_steps", "finetune_steps", "log_every",
                  "checkpoint_every", "init_batch_size", "eval_batch_size"):
       if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
 
   @property
   def ascending_sigmas(self) -> tuple[float, ...]:
@@ -178,9 +179,9 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   if init_weights:
     weights = glow.load_weights(init_weights)
     if weights.config != model_config or weights.sigmas is not None:
-      raise ValueError(f"{init_weights} holds {weights.config} "
-                       f"({'per-σ' if weights.sigmas else 'one model'}); expected one clean "
-                       f"model of {model_config}.")
+      raise InputFileError(f"{init_weights} holds {weights.config} "
+                           f"({'per-σ' if weights.sigmas else 'one model'}); expected one clean "
+                           f"model of {model_config}.")
     model = nnx.merge(weights.graphdef, weights.state)
   else:
     init = train_images[batch_indices(len(train_images), options.init_batch_size,
@@ -269,10 +270,10 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
 
 def _check_images(images, config, name):
   if images.ndim != 4 or tuple(images.shape[1:]) != config.image_shape:
-    raise ValueError(f"{name} must be [N, {', '.join(map(str, config.image_shape))}], "
-                     f"got {images.shape}.")
+    raise ConfigError(f"{name} must be [N, {', '.join(map(str, config.image_shape))}], "
+                      f"got {images.shape}.")
   if len(images) == 0:
-    raise ValueError(f"{name} is empty.")
+    raise ConfigError(f"{name} is empty.")
 
 
 def _check_ladder(workdir, options):

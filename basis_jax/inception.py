@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from basis_jax.errors import InputFileError, MissingFileError
+
 INPUT_SIZE = 299
 NUM_LOGITS = 1008
 FEATURE_DIM = 2048
@@ -267,12 +269,12 @@ def set_params(model: InceptionV3FID, params: Mapping[str, np.ndarray]) -> None:
   missing = sorted(set(expected) - set(params))
   unexpected = sorted(set(params) - set(expected))
   if missing or unexpected:
-    raise ValueError(f'Inception weights do not fit the network: missing {missing[:5]}, '
-                     f'unexpected {unexpected[:5]}.')
+    raise InputFileError(f'Inception weights do not fit the network: missing {missing[:5]}, '
+                         f'unexpected {unexpected[:5]}.')
   for name, value in params.items():
     if tuple(value.shape) != expected[name]:
-      raise ValueError(f'Inception weight {name} has shape {value.shape}, expected '
-                       f'{expected[name]}.')
+      raise InputFileError(f'Inception weight {name} has shape {value.shape}, expected '
+                           f'{expected[name]}.')
     *modules, leaf = name.split('.')
     owner = functools.reduce(getattr, modules, model)
     variable = getattr(owner, leaf)
@@ -293,13 +295,14 @@ def load(path: str | None = None) -> InceptionV3FID:
   """
   path = weights_path(path)
   if not os.path.exists(path):
-    raise FileNotFoundError(
+    raise MissingFileError(
         f'Inception weights not found at {path}. IS/FID need pytorch-fid\'s '
         f'{TORCH_WEIGHTS_NAME} (a release asset of the pytorch-fid project, "fid_weights"); '
         'download it on a machine with internet, then run\n'
         f'  python -m convert_weights.inception --input {TORCH_WEIGHTS_NAME} '
         f'--output {DEFAULT_WEIGHTS}\n'
-        f'or point ${WEIGHTS_ENV} (or --inception_weights) at the converted .npz.')
+        f'or point ${WEIGHTS_ENV} (or experiments.evaluate --config.inception_weights) at '
+        'the converted .npz.')
   if path.endswith('.pth'):
     from convert_weights import inception as converter  # pylint: disable=g-import-not-at-top
     params = converter.convert_file(path)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from basis_jax import errors
+from basis_jax.errors import ConfigError
 
 
 class MixingOperator:
@@ -45,8 +46,8 @@ class MixingOperator:
 
   def project(self, x: jax.Array, mixture: jax.Array) -> jax.Array:
     """Closest x' to x with g(x') = m (linear operators only)."""
-    raise ValueError(f"{type(self).__name__} is not linear: the hard-constraint projection "
-                     "is only defined for linear mixing operators (Sum, Grayscale).")
+    raise ConfigError(f"{type(self).__name__} is not linear: the hard-constraint projection "
+                      "is only defined for linear mixing operators (Sum, Grayscale).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +60,11 @@ class Sum(MixingOperator):
   def __post_init__(self):
     alphas = tuple(float(a) for a in self.alphas)
     if len(alphas) < 1:
-      raise ValueError("Sum needs at least one component (k >= 1); got no alphas.")
+      raise ConfigError("Sum needs at least one component (k >= 1); got no alphas.")
     if not all(jnp.isfinite(a) for a in alphas):
-      raise ValueError(f"Mixing gains must be finite, got {alphas}.")
+      raise ConfigError(f"Mixing gains must be finite, got {alphas}.")
     if all(a == 0 for a in alphas):
-      raise ValueError("At least one mixing gain must be non-zero.")
+      raise ConfigError("At least one mixing gain must be non-zero.")
     object.__setattr__(self, "alphas", alphas)
 
   @property
@@ -93,11 +94,11 @@ class Grayscale(MixingOperator):
 
   def __post_init__(self):
     if self.num_components != 1:
-      raise ValueError(f"Grayscale mixes exactly one component, got {self.num_components}.")
+      raise ConfigError(f"Grayscale mixes exactly one component, got {self.num_components}.")
 
   def __call__(self, x):
     if x.shape[-1] != 3:
-      raise ValueError(f"Grayscale needs 3-channel components, got shape {x.shape}.")
+      raise ConfigError(f"Grayscale needs 3-channel components, got shape {x.shape}.")
     return jnp.mean(x[0], axis=-1, keepdims=True)
 
   def adjoint(self, x, residual):
@@ -117,7 +118,7 @@ class Generic(MixingOperator):
 
   def __post_init__(self):
     if self.num_components < 1:
-      raise ValueError(f"num_components (k) must be >= 1, got {self.num_components}.")
+      raise ConfigError(f"num_components (k) must be >= 1, got {self.num_components}.")
 
   def __call__(self, x):
     return self.fn(x)
@@ -137,8 +138,8 @@ def from_config(config, num_components: int | None = None) -> MixingOperator:
   if kind == "sum":
     alphas: Sequence[float] = tuple(config.alphas)
     if num_components is not None and len(alphas) != num_components:
-      raise ValueError(f"mixing.alphas has {len(alphas)} entries but num_components is "
-                       f"{num_components}.")
+      raise ConfigError(f"mixing.alphas has {len(alphas)} entries but num_components is "
+                        f"{num_components}.")
     return Sum(alphas)
   if kind == "grayscale":
     return Grayscale()
@@ -148,5 +149,5 @@ def from_config(config, num_components: int | None = None) -> MixingOperator:
       raise errors.ConfigError(f"mixing.kind={kind!r} has unit gains, but mixing.alphas is "
                                f"{tuple(config.alphas)}; set every α to 1.")
     return Generic(GENERIC_FUNCTIONS[kind], num_components=num_components or len(config.alphas))
-  raise ValueError(f"Unknown mixing kind {kind!r}; known: sum, grayscale, "
-                   f"{', '.join(sorted(GENERIC_FUNCTIONS))}.")
+  raise ConfigError(f"Unknown mixing kind {kind!r}; known: sum, grayscale, "
+                    f"{', '.join(sorted(GENERIC_FUNCTIONS))}.")

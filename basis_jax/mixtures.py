@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from basis_jax import data as data_lib, errors
+from basis_jax.errors import ConfigError, InputFileError
 
 KINDS = ('agnostic', 'class_split', 'grayscale', 'images')
 # Default class groups for class-split mixtures, one group per component.
@@ -99,7 +100,7 @@ def from_config(config: Any, image_shape: Sequence[int]) -> MixtureSet:
   mix = mixture_config_defaults()
   mix.update(dict(_get(config, 'mixture', {})))
   if mix.kind not in KINDS:
-    raise ValueError(f'config.mixture.kind={mix.kind!r}; expected one of {KINDS}.')
+    raise ConfigError(f'config.mixture.kind={mix.kind!r}; expected one of {KINDS}.')
   image_shape = tuple(int(d) for d in image_shape)
   num_mixtures = mix.num_mixtures or _get(config, 'num_mixtures')
   colorize = mix.kind == 'grayscale' or _get(_get(config, 'mixing', {}), 'kind') == 'grayscale'
@@ -114,9 +115,9 @@ def from_config(config: Any, image_shape: Sequence[int]) -> MixtureSet:
 
   dataset = data_lib.load(_get(config, 'data', {}))
   if dataset.images.shape[1:] != image_shape:
-    raise ValueError(f'Dataset {dataset.name} has images of shape '
-                     f'{dataset.images.shape[1:]}, but the prior expects {image_shape}; '
-                     "check config.data.variant (e.g. 'glow32') or the prior.")
+    raise ConfigError(f'Dataset {dataset.name} has images of shape '
+                      f'{dataset.images.shape[1:]}, but the prior expects {image_shape}; '
+                      "check config.data.variant (e.g. 'glow32') or the prior.")
   n = int(num_mixtures or len(dataset))
   if mix.kind == 'grayscale':
     indices = _draw_without_replacement(int(mix.seed), len(dataset), n)[:, None]
@@ -126,7 +127,7 @@ def from_config(config: Any, image_shape: Sequence[int]) -> MixtureSet:
     labels = None
     if mix.distinct_classes:
       if dataset.labels is None:
-        raise ValueError(f'distinct_classes needs labels; {dataset.name} has none.')
+        raise ConfigError(f'distinct_classes needs labels; {dataset.name} has none.')
       labels = dataset.labels
     indices = _draw(int(mix.seed), [np.arange(len(dataset))] * k, n, labels)
   else:
@@ -143,7 +144,7 @@ def _resolve_alphas(alphas: Any, k: int) -> tuple[float, ...]:
   if len(alphas) == 1:
     alphas *= k
   if len(alphas) != k:
-    raise ValueError(f'{len(alphas)} mixing weights given for {k} components.')
+    raise ConfigError(f'{len(alphas)} mixing weights given for {k} components.')
   return alphas
 
 
@@ -176,8 +177,8 @@ def _draw(seed: int, pools: Sequence[np.ndarray], n: int,
       if len(np.unique(keys)) == k:
         break
     else:
-      raise ValueError(f'Could not draw {k} distinct components for mixture {i}; the '
-                       'pools are too small.')
+      raise ConfigError(f'Could not draw {k} distinct components for mixture {i}; the '
+                        'pools are too small.')
     indices[i] = row
   return indices
 
@@ -185,24 +186,24 @@ def _draw(seed: int, pools: Sequence[np.ndarray], n: int,
 def _draw_without_replacement(seed: int, size: int, n: int) -> np.ndarray:
   # Colorization uses each test image once (the paper colours the whole test set).
   if n > size:
-    raise ValueError(f'Asked for {n} grayscale mixtures from {size} images.')
+    raise ConfigError(f'Asked for {n} grayscale mixtures from {size} images.')
   return np.random.default_rng(seed).permutation(size)[:n]
 
 
 def _class_pools(dataset: data_lib.Dataset, groups: Any, k: int) -> list[np.ndarray]:
   if dataset.labels is None:
-    raise ValueError(f'Class-split mixtures need labels; {dataset.name} has none.')
+    raise ConfigError(f'Class-split mixtures need labels; {dataset.name} has none.')
   if groups is None:
-    raise ValueError(f'No default class groups for {dataset.name}; set '
-                     'config.mixture.class_groups to one tuple of labels per component.')
+    raise ConfigError(f'No default class groups for {dataset.name}; set '
+                      'config.mixture.class_groups to one tuple of labels per component.')
   groups = [tuple(int(c) for c in g) for g in groups]
   if len(groups) != k:
-    raise ValueError(f'{len(groups)} class groups for {k} components; set '
-                     'config.mixture.class_groups to one group per component.')
+    raise ConfigError(f'{len(groups)} class groups for {k} components; set '
+                      'config.mixture.class_groups to one group per component.')
   pools = [np.flatnonzero(np.isin(dataset.labels, g)) for g in groups]
   for g, pool in zip(groups, pools):
     if len(pool) == 0:
-      raise ValueError(f'No images of classes {g} in {dataset.name}.')
+      raise ConfigError(f'No images of classes {g} in {dataset.name}.')
   return pools
 
 
@@ -217,8 +218,8 @@ def load_mixture_images(files: Any, image_shape: Sequence[int],
   mixture value of pixel 255) must be given.
   """
   if not files:
-    raise ValueError("config.mixture.kind='images' needs config.mixture.files (a folder, a "
-                     'glob pattern or a comma-separated list of image files).')
+    raise ConfigError("config.mixture.kind='images' needs config.mixture.files (a folder, a "
+                      'glob pattern or a comma-separated list of image files).')
   if isinstance(files, str):
     if os.path.isdir(files):
       paths = data_lib.list_image_files(files)
@@ -229,17 +230,17 @@ def load_mixture_images(files: Any, image_shape: Sequence[int],
   else:
     paths = list(files)
   if not paths:
-    raise ValueError(f'No mixture images match {files!r}.')
+    raise InputFileError(f'No mixture images match {files!r}.')
   h, w, c = image_shape
   images = []
   for path in paths:
     if not os.path.exists(path):
-      raise ValueError(f'Mixture image {path} does not exist.')
+      raise InputFileError(f'Mixture image {path} does not exist.')
     image = data_lib.read_image(path, channels=1 if c == 1 or grayscale_input else 3)
     if image.shape[:2] != (h, w):
-      raise ValueError(f'Mixture image {path} is {image.shape[1]}x{image.shape[0]} '
-                       f'(width x height), but the prior separates {w}x{h} images; resize '
-                       'or crop it first.')
+      raise InputFileError(f'Mixture image {path} is {image.shape[1]}x{image.shape[0]} '
+                           f'(width x height), but the prior separates {w}x{h} images; resize '
+                           'or crop it first.')
     images.append(image)
   total = 1.0 if grayscale_input else float(sum(alphas))
   if image_scale is None:

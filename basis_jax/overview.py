@@ -18,6 +18,8 @@ def count_params(params) -> int:
 def log_parameter_overview(params, name: str = "model", max_lines: int = 40) -> None:
   flat, _ = checkpoint_io.flatten(params)
   flat = {k: np.asarray(v) for k, v in flat.items()}
-  logging.info("%s parameters:\n%s", name, parameter_overview.get_parameter_overview(
-      flat, include_stats=False, max_lines=max_lines))
+  # The table goes to the run's log file only (basis_jax.cli shows root-logger lines).
+  table = parameter_overview.get_parameter_overview(flat, include_stats=False,
+                                                    max_lines=max_lines)
+  logging.getLogger(__name__).info("%s parameters:\n%s", name, table)
   logging.info("%s: %s parameters in total.", name, f"{count_params(params):,}")

@@ -25,14 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from basis_jax import mixing as mixing_lib
+from basis_jax.errors import ConfigError, InputFileError, UserError
 from basis_jax.priors.base import ScoreFn, _identity_level
 from basis_jax.schedules import Schedule
 
 INITS = ("uniform", "normal")
 
 
-class SamplingDivergedError(FloatingPointError):
-  """The Langevin state became non-finite; carries where it began."""
+class SamplingDivergedError(UserError, FloatingPointError):
+  """The Langevin state became non-finite; carries where it began (the fix is usually δ)."""
 
   def __init__(self, indices, levels, sigmas):
     self.indices = np.asarray(indices)
@@ -65,21 +66,21 @@ class SamplerOptions:
 
   def __post_init__(self):
     if self.init not in INITS:
-      raise ValueError(f"Unknown init {self.init!r}; choose one of {INITS}.")
+      raise ConfigError(f"Unknown init {self.init!r}; choose one of {INITS}.")
     if int(self.num_samples) != self.num_samples or self.num_samples < 1:
-      raise ValueError(f"num_samples must be an integer >= 1, got {self.num_samples}.")
+      raise ConfigError(f"num_samples must be an integer >= 1, got {self.num_samples}.")
     if self.clamp is not None and not self.clamp[0] < self.clamp[1]:
-      raise ValueError(f"clamp must be (low, high) with low < high, got {self.clamp}.")
+      raise ConfigError(f"clamp must be (low, high) with low < high, got {self.clamp}.")
     if int(self.unroll) < 1:
-      raise ValueError(f"unroll must be >= 1, got {self.unroll}.")
+      raise ConfigError(f"unroll must be >= 1, got {self.unroll}.")
     if not self.divergence_bound > 0:
-      raise ValueError(f"divergence_bound must be > 0, got {self.divergence_bound}.")
+      raise ConfigError(f"divergence_bound must be > 0, got {self.divergence_bound}.")
 
 
 def _as_tuple(value, k, name):
   if isinstance(value, (list, tuple)):
     if len(value) != k:
-      raise ValueError(f"{name} has {len(value)} entries but there are {k} components.")
+      raise ConfigError(f"{name} has {len(value)} entries but there are {k} components.")
     return tuple(value)
   return None
 
@@ -119,16 +120,16 @@ def make_separator(
   """
   k = mixing.num_components
   if num_components is not None and num_components != k:
-    raise ValueError(f"num_components={num_components} but the mixing operator has {k} "
-                     "components (one α per component).")
+    raise ConfigError(f"num_components={num_components} but the mixing operator has {k} "
+                      "components (one α per component).")
   if k < 1:
-    raise ValueError(f"num_components (k) must be >= 1, got {k}.")
+    raise ConfigError(f"num_components (k) must be >= 1, got {k}.")
   if options.hard_constraint and not mixing.is_linear:
-    raise ValueError(f"hard_constraint needs a linear mixing operator; "
-                     f"{type(mixing).__name__} is not.")
+    raise ConfigError(f"hard_constraint needs a linear mixing operator; "
+                      f"{type(mixing).__name__} is not.")
   component_shape = tuple(int(d) for d in component_shape)
   if len(component_shape) != 3:
-    raise ValueError(f"component_shape must be (H, W, C), got {component_shape}.")
+    raise ConfigError(f"component_shape must be (H, W, C), got {component_shape}.")
 
   # One prior for all components, or one (score_fn, params, select_level) per component.
   score_fns = _as_tuple(score_fn, k, "score_fn")
@@ -250,19 +251,19 @@ def validate_mixtures(mixtures, mixture_shape: tuple[int, ...]) -> np.ndarray:
   mixtures = np.asarray(mixtures)
   expected = tuple(mixture_shape)
   if mixtures.ndim != len(expected) + 1:
-    raise ValueError(f"Mixtures must have shape [N, {', '.join(map(str, expected))}] "
-                     f"(rank {len(expected) + 1}); got shape {mixtures.shape}.")
+    raise ConfigError(f"Mixtures must have shape [N, {', '.join(map(str, expected))}] "
+                      f"(rank {len(expected) + 1}); got shape {mixtures.shape}.")
   if tuple(mixtures.shape[1:]) != expected:
-    raise ValueError(f"Mixture shape {tuple(mixtures.shape[1:])} does not match the prior and "
-                     f"mixing operator, which expect {expected}.")
+    raise ConfigError(f"Mixture shape {tuple(mixtures.shape[1:])} does not match the prior and "
+                      f"mixing operator, which expect {expected}.")
   if mixtures.shape[0] < 1:
-    raise ValueError("No mixtures to separate (N = 0).")
+    raise ConfigError("No mixtures to separate (N = 0).")
   if not np.issubdtype(mixtures.dtype, np.number):
-    raise ValueError(f"Mixtures must be numeric, got dtype {mixtures.dtype}.")
+    raise InputFileError(f"Mixtures must be numeric, got dtype {mixtures.dtype}.")
   bad = ~np.isfinite(mixtures.reshape(mixtures.shape[0], -1)).all(axis=1)
   if bad.any():
-    raise ValueError(f"{int(bad.sum())} mixture(s) contain NaN or inf (first at batch position "
-                     f"{int(np.argmax(bad))}).")
+    raise InputFileError(f"{int(bad.sum())} mixture(s) contain NaN or inf (first at batch position "
+                         f"{int(np.argmax(bad))}).")
   return mixtures.astype(np.float32)
 
 

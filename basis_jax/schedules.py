@@ -14,13 +14,15 @@ from typing import Sequence
 
 import numpy as np
 
+from basis_jax.errors import ConfigError
+
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, num_levels: int) -> tuple[float, ...]:
   """σ ladder exp(linspace(log σ_max, log σ_min, L)), as NCSN and BASIS use."""
   if num_levels < 1:
-    raise ValueError(f"num_levels must be >= 1, got {num_levels}.")
+    raise ConfigError(f"num_levels must be >= 1, got {num_levels}.")
   if not 0 < sigma_min <= sigma_max:
-    raise ValueError(f"Need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}.")
+    raise ConfigError(f"Need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}.")
   return tuple(float(s) for s in np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min),
                                                     num_levels)))
 
@@ -39,24 +41,24 @@ class Schedule:
     sigmas = tuple(float(s) for s in self.sigmas)
     object.__setattr__(self, "sigmas", sigmas)
     if not sigmas:
-      raise ValueError("The σ ladder is empty.")
+      raise ConfigError("The σ ladder is empty.")
     if not all(np.isfinite(s) and s > 0 for s in sigmas):
-      raise ValueError(f"Every σ must be finite and positive, got {sigmas}.")
+      raise ConfigError(f"Every σ must be finite and positive, got {sigmas}.")
     if any(b >= a for a, b in zip(sigmas, sigmas[1:])):
-      raise ValueError(f"The σ ladder must be strictly decreasing, got {sigmas}.")
+      raise ConfigError(f"The σ ladder must be strictly decreasing, got {sigmas}.")
     if int(self.steps_per_level) != self.steps_per_level or self.steps_per_level < 1:
-      raise ValueError(f"steps_per_level (T) must be an integer >= 1, got {self.steps_per_level}.")
+      raise ConfigError(f"steps_per_level (T) must be an integer >= 1, got {self.steps_per_level}.")
     object.__setattr__(self, "steps_per_level", int(self.steps_per_level))
     if not (np.isfinite(self.step_lr) and self.step_lr > 0):
-      raise ValueError(f"step_lr (δ) must be positive, got {self.step_lr}.")
+      raise ConfigError(f"step_lr (δ) must be positive, got {self.step_lr}.")
     if not (np.isfinite(self.likelihood_weight) and self.likelihood_weight >= 0):
-      raise ValueError(f"likelihood_weight (w) must be >= 0, got {self.likelihood_weight}.")
+      raise ConfigError(f"likelihood_weight (w) must be >= 0, got {self.likelihood_weight}.")
     if self.gammas is not None:
       gammas = tuple(float(g) for g in self.gammas)
       if len(gammas) != len(sigmas):
-        raise ValueError(f"gammas has {len(gammas)} entries but there are {len(sigmas)} levels.")
+        raise ConfigError(f"gammas has {len(gammas)} entries but there are {len(sigmas)} levels.")
       if not all(np.isfinite(g) and g > 0 for g in gammas):
-        raise ValueError(f"Every γ must be finite and positive, got {gammas}.")
+        raise ConfigError(f"Every γ must be finite and positive, got {gammas}.")
       object.__setattr__(self, "gammas", gammas)
 
   @property

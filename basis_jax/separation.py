@@ -31,6 +31,7 @@ import numpy as np
 from basis_jax import atomic, benchmarking, data as data_lib, errors, metrics, mixing as mixing_lib
 from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
 from basis_jax import schedules, sharding, visualize, workdir as workdir_lib
+from basis_jax.errors import ConfigError
 from basis_jax.priors import gaussian
 
 
@@ -59,21 +60,21 @@ def build_priors(config, schedule, k: int) -> list[priors_lib.Prior]:
           "would silently replace config.prior.", hint="Set config.prior = None in a config "
           "that lists config.priors, or empty config.priors to use config.prior.")
     if len(specs) != k:
-      raise ValueError(f"config.priors lists {len(specs)} priors but there are {k} components.")
+      raise ConfigError(f"config.priors lists {len(specs)} priors but there are {k} components.")
     built = [priors_lib.load(spec, schedule) for spec in specs]
   else:
     built = [priors_lib.load(config.prior, schedule)] * k
   shapes = {p.image_shape for p in built}
   if len(shapes) != 1:
-    raise ValueError(f"All component priors must share one image shape, got {sorted(shapes)}.")
+    raise ConfigError(f"All component priors must share one image shape, got {sorted(shapes)}.")
   ranges = {p.data_range for p in built}
   if len(ranges) != 1:  # Mixtures are mapped into one data space (mixtures_to_prior_space).
-    raise errors.ConfigError(f"All component priors must work in one data range, got "
-                             f"{sorted(ranges)}.")
+    raise ConfigError(f"All component priors must work in one data range, got "
+                      f"{sorted(ranges)}.")
   for prior in built:
     if prior.num_levels is not None and prior.num_levels != schedule.num_levels:
-      raise ValueError(f"Prior {prior.name!r} was trained for {prior.num_levels} noise levels but "
-                       f"the schedule has {schedule.num_levels}.")
+      raise ConfigError(f"Prior {prior.name!r} was trained for {prior.num_levels} noise levels but "
+                        f"the schedule has {schedule.num_levels}.")
   return built
 
 
@@ -92,7 +93,7 @@ def build_job(config, progress=None) -> Job:
   schedule = schedules.from_config(config.schedule)
   k = config.mixture.num_components
   if k < 1:
-    raise ValueError(f"mixture.num_components (k) must be >= 1, got {k}.")
+    raise ConfigError(f"mixture.num_components (k) must be >= 1, got {k}.")
   mixing = mixing_lib.from_config(config.mixing, num_components=k)
   priors = build_priors(config, schedule, k)
   options = sampler_options(config)
@@ -123,8 +124,8 @@ def load_mixtures(config, job: Job) -> mixtures_lib.MixtureSet:
   # recomputed with it, so a non-linear g (clipped sum) or other gains are never bypassed.
   alphas = getattr(job.mixing, "alphas", mixture_set.alphas)
   if tuple(alphas) != tuple(mixture_set.alphas):
-    raise ValueError(f"config.mixture.alphas {tuple(mixture_set.alphas)} differ from "
-                     f"config.mixing.alphas {tuple(alphas)}; set one of them.")
+    raise ConfigError(f"config.mixture.alphas {tuple(mixture_set.alphas)} differ from "
+                      f"config.mixing.alphas {tuple(alphas)}; set one of them.")
   mixtures = np.asarray(jax.vmap(job.mixing)(mixture_set.ground_truth))
   return dataclasses.replace(mixture_set, mixtures=mixtures)
 
@@ -143,8 +144,8 @@ def mixtures_to_prior_space(mixtures: np.ndarray, job: Job) -> np.ndarray:
   elif isinstance(job.mixing, mixing_lib.Grayscale):
     total = 1.0
   else:
-    raise ValueError(f"The prior works in {job.priors[0].data_range}, and a non-linear mixing "
-                     "operator cannot be mapped there from [0, 1]; use a [0, 1] prior.")
+    raise ConfigError(f"The prior works in {job.priors[0].data_range}, and a non-linear mixing "
+                      "operator cannot be mapped there from [0, 1]; use a [0, 1] prior.")
   return (low * total + (high - low) * mixtures).astype(np.float32)
 
 
@@ -176,6 +177,10 @@ class _LevelProgress:
       logging.info("%s level %d/%d done", self.chunk, level + 1, self.num_levels)
 
 
+class ChunkMemoryError(ConfigError, MemoryError):
+  """A chunk whose compiled program would not fit in device memory: lower batch_size."""
+
+
 def _check_memory(compiled, batch_rows: int, cap_gb: float) -> None:
   """Refuses a chunk whose compiled program needs more device memory than allowed."""
   needed, _ = benchmarking.peak_memory_bytes(compiled)
@@ -190,7 +195,7 @@ def _check_memory(compiled, batch_rows: int, cap_gb: float) -> None:
   if needed > cap_gb:
     # The compiled program is per device and scales with the rows each device holds.
     fits = max(1, int(batch_rows * cap_gb / needed))
-    raise MemoryError(
+    raise ChunkMemoryError(
         f"A chunk of {batch_rows} mixtures needs about {needed:.2f} GiB of device memory per "
         f"device, over the cap of {cap_gb:.2f} GiB. Set batch_size to at most about {fits} "
         "(global), or raise max_device_memory_gb.")

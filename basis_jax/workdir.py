@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from basis_jax import atomic, errors
+from basis_jax.errors import ConfigError
 
 # Config keys that do not change any separated value; a resumed run may change them.
 RESULT_INVARIANT_KEYS = ("batch_size", "distributed", "output", "max_device_memory_gb")
@@ -91,7 +92,8 @@ class Workdir:
       saved = None
     if saved is not None and WEIGHTS_KEY not in saved:
       saved[WEIGHTS_KEY] = current.get(WEIGHTS_KEY)  # Written before digests were recorded.
-    if saved is not None and saved != current:
+    # A run that stopped before its first chunk (e.g. on a user error) has nothing to mix.
+    if saved is not None and saved != current and self.read_index()["chunks"]:
       changed = config_differences(saved, current)
       defining = [k for k in changed if k.split(".")[0] in MIXTURE_DEFINING_KEYS]
       if defining:
@@ -102,10 +104,10 @@ class Workdir:
       if changed and not allow_change:
         weights = (f" (prior weights file digests {saved[WEIGHTS_KEY]} -> "
                    f"{current[WEIGHTS_KEY]})" if WEIGHTS_KEY in changed else "")
-        raise errors.ConfigError(
+        raise ConfigError(
             f"The workdir {self.path} holds results of a different config; these keys change the "
-            f"results: {', '.join(changed)}{weights}. Use a new --workdir, or pass "
-            "--allow_config_change if you mean to mix results.")
+            f"results: {', '.join(changed)}{weights}.",
+            hint="use a new --workdir, or pass --allow_config_change if you mean to mix results.")
     if jax.process_index() == 0:
       atomic.write_json(self.file("config.json"), current)
 

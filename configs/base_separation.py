@@ -7,6 +7,9 @@ Fields:
     num_processes, process_id where the cluster is not auto-detected.
   max_device_memory_gb: refuse chunks that need more (0: the device's own limit).
   prior: one prior shared by all components, or priors: one per component.
+    prior.allow_random_weights: a network prior with no weights (and none shipped) is
+    refused unless this is True (benchmarks, tests): random weights give meaningless
+    separations that look like results.
   schedule: σ ladder (sigmas, or sigma_max/sigma_min/num_levels), steps_per_level (T),
     step_lr (δ), likelihood_weight (w), gammas (likelihood std; empty = σ).
   mixing: kind ('sum', 'grayscale', 'clipped_sum') and alphas.
@@ -32,7 +35,8 @@ def get_config():
       "enabled": False, "coordinator_address": "", "num_processes": 0, "process_id": -1})
   config.max_device_memory_gb = 0.0
 
-  config.prior = ml_collections.ConfigDict({"name": "ncsn", "weights": ""})
+  config.prior = ml_collections.ConfigDict({"name": "ncsn", "weights": "",
+                                            "allow_random_weights": False})
   config.priors = ()
 
   config.schedule = ml_collections.ConfigDict({

@@ -24,7 +24,7 @@ from configs import base_separation
 
 def glow_prior(image_shape=(32, 32, 3), levels=3, depth=32, width=512, weights=""):
   return ml_collections.ConfigDict({
-      "name": "glow", "weights": weights, "seed": 0,
+      "name": "glow", "weights": weights, "seed": 0, "allow_random_weights": False,
       "image_shape": image_shape, "levels": levels, "depth": depth, "width": width,
       "coupling": "affine", "lu_decomposed": False, "learn_top": True,
       "edge_padding": True, "n_bits": 8})

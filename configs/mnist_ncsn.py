@@ -7,7 +7,8 @@
 
 Weights: a file from `python -m convert_weights.ncsn` (the published checkpoint) or from
 `experiments/train_ncsn.py` (WORKDIR/weights.npz). Without weights the prior falls back to
-a shipped default if the package has one, else to random weights (with a warning).
+a shipped default if the package has one; random weights only with
+--config.prior.allow_random_weights=True.
 
 Defaults are the released MNIST runner's (BASIS `multiple_mnist_runner.py`, REFERENCE.md §1):
 - σ: 10 levels geometric from 1.0 to 0.01, T = 100 steps per level.
@@ -36,7 +37,8 @@ def ncsn_prior(dataset: str) -> ml_collections.ConfigDict:
       "ngf": placeholder(int),
       "dtype": placeholder(str),  # 'bfloat16': bf16 compute.
       "use_ema": True,  # Training files with EMA weights: use those.
-      "seed": 0,  # Random initialisation when there are no weights.
+      "seed": 0,  # Random initialisation when there are no weights...
+      "allow_random_weights": False,  # ...which is refused unless this is True.
   })
 
 

@@ -35,7 +35,8 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from basis_jax import checkpoint_io
+from basis_jax import checkpoint_io, cli
+from basis_jax.errors import ConfigError, InputFileError, MissingDependencyError
 from basis_jax.priors import glow
 from basis_jax.priors.glow_layers import LOGSCALE_FACTOR
 from convert_weights import torch_io
@@ -101,10 +102,10 @@ def infer_torch_config(state: Mapping[str, np.ndarray]) -> glow.GlowConfig:
                            ("shuffle.", "the 'shuffle' permutation"),
                            ("reverse.", "the 'reverse' permutation")):
     if any(unsupported in k for k in state):
-      raise ValueError(f"The checkpoint uses {why}, which the Flax Glow does not implement.")
+      raise InputFileError(f"The checkpoint uses {why}, which the Flax Glow does not implement.")
   if "prior_h" not in state:
-    raise ValueError("The checkpoint has no 'prior_h'; is it a y0ast/Glow-PyTorch Glow state "
-                     f"dict? First keys: {sorted(state)[:5]}")
+    raise InputFileError("The checkpoint has no 'prior_h'; is it a y0ast/Glow-PyTorch Glow state "
+                         f"dict? First keys: {sorted(state)[:5]}")
   layer_keys = {}
   for key in state:
     m = re.fullmatch(r"flow\.layers\.(\d+)\.(.+)", key)
@@ -113,15 +114,15 @@ def infer_torch_config(state: Mapping[str, np.ndarray]) -> glow.GlowConfig:
   steps = sorted(i for i, ks in layer_keys.items() if "actnorm.bias" in ks)
   splits = sorted(i for i, ks in layer_keys.items() if "conv.conv.weight" in ks)
   if not steps:
-    raise ValueError("The checkpoint has no flow steps (flow.layers.N.actnorm.bias).")
+    raise InputFileError("The checkpoint has no flow steps (flow.layers.N.actnorm.bias).")
   levels = len(splits) + 1
   if len(steps) % levels:
-    raise ValueError(f"{len(steps)} flow steps do not divide into {levels} levels.")
+    raise InputFileError(f"{len(steps)} flow steps do not divide into {levels} levels.")
   depth = len(steps) // levels
   first = f"flow.layers.{steps[0]}."
   for needed in ("block.0.conv.weight", "block.4.conv.weight"):
     if first + needed not in state:
-      raise ValueError(f"The checkpoint has no {first + needed!r}.")
+      raise InputFileError(f"The checkpoint has no {first + needed!r}.")
   width, half = state[first + "block.0.conv.weight"].shape[:2]
   n_out = state[first + "block.4.conv.weight"].shape[0]
   _, top2c, top_h, top_w = state["prior_h"].shape
@@ -187,7 +188,7 @@ def read_tf_checkpoint(path: str) -> dict[str, np.ndarray]:
   try:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
   except ImportError as e:
-    raise RuntimeError(
+    raise MissingDependencyError(
         "Reading an openai/BASIS TensorFlow Glow checkpoint needs TensorFlow, which is not "
         "installed (pip install tensorflow). Convert on a machine that has it; the converted "
         ".npz loads without TensorFlow.") from e
@@ -197,7 +198,7 @@ def read_tf_checkpoint(path: str) -> dict[str, np.ndarray]:
     return {name: np.asarray(reader.get_tensor(name), np.float32) for name in names
             if name.startswith("model/") and _is_raw_tf_variable(name)}
   except (tf.errors.OpError, ValueError) as e:
-    raise ValueError(f"Cannot read the TensorFlow checkpoint {path}: {e}") from e
+    raise InputFileError(f"Cannot read the TensorFlow checkpoint {path}: {e}") from e
 
 
 def _is_raw_tf_variable(name: str) -> bool:
@@ -208,10 +209,10 @@ def _is_raw_tf_variable(name: str) -> bool:
 def tf_mapping(config: glow.GlowConfig) -> Table:
   """Every Flax parameter and the openai/glow TF variable it comes from (NHWC already)."""
   if config.lu_decomposed:
-    raise ValueError("The LU-decomposed 1×1 convolution of openai/glow is disabled in its "
-                     "code; only plain `invconv/W` TF checkpoints are supported.")
+    raise ConfigError("The LU-decomposed 1×1 convolution of openai/glow is disabled in its "
+                      "code; only plain `invconv/W` TF checkpoints are supported.")
   if not config.edge_padding:
-    raise ValueError("openai/glow TF checkpoints use edge padding; set edge_padding=True.")
+    raise ConfigError("openai/glow TF checkpoints use edge padding; set edge_padding=True.")
   table: Table = {}
 
   def zero_conv(flax_prefix, tf_prefix):
@@ -322,4 +323,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

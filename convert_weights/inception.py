@@ -21,6 +21,7 @@ from typing import Mapping
 import numpy as np
 
 from basis_jax import atomic, data, errors, inception
+from basis_jax.errors import InputFileError
 from convert_weights import torch_io
 
 _BN_NAMES = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean',
@@ -53,8 +54,8 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.nda
                       if k not in known and not k.endswith('num_batches_tracked'))
   missing = sorted(set(known) - set(state_dict))
   if unexpected or missing:
-    raise ValueError('Not the FID Inception state dict (pytorch-fid layout): missing '
-                     f'{missing[:5]}, unexpected {unexpected[:5]}.')
+    raise InputFileError('Not the FID Inception state dict (pytorch-fid layout): missing '
+                         f'{missing[:5]}, unexpected {unexpected[:5]}.')
   params = {}
   for key, name in known.items():
     value = np.asarray(state_dict[key], np.float32)
@@ -63,8 +64,8 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.nda
     elif name == 'fc.kernel':
       value = value.T
     if value.shape != shapes[name]:
-      raise ValueError(f'{key}: shape {value.shape} after conversion, expected '
-                       f'{shapes[name]}.')
+      raise InputFileError(f'{key}: shape {value.shape} after conversion, expected '
+                           f'{shapes[name]}.')
     params[name] = np.ascontiguousarray(value)
   return params
 
@@ -100,7 +101,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from basis_jax import cli  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string('input', inception.TORCH_WEIGHTS_NAME, "pytorch-fid's .pth file.")
   flags.DEFINE_string('output', inception.DEFAULT_WEIGHTS, 'Where to write the .npz.')
-  app.run(main)
+  cli.run(main)

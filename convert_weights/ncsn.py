@@ -18,9 +18,10 @@ from typing import Mapping
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from basis_jax import checkpoint_io, schedules
+from basis_jax import checkpoint_io, cli, schedules
+from basis_jax.errors import ConfigError, InputFileError
 from basis_jax.priors import ncsn
 from convert_weights import torch_io
 
@@ -61,11 +62,11 @@ def _torch_shape(flax_shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def infer_config(state: Mapping[str, np.ndarray], dataset: str) -> ncsn.NCSNConfig:
   if dataset not in _IMAGE_SIZES:
-    raise ValueError(f"Unknown dataset {dataset!r}; known: {sorted(_IMAGE_SIZES)}.")
+    raise ConfigError(f"Unknown dataset {dataset!r}; known: {sorted(_IMAGE_SIZES)}.")
   for key in ("begin_conv.weight", "normalizer.embed.weight"):
     if key not in state:
-      raise ValueError(f"The checkpoint has no {key!r}; is it an NCSN CondRefineNetDilated "
-                       f"state dict? First keys: {sorted(state)[:5]}")
+      raise InputFileError(f"The checkpoint has no {key!r}; is it an NCSN CondRefineNetDilated "
+                           f"state dict? First keys: {sorted(state)[:5]}")
   ngf, channels = state["begin_conv.weight"].shape[:2]
   num_classes = state["normalizer.embed.weight"].shape[0]
   return ncsn.NCSNConfig(channels=int(channels), image_size=_IMAGE_SIZES[dataset],
@@ -127,13 +128,10 @@ def _define_flags() -> None:
 def main(argv):
   del argv
   args = flags.FLAGS
-  try:
-    config = convert(args.checkpoint, args.out, args.dataset, args.sigma_max, args.sigma_min)
-  except (ValueError, FileNotFoundError, RuntimeError) as e:
-    raise SystemExit(f"error: {e}") from None
+  config = convert(args.checkpoint, args.out, args.dataset, args.sigma_max, args.sigma_min)
   print(f"Wrote {args.out}: {config}")
 
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

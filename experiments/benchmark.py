@@ -5,13 +5,12 @@
 Prints markdown tables and writes DIR/benchmark.json and DIR/benchmark.md.
 """
 
-import logging
 import os
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import atomic, ncsn_benchmark
+from basis_jax import atomic, cli, ncsn_benchmark
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config file.",
                                           lock_config=True)
@@ -22,7 +21,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.getLogger().setLevel(logging.INFO)
   results = ncsn_benchmark.run(_CONFIG.value)
   report = ncsn_benchmark.report(results)
   print(report)
@@ -33,4 +31,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, log_name="benchmark.log")

@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import atomic, best_of_n, metrics, schedules, separation
+from basis_jax import atomic, best_of_n, cli, errors, metrics, schedules, separation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The separation config of the run.",
                                           lock_config=True)
@@ -33,13 +33,15 @@ def main(argv):
   config, workdir = _CONFIG.value, _WORKDIR.value
   path = os.path.join(workdir, "separations.npz")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found; run experiments.separate first.")
+    raise errors.MissingFileError(f"{path} not found.", hint="run experiments.separate on this "
+                                  "workdir first, with the same --config.")
   with np.load(path) as run:
     samples = run["components"]
     truth = run["ground_truth"] if "ground_truth" in run.files else None
   if samples.ndim != 6:
-    raise ValueError(f"{path} holds one sample per mixture (components {samples.shape}); "
-                     "run the separation with sampler.num_samples > 1.")
+    raise errors.ConfigError(f"{path} holds one sample per mixture (components "
+                             f"{samples.shape}).", hint="run the separation with "
+                             "--config.sampler.num_samples > 1.")
   schedule = schedules.from_config(config.schedule)
   priors = separation.build_priors(config, schedule, samples.shape[2])
   best, index, scores = best_of_n.select_best_for_priors(samples, priors)
@@ -60,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, log_name="best_of_n.log")

@@ -1,46 +1,45 @@
 r"""Scores a separation run as the paper does (Table 2 PSNR; Tables 3-4 IS / FID).
 
-  python -m experiments.evaluate --workdir=workdirs/mnist_ncsn
+  python -m experiments.evaluate --config=configs/evaluate.py --config.workdir=DIR
 
-Reads WORKDIR/separations.npz (and config.json) written by experiments/separate.py and
-writes WORKDIR/eval.json, WORKDIR/eval.md and WORKDIR/psnr_histogram.png. IS/FID run when
-the converted Inception weights exist (see docs/evaluation.md); FID compares with the
-run's dataset, train split, unless --reference_source is given.
+Reads DIR/separations.npz (and config.json) written by experiments/separate.py and writes
+DIR/eval.json, DIR/eval.md and DIR/psnr_histogram.png. configs/evaluate.py documents every
+field (SSIM, Inception weights, FID reference, batch size); it is also the default
+--config. IS/FID run when the converted Inception weights exist (see docs/evaluation.md).
 """
 
-from absl import app, flags, logging
+import logging
+import os
 
-from basis_jax import evaluation
+from absl import app
+from ml_collections import config_flags
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory holding separations.npz.',
-                               required=True)
-_SSIM = flags.DEFINE_bool('ssim', False, 'Also report SSIM.')
-_INCEPTION = flags.DEFINE_enum('inception', 'auto', ['auto', 'required', 'never'],
-                               'IS/FID: when the weights exist, always, or never.')
-_WEIGHTS = flags.DEFINE_string('inception_weights', None,
-                               'Converted Inception .npz (default $BASIS_INCEPTION_WEIGHTS, '
-                               'then ~/.cache/basis_jax/inception_fid.npz).')
-_REF_SOURCE = flags.DEFINE_string('reference_source', None,
-                                  "FID reference dataset ('cifar10', 'image_folder', ...).")
-_REF_PATH = flags.DEFINE_string('reference_path', None, 'Local files for it (or tfds).')
-_REF_SPLIT = flags.DEFINE_string('reference_split', 'train', 'Its split.')
-_STATS_CACHE = flags.DEFINE_string('stats_cache_dir', '~/.cache/basis_jax/fid_stats',
-                                   'Where reference statistics are cached.')
-_BATCH = flags.DEFINE_integer('batch_size', 100, 'Inception batch size.')
+from basis_jax import cli, errors, evaluation
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                               "configs", "evaluate.py")
+_CONFIG = config_flags.DEFINE_config_file("config", os.path.normpath(_DEFAULT_CONFIG),
+                                          "Evaluation config file.", lock_config=True)
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  if not config.workdir:
+    raise errors.ConfigError("config.workdir is empty: which separation run to score?",
+                             hint="pass --config.workdir=DIR (the experiments.separate workdir).")
   reference = None
-  if _REF_SOURCE.value:
-    reference = {'source': _REF_SOURCE.value, 'path': _REF_PATH.value,
-                 'split': _REF_SPLIT.value}
+  if config.reference.source:
+    reference = {"source": config.reference.source, "path": config.reference.path or None,
+                 "split": config.reference.split}
   results = evaluation.evaluate(
-      _WORKDIR.value, ssim=_SSIM.value, inception=_INCEPTION.value,
-      inception_weights=_WEIGHTS.value, reference_data=reference,
-      stats_cache_dir=_STATS_CACHE.value, batch_size=_BATCH.value)
-  logging.info('\n%s', evaluation.markdown_table(results))
+      config.workdir, ssim=config.ssim, inception=config.inception,
+      inception_weights=config.inception_weights or None, reference_data=reference,
+      stats_cache_dir=config.stats_cache_dir, batch_size=config.batch_size,
+      histogram_bins=config.histogram_bins)
+  logging.info("\n%s", evaluation.markdown_table(results))
 
 
-if __name__ == '__main__':
-  app.run(main)
+if __name__ == "__main__":
+  cli.run(main, log_name="evaluate.log")

@@ -18,7 +18,7 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
-from basis_jax import atomic, data as data_lib
+from basis_jax import atomic, cli, data as data_lib
 from basis_jax import glow_training
 from basis_jax.priors import glow
 
@@ -33,10 +33,6 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config, workdir = _CONFIG.value, _WORKDIR.value
   os.makedirs(workdir, exist_ok=True)
-  handler = logging.FileHandler(os.path.join(workdir, "train.log"))
-  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-  logging.getLogger().addHandler(handler)
-  logging.getLogger().setLevel(logging.INFO)
   with atomic.atomic_open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
@@ -56,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, log_name="train.log")

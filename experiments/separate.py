@@ -3,12 +3,10 @@
 Re-running the same command on the same workdir resumes: finished chunks are kept.
 """
 
-import logging
-
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import separation
+from basis_jax import cli, separation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Separation config file.",
                                           lock_config=True)
@@ -21,10 +19,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.getLogger().setLevel(logging.INFO)
   separation.run(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CONFIG_CHANGE.value,
                  log_file=True)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

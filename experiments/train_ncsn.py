@@ -3,12 +3,10 @@
 Re-running the same command on the same workdir resumes from its latest checkpoint.
 """
 
-import logging
-
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import train_ncsn
+from basis_jax import cli, train_ncsn
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
@@ -19,9 +17,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.getLogger().setLevel(logging.INFO)
   train_ncsn.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, log_name="train.log")

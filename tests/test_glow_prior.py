@@ -103,6 +103,9 @@ def test_separation_configs():
   from basis_jax import separation  # pylint: disable=import-outside-toplevel
   from configs import cifar_glow, lsun_glow, mnist_glow  # pylint: disable=import-outside-toplevel
   config = mnist_glow.get_config("small")
+  with pytest.raises(ValueError, match="has no weights"):  # Random weights only on request.
+    separation.build_job(config)
+  config.prior.allow_random_weights = True
   job = separation.build_job(config)
   assert job.priors[0].name == "glow" and job.priors[0].image_shape == (32, 32, 3)
   assert job.options.init == "normal" and job.schedule.likelihood_weight == 4.0

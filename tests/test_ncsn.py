@@ -150,6 +150,10 @@ def test_bfloat16_compute_stays_close_to_the_reference():
 def test_prior_interface_random_init():
   cfg = ml_collections.ConfigDict({"name": "ncsn", "weights": None, "dataset": "mnist",
                                    "ngf": 4, "seed": 3})
+  with pytest.raises(errors.ConfigError, match="has no weights") as refused:
+    ncsn.load(cfg)  # Random weights only on request.
+  assert "allow_random_weights=True" in refused.value.hint
+  cfg.allow_random_weights = True
   prior = ncsn.load(cfg)
   assert prior.image_shape == (28, 28, 1) and prior.num_levels == LEVELS
   assert ncsn.count_params(prior.params) == 42_777

@@ -204,6 +204,7 @@ def test_data_mixtures_are_made_by_the_runs_mixing_operator(shared_data):
   from configs import mnist_ncsn  # pylint: disable=import-outside-toplevel
   config = mnist_ncsn.get_config()
   config.prior.ngf = 4
+  config.prior.allow_random_weights = True
   config.data.path = str(shared_data / "mnist")
   config.num_mixtures = 50
   config.mixing.kind = "clipped_sum"

@@ -6,6 +6,7 @@ CLI that uses the Gaussian toy does not import the network code.
 
 import importlib
 
+from basis_jax.errors import ConfigError
 from basis_jax.priors.base import Prior
 
 PRIORS = {
@@ -20,7 +21,7 @@ def load(prior_config, schedule=None) -> Prior:
   """Builds the prior named by `prior_config.name` with its weights."""
   name = prior_config.name
   if name not in PRIORS:
-    raise ValueError(f"Unknown prior {name!r}; known priors: {sorted(PRIORS)}.")
+    raise ConfigError(f"Unknown prior {name!r}; known priors: {sorted(PRIORS)}.")
   module = importlib.import_module(PRIORS[name])
   return module.load(prior_config, schedule=schedule)
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from basis_jax.errors import ConfigError
+
 ScoreFn = Callable[[Any, Any, Any], Any]
 
 
@@ -41,3 +43,20 @@ class Prior:
   # SHA-256 of the weights file the parameters came from (None: analytic or random
   # weights); a resumed separation refuses chunks computed with other weights.
   weights_digest: str | None = None
+
+
+def require_random_weights_allowed(prior_config, name: str, ways: str) -> None:
+  """Refuses a random initialisation unless `config.prior.allow_random_weights` asks for it.
+
+  Random weights run and write files that look like results, so they are opt-in (the
+  benchmarks and tests opt in). `ways` says how to get weights for this prior.
+  """
+  if prior_config.get("allow_random_weights", False):
+    return
+  raise ConfigError(
+      f"The {name} prior has no weights: config.prior.weights is empty and the package ships "
+      "none for this model; random weights would write separations that only look like "
+      "results.",
+      hint=f"use a config whose weights ship with the package (README, Quickstart), {ways}, "
+           "then pass --config.prior.weights=FILE; or pass "
+           "--config.prior.allow_random_weights=True to run on random weights on purpose.")

@@ -23,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from basis_jax import data as data_lib, errors
-from basis_jax.priors import glow_layers as layers
+from basis_jax.priors import base, glow_layers as layers
 from basis_jax.priors.base import Prior, _identity_level
 
 _COUPLINGS = ("affine", "additive")
@@ -344,7 +344,8 @@ def load(prior_config, schedule=None) -> Prior:
 
   Fields: weights (a file from `experiments/finetune_glow.py`: per-σ states whose σ ladder
   must equal the schedule's; a single clean model, e.g. a converted one, is used at every
-  level; empty: random weights from `seed` and the architecture fields of `GlowConfig`).
+  level; empty: random weights from `seed` and the architecture fields of `GlowConfig`,
+  only with allow_random_weights=True).
 
   The prior works on images in [0, 1] and shifts them by −½ into Glow's data space
   [−½, ½]; a shift does not change the score.
@@ -374,6 +375,10 @@ def load(prior_config, schedule=None) -> Prior:
       params, select = weights.state, select_level  # Sliced once per level by the sampler.
       num_levels = len(weights.sigmas)
   else:
+    base.require_random_weights_allowed(
+        prior_config, "Glow", "convert a trained Glow (python -m convert_weights.glow "
+        "--checkpoint=glow.pt --out=glow.npz) or train and fine-tune one (python -m "
+        "experiments.finetune_glow ..., which writes WORKDIR/glow_sigmas.npz)")
     config = GlowConfig.from_config(prior_config)
     graphdef, params = nnx.split(Glow(config, seed=prior_config.get("seed", 0)))
     select, num_levels = _identity_level, None  # One model for any number of levels.

@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx
 
 from basis_jax import checkpoint_io, data as data_lib, errors, overview
+from basis_jax.priors import base
 from basis_jax.priors.base import Prior
 from basis_jax.priors.ncsn_layers import (CondInstanceNormPlus, CondRefineBlock, ResidualBlock,
                                           conv, elu)
@@ -237,7 +238,8 @@ def load(prior_config, schedule=None) -> Prior:
   """The NCSN prior of `config.prior` (fields: weights, seed, dataset, ngf, ..., use_ema).
 
   weights: a project weights file; empty/None takes the shipped default for the dataset
-  preset when the package has one, else a random initialisation (with a warning).
+  preset when the package has one, else a random initialisation, only with
+  allow_random_weights=True.
   """
   config = config_from_prior_config(prior_config)
   weights = prior_config.get("weights") or shipped_weights(prior_config.get("dataset", "mnist"))
@@ -248,6 +250,10 @@ def load(prior_config, schedule=None) -> Prior:
     config, graphdef, params = load_weights(weights, expected,
                                             use_ema=prior_config.get("use_ema", True))
   else:
+    base.require_random_weights_allowed(
+        prior_config, "NCSN", "convert the published checkpoint (python -m "
+        "convert_weights.ncsn --checkpoint=checkpoint.pth --out=weights.npz) or train one "
+        "(python -m experiments.train_ncsn ..., which writes WORKDIR/weights.npz)")
     logging.warning("NCSN prior: no weights given, using a random initialisation "
                     "(seed %s). Separations will be meaningless.", prior_config.get("seed", 0))
     graphdef, params = nnx.split(build(config, prior_config.get("seed", 0)), nnx.Param)

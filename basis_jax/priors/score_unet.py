@@ -43,6 +43,7 @@ from flax import nnx
 
 from basis_jax import checkpoint_io, data as data_lib, overview
 from basis_jax.errors import ConfigError
+from basis_jax.priors import base
 from basis_jax.priors.base import Prior
 
 ARCHITECTURE = "score_unet"
@@ -286,17 +287,14 @@ def load(prior_config, schedule=None) -> Prior:
                                                       use_ema=prior_config.get("use_ema", True))
     trained = tuple(metadata["sigma_range"]) if "sigma_range" in metadata else None
     check_sigma_range(schedule.sigmas, trained, weights)
-  elif prior_config.get("allow_random_weights", False):
+  else:
+    base.require_random_weights_allowed(
+        prior_config, ARCHITECTURE,
+        "train weights with `python -m experiments.train_ncsn "
+        "--config=configs/train_score_unet_mnist.py`")
     logging.warning("score_unet prior: random weights (seed %s), as asked; separations will "
                     "be meaningless.", prior_config.get("seed", 0))
     graphdef, params = nnx.split(build(config, prior_config.get("seed", 0)), nnx.Param)
-  else:
-    raise ConfigError(
-        f"The score_unet prior has no weights: config.prior.weights is empty and the package "
-        f"ships none for {dataset!r}.",
-        hint="train them with `python -m experiments.train_ncsn "
-             "--config=configs/train_score_unet_mnist.py`, pass --config.prior.weights=FILE, or "
-             "--config.prior.allow_random_weights=True for a test run.")
   sigmas = jnp.asarray(schedule.sigmas, jnp.float32)
   net_score = make_score_fn(graphdef)
 
