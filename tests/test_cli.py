@@ -16,6 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from basis_jax import workdir
+from configs import gaussian_toy
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOY = ["-m", "experiments.separate", "--config=configs/gaussian_toy.py"]
 # NCSN at width 4 on random weights, allowed on purpose.
@@ -68,7 +71,10 @@ def test_bad_values_and_their_traceback_on_request(tmp_path):
 
 
 def test_refused_resume(tmp_path):
-  (tmp_path / "config.json").write_text(json.dumps({"seed": 1}))
+  # The toy config's own config.json with another seed, and one finished chunk.
+  saved = workdir._config_dict(gaussian_toy.get_config())
+  saved["seed"] += 1
+  (tmp_path / "config.json").write_text(json.dumps(saved))
   (tmp_path / "index.json").write_text(json.dumps({"chunks": [{"range": [0, 1]}]}))
   result = _run([*TOY, f"--workdir={tmp_path}"])
   _assert_user_error(result, "holds results of a different config", "seed")

@@ -197,7 +197,8 @@ def test_load_refuses_a_ladder_other_than_the_files_and_records_its_digest(tmp_p
   with pytest.raises(errors.ConfigError, match=r"trained for σ = \(1, .*0\.01\), but the "
                      r"schedule uses σ = \(1, .*0\.005\)"):
     ncsn.load(prior_config, other)
-  assert ncsn.load(ml_collections.ConfigDict({"name": "ncsn", "weights": None, "ngf": 2}),
+  assert ncsn.load(ml_collections.ConfigDict({"name": "ncsn", "weights": None, "ngf": 2,
+                                                   "allow_random_weights": True}),
                    other).weights_digest is None
 
 

@@ -83,6 +83,8 @@ def test_resume_with_other_prior_weights_under_the_same_path_is_refused(tmp_path
   config = _toy_config()
   work.check_config(config, False, ["aa" * 32, None])
   work.check_config(config, False, ["aa" * 32, None])  # Same weights: resumes.
+  # A finished chunk computed with those weights (no chunk: nothing to mix, not refused).
+  (tmp_path / "w" / "index.json").write_text(json.dumps({"chunks": [{"range": [0, 1]}]}))
   with pytest.raises(errors.ConfigError, match="prior_weights_sha256.*aaaa.*bbbb"):
     work.check_config(config, False, ["bb" * 32, None])
   work.check_config(config, True, ["bb" * 32, None])  # Mixing weights on purpose.
