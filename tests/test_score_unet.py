@@ -21,6 +21,15 @@ from tests.test_train_ncsn import _leaves, _write_idx
 TINY = (8, 8, 8)
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """One uninterrupted 4-step run and one stopped after 2 steps, shared by the tests."""
+  root = tmp_path_factory.mktemp("score_unet_runs")
+  straight = train_ncsn.train_and_evaluate(_tiny_config(root), str(root / "straight"))
+  half = train_ncsn.train_and_evaluate(_tiny_config(root, num_steps=2), str(root / "half"))
+  return root, straight, half
+
+
 def _tiny_config(tmp_path, **overrides):
   """widths 8/8/8 on 80 random 'MNIST' images, 16 of them held out."""
   config = train_score_unet_mnist.get_config()
@@ -83,51 +92,49 @@ def test_log_uniform_noise_covers_its_range_and_bands():
   assert np.all((centres < edges[:-1]) & (centres > edges[1:]))
 
 
-def test_training_resumes_exactly_from_orbax_and_from_the_compact_state(tmp_path):
-  config = _tiny_config(tmp_path)
-  straight = train_ncsn.train_and_evaluate(config, str(tmp_path / "straight"))
-  half = train_ncsn.train_and_evaluate(_tiny_config(tmp_path, num_steps=2),
-                                       str(tmp_path / "half"))
+def test_training_resumes_exactly_from_orbax_and_from_the_compact_state(runs, tmp_path):
+  root, straight, half = runs
   assert int(half["step"]) == 2
   # The compact file is a whole training state: a new workdir on another machine resumes.
-  state_file = str(tmp_path / "half" / "weights.npz")
+  state_file = str(root / "half" / "weights.npz")
   assert os.path.getsize(state_file) < 1e6
-  moved = train_ncsn.train_and_evaluate(_tiny_config(tmp_path, init_weights=state_file),
+  moved = train_ncsn.train_and_evaluate(_tiny_config(root, init_weights=state_file),
                                         str(tmp_path / "moved"))
-  resumed = train_ncsn.train_and_evaluate(config, str(tmp_path / "half"))
+  shutil.copytree(root / "half", tmp_path / "half")
+  resumed = train_ncsn.train_and_evaluate(_tiny_config(root), str(tmp_path / "half"))
   for run in (moved, resumed):
     assert int(run["step"]) == 4
     for a, b in zip(_leaves(straight), _leaves(run)):
       np.testing.assert_array_equal(a, b)
-  records = [json.loads(line) for line in open(tmp_path / "straight" / "metrics.jsonl")]
+  records = [json.loads(line) for line in open(root / "straight" / "metrics.jsonl")]
   assert [r["step"] for r in records] == [1, 2, 3, 4]
   assert len(records[1]["heldout_loss"]) == len(records[1]["heldout_loss_ema"]) == 10
   assert "heldout_loss" not in records[0]  # Only every heldout_every steps.
 
 
-def test_a_kill_between_checkpoints_does_not_duplicate_metrics(tmp_path):
-  config = _tiny_config(tmp_path)
-  train_ncsn.train_and_evaluate(config, str(tmp_path / "straight"))
+def test_a_kill_between_checkpoints_does_not_duplicate_metrics(runs, tmp_path):
+  root, _, _ = runs
   work = tmp_path / "killed"
-  train_ncsn.train_and_evaluate(config, str(work))
+  shutil.copytree(root / "straight", work)
   # As if killed after logging steps 3 and 4 but before the step-4 checkpoint landed.
   shutil.rmtree(work / "checkpoints" / "4")
-  train_ncsn.train_and_evaluate(config, str(work))
+  train_ncsn.train_and_evaluate(_tiny_config(root), str(work))
   lines = [json.loads(line) for line in open(work / "metrics.jsonl")]
   assert [r["step"] for r in lines] == [1, 2, 3, 4]
-  straight = [json.loads(line) for line in open(tmp_path / "straight" / "metrics.jsonl")]
+  straight = [json.loads(line) for line in open(root / "straight" / "metrics.jsonl")]
   assert [r["loss"] for r in lines] == [r["loss"] for r in straight]
 
 
-def test_resume_with_a_changed_config_is_refused_naming_the_keys(tmp_path):
-  train_ncsn.train_and_evaluate(_tiny_config(tmp_path, num_steps=2), str(tmp_path / "run"))
-  changed = _tiny_config(tmp_path)
+def test_resume_with_a_changed_config_is_refused_naming_the_keys(runs, tmp_path):
+  root, _, _ = runs
+  shutil.copytree(root / "half", tmp_path / "run")
+  changed = _tiny_config(root)
   changed.optim.lr = 5e-4
   changed.sigmas.sigma_min = 0.01
   with pytest.raises(ConfigError, match=r"optim\.lr, sigmas\.sigma_min"):
     train_ncsn.train_and_evaluate(changed, str(tmp_path / "run"))
   # Keys that do not change the weights (num_steps, logging) may change.
-  longer = _tiny_config(tmp_path, num_steps=3, log_every=3, checkpoint_every=3)
+  longer = _tiny_config(root, num_steps=3, log_every=3, checkpoint_every=3)
   assert int(train_ncsn.train_and_evaluate(longer, str(tmp_path / "run"))["step"]) == 3
 
 
@@ -153,10 +160,10 @@ def _prior_config(weights, **overrides):
                                     "dataset": "mnist", "use_ema": True, **overrides})
 
 
-def test_prior_queries_level_i_at_sigma_i_and_bad_files_are_clear_errors(tmp_path, caplog):
-  config = _tiny_config(tmp_path, num_steps=2)
-  state = train_ncsn.train_and_evaluate(config, str(tmp_path / "run"))
-  weights = str(tmp_path / "run" / "weights.npz")
+def test_prior_queries_level_i_at_sigma_i_and_bad_files_are_clear_errors(runs, tmp_path, caplog):
+  root, state, _ = runs
+  config = _tiny_config(root)
+  weights = str(root / "straight" / "weights.npz")
   schedule = schedules.Schedule(sigmas=(1.0, 0.1, 0.01), steps_per_level=1, step_lr=1e-5)
   prior = score_unet.load(_prior_config(weights), schedule)
   for a, b in zip(_leaves(prior.params), _leaves(state["ema"])):
@@ -192,11 +199,11 @@ def test_prior_queries_level_i_at_sigma_i_and_bad_files_are_clear_errors(tmp_pat
   with open(truncated, "wb") as f:
     f.write(blob[: len(blob) // 2])
   with pytest.raises(checkpoint_io.CheckpointError, match="truncated.npz"):
-    train_ncsn.init_state(_tiny_config(tmp_path, init_weights=truncated))
+    train_ncsn.init_state(_tiny_config(root, init_weights=truncated))
   with pytest.raises(checkpoint_io.CheckpointError, match="truncated.npz"):
     score_unet.load(_prior_config(truncated), schedule)
   # A resume after the architecture changed.
-  wider = _tiny_config(tmp_path, init_weights=weights)
+  wider = _tiny_config(root, init_weights=weights)
   wider.model.widths = (16, 16, 16)
   with pytest.raises(checkpoint_io.CheckpointError, match="cannot be loaded"):
     train_ncsn.init_state(wider)
