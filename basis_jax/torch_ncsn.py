@@ -225,7 +225,7 @@ def from_jax(params, channels: int, ngf: int, num_classes: int = 10) -> CondRefi
 def score(model, x_nhwc: np.ndarray, level: int) -> np.ndarray:
   """The model's score for NHWC numpy input, NHWC numpy output (for parity checks)."""
   with torch.no_grad():
-    x = torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)))
+    x = torch.from_numpy(np.array(x_nhwc.transpose(0, 3, 1, 2)))
     y = torch.full((x.shape[0],), level, dtype=torch.long)
     return model(x, y).numpy().transpose(0, 2, 3, 1)
 
@@ -265,7 +265,7 @@ def time_steps(model, mixtures_nhwc: np.ndarray, num_components: int, *, variant
     raise ValueError(f"Unknown PyTorch variant {variant!r}; known: {sorted(VARIANTS)}.")
   step = VARIANTS[variant]
   torch.manual_seed(seed)
-  mixtures = torch.from_numpy(np.ascontiguousarray(mixtures_nhwc.transpose(0, 3, 1, 2)))
+  mixtures = torch.from_numpy(np.array(mixtures_nhwc.transpose(0, 3, 1, 2)))
   labels = torch.full((mixtures.shape[0],), level, dtype=torch.long)
   xs = [torch.rand_like(mixtures).requires_grad_(variant == "released_loop")
         for _ in range(num_components)]
