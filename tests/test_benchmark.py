@@ -10,6 +10,10 @@ from basis_jax import benchmarking, ncsn_benchmark
 from basis_jax.priors import ncsn
 from configs import benchmark_ncsn
 
+# float32 on both sides; oneDNN's choice of convolution algorithm varies between runs, which
+# moves the relative L2 difference around 1e-5 (observed 1.2e-6 .. 1.2e-5).
+PARITY = 3e-5
+
 
 @pytest.mark.parametrize("arch,gflop", [(ncsn.NCSNConfig.mnist(), 3.79),
                                         (ncsn.NCSNConfig.cifar10(), 19.79)])
@@ -41,7 +45,7 @@ def test_torch_model_holds_the_jax_weights(channels, size):
     for level in (0, 5, 9):
       expected = np.asarray(jax.jit(score_fn)(params, x, jnp.int32(level)))
       got = torch_ncsn.score(model, x, level)
-      assert benchmarking.relative_error(got, expected) < 1e-5, level
+      assert benchmarking.relative_error(got, expected) < PARITY, level
 
 
 def test_torch_variants_take_the_same_step():
@@ -109,7 +113,7 @@ def test_benchmark_runs_and_reports_on_cpu():
   pytorch = results["pytorch"]
   assert [r["variant"] for r in pytorch["rows"]] == ["released_loop", "fused_no_grad"]
   assert all(r["steps_timed"] == 2 and r["batch"] == row["batch"] for r in pytorch["rows"])
-  assert pytorch["score_rel_error_vs_jax"] < 1e-5
+  assert pytorch["score_rel_error_vs_jax"] < PARITY
   loop_ms = pytorch["rows"][0]["ms_per_step"]
   assert row["x_torch_released_loop"] == pytest.approx(loop_ms / row["ms_per_step"])
   assert "PyTorch" in text and "× torch loop" in text
