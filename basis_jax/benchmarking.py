@@ -168,6 +168,8 @@ def conv_throughput(config, arch, repeats: int = 5) -> list[dict[str, Any]]:
         preferred_element_type=jnp.float32))
     add(f"jax {jax.__version__}", jnp.dtype(dtype).name,
         lambda conv=conv: jax.block_until_ready(conv(x, w)))
+  if jax.default_backend() != "cpu":
+    return rows  # PyTorch's probe runs on the CPU; beside GPU rows it would mislead.
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError:

@@ -126,6 +126,11 @@ def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
   if torch_ncsn is None:
     return None
   import torch  # pylint: disable=import-outside-toplevel
+  # PyTorch runs where JAX runs; a CPU baseline beside GPU rows would compare devices.
+  device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+  if device == "cuda" and not torch.cuda.is_available():
+    logging.info("No PyTorch baseline: JAX runs on a GPU but this torch has no CUDA.")
+    return None
   if config.threads:
     torch.set_num_threads(config.threads)
   model = torch_ncsn.from_jax(params, arch.channels, arch.ngf, arch.num_classes)
@@ -144,14 +149,14 @@ def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
         model, mixtures, config.num_components, variant=variant,
         step_size=float(schedule.step_sizes()[0]),
         inv_gamma2=float(1.0 / schedule.likelihood_variances()[0]),
-        weight=float(schedule.likelihood_weight), num_steps=config.torch_steps)
+        weight=float(schedule.likelihood_weight), num_steps=config.torch_steps, device=device)
     per_step = float(np.median(times))
     rows.append({"variant": variant, "batch": batch, "steps_timed": len(times),
                  "ms_per_step": 1e3 * per_step, "ms_per_step_min": 1e3 * min(times),
                  "seconds_full_schedule": per_step * config.report_steps,
                  "mixtures_per_s": batch / (per_step * config.report_steps)})
     logging.info("pytorch %s", rows[-1])
-  return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+  return {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
           "score_rel_error_vs_jax": score_error, "rows": rows}
 
 
@@ -263,7 +268,8 @@ def report(results) -> str:
   parts += [info_line, ""]
   pytorch = results.get("pytorch")
   if pytorch:
-    parts += [f"## PyTorch {pytorch['torch']} ({pytorch['threads']} threads), same weights "
+    parts += [f"## PyTorch {pytorch['torch']} on {pytorch['device']} ({pytorch['threads']} "
+              "CPU threads), same weights "
               f"(score rel. diff. vs JAX {pytorch['score_rel_error_vs_jax']:.1e}), "
               "one level, per step", "",
               benchmarking.markdown_table(pytorch["rows"], [

@@ -258,21 +258,25 @@ VARIANTS = {"released_loop": _released_step, "fused_no_grad": _fused_step}
 
 def time_steps(model, mixtures_nhwc: np.ndarray, num_components: int, *, variant: str,
                step_size: float, inv_gamma2: float, weight: float, level: int = 0,
-               num_steps: int = 3, seed: int = 0) -> list[float]:
+               num_steps: int = 3, seed: int = 0, device: str = "cpu") -> list[float]:
   """Wall seconds of each of `num_steps` Langevin steps at one `level`, after one untimed
-  warm-up step (PyTorch picks its kernels on the first call)."""
+  warm-up step (PyTorch picks its kernels on the first call). On 'cuda' each step is
+  synchronised before its clock stops."""
   if variant not in VARIANTS:
     raise ValueError(f"Unknown PyTorch variant {variant!r}; known: {sorted(VARIANTS)}.")
   step = VARIANTS[variant]
   torch.manual_seed(seed)
-  mixtures = torch.from_numpy(np.array(mixtures_nhwc.transpose(0, 3, 1, 2)))
-  labels = torch.full((mixtures.shape[0],), level, dtype=torch.long)
+  model = model.to(device)
+  mixtures = torch.from_numpy(np.array(mixtures_nhwc.transpose(0, 3, 1, 2))).to(device)
+  labels = torch.full((mixtures.shape[0],), level, dtype=torch.long, device=device)
+  sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
   xs = [torch.rand_like(mixtures).requires_grad_(variant == "released_loop")
         for _ in range(num_components)]
   times = []
   for i in range(num_steps + 1):
     t0 = time.perf_counter()
     xs = step(model, xs, mixtures, labels, step_size, inv_gamma2, weight)
+    sync()
     if i:
       times.append(time.perf_counter() - t0)
   return times
