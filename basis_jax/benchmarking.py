@@ -142,6 +142,57 @@ def reference_loop(score_fn, params, mixtures, schedule, num_components: int, ke
   return time.perf_counter() - t0, steps
 
 
+def conv_throughput(config, arch, repeats: int = 5) -> list[dict[str, Any]]:
+  """GFLOP/s of one 3×3 'same' convolution at the network's widest shape (N·k images at
+  half resolution, 2·ngf channels in and out), in JAX and, when importable, PyTorch.
+
+  This is the ceiling the sampler is compared against: most of its FLOPs are such convs.
+  """
+  batch = config.batch_sizes[0] * config.num_components
+  size, channels = arch.image_size // 2, 2 * arch.ngf
+  shape = (batch, size, size, channels)
+  flops = 2 * batch * size * size * 9 * channels * channels
+  x = jax.random.normal(jax.random.key(0), shape)
+  w = jax.random.normal(jax.random.key(1), (3, 3, channels, channels)) * 0.05
+  rows = []
+
+  def add(framework, dtype, fn):
+    fn()
+    seconds = min(_wall(fn) for _ in range(repeats))
+    rows.append({"framework": framework, "dtype": dtype, "shape": "×".join(map(str, shape)),
+                 "ms": 1e3 * seconds, "gflops": flops / seconds / 1e9})
+
+  for dtype in (jnp.float32, jnp.bfloat16):
+    conv = jax.jit(lambda x, w, dt=dtype: jax.lax.conv_general_dilated(
+        x.astype(dt), w.astype(dt), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        preferred_element_type=jnp.float32))
+    add(f"jax {jax.__version__}", jnp.dtype(dtype).name,
+        lambda conv=conv: jax.block_until_ready(conv(x, w)))
+  if jax.default_backend() != "cpu":
+    return rows  # PyTorch's probe runs on the CPU; beside GPU rows it would mislead.
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return rows
+  layer = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+  xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
+  for dtype in ("float32", "bfloat16"):
+
+    def run_torch(dtype=dtype):
+      with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=dtype == "bfloat16"):
+        layer(xt)
+
+    add(f"pytorch {torch.__version__}", dtype if dtype == "float32" else "bfloat16 (autocast)",
+        run_torch)
+  return rows
+
+
+def _wall(fn) -> float:
+  t0 = time.perf_counter()
+  fn()
+  return time.perf_counter() - t0
+
+
 def relative_error(a, b) -> float:
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))

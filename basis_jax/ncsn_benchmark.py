@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -25,6 +26,16 @@ def _network(config, dtype):
   return arch, ncsn.make_score_fn(graphdef), params
 
 
+def _schedule(config) -> schedules.Schedule:
+  return schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, config.num_levels),
+                            config.steps_per_level, config.step_lr)
+
+
+def _mixtures(rows: int, shape) -> jax.Array:
+  """The benchmark's mixtures (sums of two [0, 1] images lie in [0, 2])."""
+  return jax.random.uniform(jax.random.key(1), (rows,) + tuple(shape), jnp.float32, 0.0, 2.0)
+
+
 def _is_out_of_memory(error: Exception) -> bool:
   text = str(error)
   return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
@@ -34,8 +45,7 @@ def _time_sampler(config, score_fn, params, arch, batch, precision, *, unroll=1,
                   per_component=False, mesh=None):
   """Compiles and times one sampler configuration; returns a result row."""
   k = config.num_components
-  schedule = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, config.num_levels),
-                                config.steps_per_level, config.step_lr)
+  schedule = _schedule(config)
   shape = (arch.image_size, arch.image_size, arch.channels)
   separate = sampler.make_separator(
       (score_fn,) * k if per_component else score_fn, mixing.Sum((1.0,) * k), schedule,
@@ -44,8 +54,7 @@ def _time_sampler(config, score_fn, params, arch, batch, precision, *, unroll=1,
   devices = mesh.devices.size
   rows = -(-batch // devices) * devices
   data, rep = sharding.batch_sharding(mesh), sharding.replicated(mesh)
-  mixtures = jax.device_put(
-      jax.random.uniform(jax.random.key(1), (rows,) + shape, jnp.float32, 0.0, 2.0), data)
+  mixtures = jax.device_put(_mixtures(rows, shape), data)
   indices = jax.device_put(jnp.arange(rows, dtype=jnp.int32), data)
   run_params = (params,) * k if per_component else params
   args = (jax.device_put(run_params, rep), mixtures, jax.random.key(0), indices)
@@ -66,7 +75,9 @@ def _time_sampler(config, score_fn, params, arch, batch, precision, *, unroll=1,
   return {
       "precision": precision, "batch": rows, "devices": devices, "unroll": unroll,
       "fused_components": not per_component, "compile_s": compile_s, "seconds": seconds,
-      "ms_per_step": 1e3 * seconds / schedule.num_steps, "mixtures_per_s": rows / seconds,
+      "ms_per_step": 1e3 * seconds / schedule.num_steps,
+      "seconds_full_schedule": seconds / schedule.num_steps * config.report_steps,
+      "mixtures_per_s": rows / (seconds / schedule.num_steps * config.report_steps),
       "gflop_per_image": flops_per_image / 1e9, "tflops": tflops,
       "frac_bf16_peak": tflops / peaks["bf16"] if peaks else None,
       "frac_own_floor": tflops / peaks[floor_key] if peaks else None,
@@ -94,6 +105,70 @@ def _score_errors(config, precisions) -> dict[str, float]:
   return errors
 
 
+def _import_torch_ncsn():
+  """basis_jax.torch_ncsn when torch is importable, else None (the baseline is skipped)."""
+  try:
+    from basis_jax import torch_ncsn  # pylint: disable=import-outside-toplevel
+  except ImportError as error:
+    logging.info("No PyTorch baseline: %s", error)
+    return None
+  return torch_ncsn
+
+
+def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
+  """The PyTorch rows on the JAX rows' weights and mixtures: the released loop and the
+  fused no-grad variant, each timed per step at level 0 and extrapolated to report_steps.
+
+  Also the relative difference of the two frameworks' scores on the same input, which
+  shows that both run the same network.
+  """
+  torch_ncsn = _import_torch_ncsn() if config.torch_baseline else None
+  if torch_ncsn is None:
+    return None
+  import torch  # pylint: disable=import-outside-toplevel
+  # PyTorch runs where JAX runs; a CPU baseline beside GPU rows would compare devices.
+  device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+  if device == "cuda" and not torch.cuda.is_available():
+    logging.info("No PyTorch baseline: JAX runs on a GPU but this torch has no CUDA.")
+    return None
+  if config.threads:
+    torch.set_num_threads(config.threads)
+  model = torch_ncsn.from_jax(params, arch.channels, arch.ngf, arch.num_classes)
+  shape = (arch.image_size, arch.image_size, arch.channels)
+  probe = jax.random.uniform(jax.random.key(5), (2,) + shape)
+  graphdef, _ = ncsn.abstract_params(arch)
+  with benchmarking.precision_scope("highest"):
+    expected = jax.jit(ncsn.make_score_fn(graphdef))(params, probe, jnp.int32(0))
+  score_error = benchmarking.relative_error(torch_ncsn.score(model, np.asarray(probe), 0),
+                                            expected)
+  schedule = _schedule(config)
+  mixtures = np.asarray(_mixtures(batch, shape))
+  rows = []
+  for variant in ("released_loop", "fused_no_grad"):
+    times = torch_ncsn.time_steps(
+        model, mixtures, config.num_components, variant=variant,
+        step_size=float(schedule.step_sizes()[0]),
+        inv_gamma2=float(1.0 / schedule.likelihood_variances()[0]),
+        weight=float(schedule.likelihood_weight), num_steps=config.torch_steps, device=device)
+    per_step = float(np.median(times))
+    rows.append({"variant": variant, "batch": batch, "steps_timed": len(times),
+                 "ms_per_step": 1e3 * per_step, "ms_per_step_min": 1e3 * min(times),
+                 "seconds_full_schedule": per_step * config.report_steps,
+                 "mixtures_per_s": batch / (per_step * config.report_steps)})
+    logging.info("pytorch %s", rows[-1])
+  return {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
+          "score_rel_error_vs_jax": score_error, "rows": rows}
+
+
+def add_ratios(rows, torch_rows) -> None:
+  """Each row's speed-up over each PyTorch variant (their ms per step over the row's)."""
+  reference = {r["variant"]: r["ms_per_step"] for r in torch_rows}
+  for row in rows:
+    if "ms_per_step" in row:
+      for variant, ms in reference.items():
+        row[f"x_torch_{variant}"] = ms / row["ms_per_step"]
+
+
 def run(config) -> dict[str, Any]:
   if config.num_levels != 10:
     logging.warning("NCSN has 10 noise classes; the schedule uses %d levels.", config.num_levels)
@@ -101,7 +176,10 @@ def run(config) -> dict[str, Any]:
   info = {"device": device.device_kind, "platform": device.platform,
           "num_devices": jax.local_device_count(), "model": config.model,
           "jax": jax.__version__, "num_levels": config.num_levels,
-          "steps_per_level": config.steps_per_level, "num_components": config.num_components}
+          "steps_per_level": config.steps_per_level, "num_components": config.num_components,
+          "report_steps": config.report_steps, "cpu_count": os.cpu_count(),
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
   logging.info("Benchmark on %d x %s", info["num_devices"], info["device"])
   networks = {p: _network(config, "bfloat16" if p == "bf16" else "float32")
               for p in set(config.precisions) | {config.sweep_precision}}
@@ -145,29 +223,38 @@ def run(config) -> dict[str, Any]:
   baseline = None
   if config.baseline:
     arch, fn, params = networks.get("default") or _network(config, "float32")
-    schedule = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, config.num_levels),
-                                  config.steps_per_level, config.step_lr)
+    schedule = _schedule(config)
     shape = (arch.image_size, arch.image_size, arch.channels)
-    mixtures = jax.random.uniform(jax.random.key(1), (first,) + shape, jnp.float32, 0.0, 2.0)
+    mixtures = _mixtures(first, shape)
     seconds, steps = benchmarking.reference_loop(
         fn, params, mixtures, schedule, config.num_components, jax.random.key(0),
         num_steps=config.baseline_steps or None)
     per_step = seconds / steps
     baseline = {"batch": first, "steps_timed": steps, "ms_per_step": 1e3 * per_step,
-                "seconds_full_schedule": per_step * schedule.num_steps,
+                "seconds_full_schedule": per_step * config.report_steps,
                 "extrapolated": steps < schedule.num_steps}
     for row in precisions + ablations + sweep[:1]:
       if "seconds" in row:
-        row["speedup_vs_baseline"] = baseline["seconds_full_schedule"] / row["seconds"]
+        row["speedup_vs_baseline"] = baseline["ms_per_step"] / row["ms_per_step"]
+
+  arch, _, params = networks.get("default") or _network(config, "float32")
+  pytorch = _torch_baseline(config, arch, params, precisions[0]["batch"] if precisions else first)
+  if pytorch:
+    add_ratios(pytorch["rows"] + sweep + precisions + ablations + ([baseline] if baseline else []),
+               pytorch["rows"])
+  conv = benchmarking.conv_throughput(config, arch) if config.conv_probe else None
   return {"info": info, "sweep": sweep, "precisions": precisions, "ablations": ablations,
-          "baseline": baseline}
+          "baseline": baseline, "pytorch": pytorch, "conv_probe": conv}
 
 
 TIMING_COLUMNS = [("precision", "precision"), ("batch", "mixtures"), ("compile_s", "compile s"),
                   ("seconds", "s / batch"), ("ms_per_step", "ms / step"),
                   ("mixtures_per_s", "mixtures/s"), ("tflops", "TFLOP/s"),
                   ("frac_bf16_peak", "of bf16 peak"), ("frac_own_floor", "of own floor"),
-                  ("peak_memory_gib", "peak GiB"), ("speedup_vs_baseline", "× baseline")]
+                  ("peak_memory_gib", "peak GiB"), ("speedup_vs_baseline", "× baseline"),
+                  ("seconds_full_schedule", "s / L×T"),
+                  ("x_torch_released_loop", "× torch loop"),
+                  ("x_torch_fused_no_grad", "× torch no-grad")]
 
 
 def report(results) -> str:
@@ -175,13 +262,34 @@ def report(results) -> str:
   parts = [f"# BASIS-NCSN sampler benchmark: {info['model']}, {info['num_devices']} × "
            f"{info['device']} (jax {info['jax']}), L={info['num_levels']}, "
            f"T={info['steps_per_level']}, k={info['num_components']}", ""]
+  info_line = (f"{info['cpu_count']} CPUs, load average at start {info['load_average']}, "
+               f"XLA_FLAGS={info['xla_flags']!r}; s / L×T extrapolates ms / step to "
+               f"{info['report_steps']} steps.")
+  parts += [info_line, ""]
+  pytorch = results.get("pytorch")
+  if pytorch:
+    parts += [f"## PyTorch {pytorch['torch']} on {pytorch['device']} ({pytorch['threads']} "
+              "CPU threads), same weights "
+              f"(score rel. diff. vs JAX {pytorch['score_rel_error_vs_jax']:.1e}), "
+              "one level, per step", "",
+              benchmarking.markdown_table(pytorch["rows"], [
+                  ("variant", "variant"), ("batch", "mixtures"), ("steps_timed", "steps timed"),
+                  ("ms_per_step", "ms / step"), ("ms_per_step_min", "fastest step ms"),
+                  ("seconds_full_schedule", "s / L×T"), ("x_torch_released_loop", "× torch loop"),
+                  ("x_torch_fused_no_grad", "× torch no-grad")]), ""]
+  if results.get("conv_probe"):
+    parts += ["## Convolution throughput probe (one 3×3 conv, the network's widest shape)", "",
+              benchmarking.markdown_table(results["conv_probe"], [
+                  ("framework", "framework"), ("dtype", "dtype"), ("shape", "input NHWC"),
+                  ("ms", "ms"), ("gflops", "GFLOP/s")]), ""]
   baseline = results["baseline"]
   if baseline:
     parts += ["## Reference-structure loop (per-component jitted score, eager update)", "",
               benchmarking.markdown_table([baseline], [
                   ("batch", "mixtures"), ("steps_timed", "steps timed"),
                   ("ms_per_step", "ms / step"), ("seconds_full_schedule", "s / batch (L×T)"),
-                  ("extrapolated", "extrapolated")]), ""]
+                  ("extrapolated", "extrapolated"), ("x_torch_released_loop", "× torch loop"),
+                  ("x_torch_fused_no_grad", "× torch no-grad")]), ""]
   parts += ["## Batch sweep", "", benchmarking.markdown_table(
       results["sweep"], TIMING_COLUMNS + [("memory_kind", "memory"), ("note", "note")]), ""]
   parts += ["## Precision modes (first batch size)", "", benchmarking.markdown_table(

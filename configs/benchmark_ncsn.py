@@ -35,4 +35,13 @@ def get_config(model="mnist"):
   # Ablations at the first batch size (sweep precision): scan unroll, one network call per
   # component instead of one fused call, donation of the mixture buffer.
   config.ablations = ("unroll2", "per_component_calls")
+  # PyTorch baseline (when torch is importable) at the precision rows' batch, on the same
+  # weights: the released loop and the fused no-grad variant, `torch_steps` steps of one
+  # level each (after one warm-up step), per step.
+  config.torch_baseline = True
+  config.torch_steps = 3
+  config.threads = 0  # PyTorch intra-op threads; 0 keeps its default (the physical cores).
+  # Every s / L×T column extrapolates the measured time per step to this many steps.
+  config.report_steps = 1000
+  config.conv_probe = True  # One conv at the network's widest shape, JAX and PyTorch.
   return config

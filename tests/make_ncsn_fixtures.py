@@ -15,8 +15,7 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-import torch_ncsn_reference  # pylint: disable=wrong-import-position
+from basis_jax import torch_ncsn
 
 GOLDEN = {"mnist": (1, 28), "cifar10": (3, 32)}
 NGF, BATCH, LEVELS = 4, 2, 10
@@ -26,7 +25,7 @@ def main():
   out_dir = os.path.join(os.path.dirname(__file__), "fixtures")
   for seed, (dataset, (channels, size)) in enumerate(GOLDEN.items()):
     path = os.path.join(out_dir, f"ncsn_golden_{dataset}.pth")
-    model = torch_ncsn_reference.make_checkpoint(path, channels, NGF, LEVELS, seed=seed)
+    model = torch_ncsn.make_checkpoint(path, channels, NGF, LEVELS, seed=seed)
     state = torch.load(path, weights_only=True)[0]
     os.remove(path)
     x = np.random.default_rng(seed).uniform(size=(BATCH, size, size, channels)).astype(np.float32)

@@ -1,12 +1,18 @@
-"""The benchmark's FLOP count and a CPU smoke run of the whole benchmark."""
+"""The benchmark's FLOP count, its PyTorch baseline's fidelity, and a CPU smoke run."""
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 
 from basis_jax import benchmarking, ncsn_benchmark
 from basis_jax.priors import ncsn
 from configs import benchmark_ncsn
+
+# float32 on both sides; oneDNN's choice of convolution algorithm varies between runs, which
+# moves the relative L2 difference around 1e-5 (observed 1.2e-6 .. 1.2e-5).
+PARITY = 3e-5
 
 
 @pytest.mark.parametrize("arch,gflop", [(ncsn.NCSNConfig.mnist(), 3.79),
@@ -21,6 +27,65 @@ def test_flop_count_matches_the_reference_figures(arch, gflop):
   assert flops / 1e9 == pytest.approx(gflop, abs=0.005)
 
 
+def _tiny_network(channels=1, size=28):
+  arch = ncsn.NCSNConfig(channels=channels, image_size=size, ngf=4)
+  graphdef, params = nnx.split(ncsn.build(arch, 3), nnx.Param)
+  return arch, ncsn.make_score_fn(graphdef), params
+
+
+@pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
+def test_torch_model_holds_the_jax_weights(channels, size):
+  """from_jax runs the converter's mapping backwards: the same score at every level."""
+  pytest.importorskip("torch")
+  from basis_jax import torch_ncsn  # pylint: disable=import-outside-toplevel
+  arch, score_fn, params = _tiny_network(channels, size)
+  model = torch_ncsn.from_jax(params, channels, arch.ngf)
+  x = np.asarray(jax.random.uniform(jax.random.key(0), (2, size, size, channels)))
+  with jax.default_matmul_precision("highest"):
+    for level in (0, 5, 9):
+      expected = np.asarray(jax.jit(score_fn)(params, x, jnp.int32(level)))
+      got = torch_ncsn.score(model, x, level)
+      assert benchmarking.relative_error(got, expected) < PARITY, level
+
+
+def test_torch_variants_take_the_same_step():
+  """The released loop's autograd data term (weight 2 on ‖Σx − m‖² without ½) equals the
+  fused step's written-out term, and both equal the formula of sampler.py."""
+  torch = pytest.importorskip("torch")
+  from basis_jax import torch_ncsn  # pylint: disable=import-outside-toplevel
+  arch, score_fn, params = _tiny_network()
+  model = torch_ncsn.from_jax(params, 1, arch.ngf)
+  rng = np.random.default_rng(0)
+  mixtures = torch.from_numpy(rng.uniform(0, 2, (3, 1, 28, 28)).astype(np.float32))
+  start = [torch.from_numpy(rng.uniform(size=(3, 1, 28, 28)).astype(np.float32))
+           for _ in range(2)]
+  labels = torch.full((3,), 4, dtype=torch.long)
+  step = dict(step_size=1e-3, inv_gamma2=7.0, weight=2.0)
+  outputs = {}
+  for name, fn in torch_ncsn.VARIANTS.items():
+    torch.manual_seed(11)  # Both draw the components' noise in the same order.
+    xs = [x.clone().requires_grad_(name == "released_loop") for x in start]
+    outputs[name] = [x.detach().numpy() for x in fn(model, xs, mixtures, labels, **step)]
+  torch.manual_seed(11)
+  noise = [torch.randn(3, 1, 28, 28).numpy() * np.sqrt(2e-3) for _ in range(2)]
+  residual = mixtures.numpy() - sum(x.numpy() for x in start)
+  for j, x in enumerate(start):
+    nhwc = x.numpy().transpose(0, 2, 3, 1)
+    score = np.asarray(score_fn(params, nhwc, jnp.int32(4))).transpose(0, 3, 1, 2)
+    expected = x.numpy() + 1e-3 * (score + 2.0 * 7.0 * residual) + noise[j]
+    for name in torch_ncsn.VARIANTS:
+      np.testing.assert_allclose(outputs[name][j], expected, atol=1e-5, err_msg=name)
+
+
+def test_ratios_are_the_torch_time_over_the_row_time():
+  torch_rows = [{"variant": "released_loop", "ms_per_step": 300.0},
+                {"variant": "fused_no_grad", "ms_per_step": 200.0}]
+  rows = [{"ms_per_step": 100.0}, {"note": "out of memory"}]
+  ncsn_benchmark.add_ratios(rows, torch_rows)
+  assert rows[0]["x_torch_released_loop"] == 3.0 and rows[0]["x_torch_fused_no_grad"] == 2.0
+  assert "x_torch_released_loop" not in rows[1]
+
+
 def test_benchmark_runs_and_reports_on_cpu():
   config = benchmark_ncsn.get_config("mnist")
   config.ngf = 4
@@ -31,11 +96,24 @@ def test_benchmark_runs_and_reports_on_cpu():
   config.ablations = ()
   config.repeats = 1
   config.baseline_steps = 3
+  config.torch_steps = 2
+  config.conv_probe = False
   results = ncsn_benchmark.run(config)
   row = results["sweep"][0]
   assert row["batch"] % row["devices"] == 0 and row["batch"] >= 3  # Padded to the mesh.
   assert row["seconds"] > 0 and row["ms_per_step"] == pytest.approx(row["seconds"] * 100)
+  assert row["seconds_full_schedule"] == pytest.approx(row["ms_per_step"])  # 1000 steps.
   assert results["baseline"]["steps_timed"] == 3 and results["baseline"]["extrapolated"]
   assert results["precisions"][0]["score_rel_error"] == 0.0
   text = ncsn_benchmark.report(results)
   assert "Reference-structure loop" in text and "| highest | " in text
+  if results["pytorch"] is None:
+    assert ncsn_benchmark._import_torch_ncsn() is None  # pylint: disable=protected-access
+    return
+  pytorch = results["pytorch"]
+  assert [r["variant"] for r in pytorch["rows"]] == ["released_loop", "fused_no_grad"]
+  assert all(r["steps_timed"] == 2 and r["batch"] == row["batch"] for r in pytorch["rows"])
+  assert pytorch["score_rel_error_vs_jax"] < PARITY
+  loop_ms = pytorch["rows"][0]["ms_per_step"]
+  assert row["x_torch_released_loop"] == pytest.approx(loop_ms / row["ms_per_step"])
+  assert "PyTorch" in text and "× torch loop" in text

@@ -13,8 +13,7 @@ from basis_jax.priors import ncsn
 from convert_weights import ncsn as convert_ncsn
 
 torch = pytest.importorskip("torch")
-sys.path.insert(0, os.path.dirname(__file__))
-import torch_ncsn_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
+from basis_jax import torch_ncsn  # pylint: disable=wrong-import-position
 
 NGF = 2
 
@@ -23,7 +22,7 @@ NGF = 2
 def published(tmp_path_factory):
   """A tiny model saved the way the reference saves: [state_dict, optimizer_state]."""
   path = str(tmp_path_factory.mktemp("ckpt") / "checkpoint.pth")
-  torch_ncsn_reference.make_checkpoint(path, 1, NGF)
+  torch_ncsn.make_checkpoint(path, 1, NGF)
   return path
 
 

@@ -101,11 +101,11 @@ def test_parity_with_golden_fixture(dataset, tmp_path):
 
 def _torch_parity(dataset, ngf, tmp_path, batch=2):
   torch = pytest.importorskip("torch")
-  import torch_ncsn_reference  # pylint: disable=import-outside-toplevel
+  from basis_jax import torch_ncsn  # pylint: disable=import-outside-toplevel
   channels = 1 if dataset == "mnist" else 3
   size = 28 if dataset == "mnist" else 32
   pth = str(tmp_path / "checkpoint.pth")
-  model = torch_ncsn_reference.make_checkpoint(pth, channels, ngf, LEVELS, seed=1)
+  model = torch_ncsn.make_checkpoint(pth, channels, ngf, LEVELS, seed=1)
   out = str(tmp_path / "converted.npz")
   convert_ncsn.convert(pth, out, dataset)
   prior = ncsn.load(ml_collections.ConfigDict({"name": "ncsn", "weights": out,

@@ -1,12 +1,20 @@
-"""A PyTorch (NCHW) implementation of NCSN's `CondRefineNetDilated`, for parity tests only.
+"""A PyTorch (NCHW) implementation of NCSN's `CondRefineNetDilated`: the parity tests'
+reference and the benchmark's PyTorch baseline.
 
 Written for this project from the architecture description in REFERENCE.md §3; its module
 tree reproduces the published state-dict keys (`ncsn_*_state_dict.tsv`), so a model wrapped
-in `nn.DataParallel` saves exactly the keys of the released `checkpoint.pth`.
+in `nn.DataParallel` saves exactly the keys of the released `checkpoint.pth`. `from_jax`
+loads a Flax parameter tree into it (the converter's key mapping, run backwards), so both
+frameworks can run the same weights.
+
+This module imports torch; nothing else in the package imports it unless torch is present.
 """
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -188,3 +196,87 @@ def make_checkpoint(path, channels, ngf, num_classes=10, seed=0, perturb=True):
   optimizer = torch.optim.Adam(wrapped.parameters(), lr=1e-3)
   torch.save([wrapped.state_dict(), optimizer.state_dict()], path)
   return model.eval()
+
+
+def from_jax(params, channels: int, ngf: int, num_classes: int = 10) -> CondRefineNetDilated:
+  """A model in eval mode holding the Flax NCSN parameters `params` (an nnx.State).
+
+  The key mapping is the converter's (`convert_weights.ncsn.torch_key`); every parameter
+  must be assigned exactly once with its shape, as in the forward conversion.
+  """
+  # pylint: disable=import-outside-toplevel
+  from basis_jax import checkpoint_io
+  from convert_weights import ncsn as convert_ncsn
+  model = CondRefineNetDilated(channels, ngf, num_classes)
+  targets = dict(model.named_parameters())
+  flat, _ = checkpoint_io.flatten(params)
+  state = {}
+  for path, value in flat.items():
+    value = np.asarray(value, np.float32)
+    state[convert_ncsn.torch_key(path)] = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value
+  checkpoint_io.check_keys({k: tuple(v.shape) for k, v in targets.items()},
+                           {k: v.shape for k, v in state.items()}, "the Flax parameters")
+  with torch.no_grad():
+    for key, value in state.items():
+      targets[key].copy_(torch.from_numpy(np.array(value)))
+  return model.eval()
+
+
+def score(model, x_nhwc: np.ndarray, level: int) -> np.ndarray:
+  """The model's score for NHWC numpy input, NHWC numpy output (for parity checks)."""
+  with torch.no_grad():
+    x = torch.from_numpy(np.array(x_nhwc.transpose(0, 3, 1, 2)))
+    y = torch.full((x.shape[0],), level, dtype=torch.long)
+    return model(x, y).numpy().transpose(0, 2, 3, 1)
+
+
+def _released_step(model, xs, mixtures, labels, step_size, inv_gamma2, weight):
+  """One step structured as the released MNIST runner: the network is called once per
+  component with autograd recording (its output detached), and the data term is the
+  autograd gradient of ‖Σx − m‖² (weight 2 in this project's terms, REFERENCE.md §1)."""
+  noises = [torch.randn_like(x) * np.sqrt(2.0 * step_size) for x in xs]
+  scores = [model(x, labels).detach() for x in xs]
+  loss = torch.sum((sum(xs) - mixtures)**2) * (weight / 2.0)
+  grads = torch.autograd.grad(loss, xs)
+  return [x + step_size * s - step_size * inv_gamma2 * g.detach() + n
+          for x, s, g, n in zip(xs, scores, grads, noises)]
+
+
+def _fused_step(model, xs, mixtures, labels, step_size, inv_gamma2, weight):
+  """The best plain PyTorch variant: all components in one no-grad forward, the data term
+  written out (it is linear)."""
+  with torch.no_grad():
+    k = len(xs)
+    scores = model(torch.cat(xs), labels.repeat(k)).chunk(k)
+    residual = mixtures - sum(xs)
+    return [x + step_size * (s + weight * inv_gamma2 * residual)
+            + np.sqrt(2.0 * step_size) * torch.randn_like(x) for x, s in zip(xs, scores)]
+
+
+VARIANTS = {"released_loop": _released_step, "fused_no_grad": _fused_step}
+
+
+def time_steps(model, mixtures_nhwc: np.ndarray, num_components: int, *, variant: str,
+               step_size: float, inv_gamma2: float, weight: float, level: int = 0,
+               num_steps: int = 3, seed: int = 0, device: str = "cpu") -> list[float]:
+  """Wall seconds of each of `num_steps` Langevin steps at one `level`, after one untimed
+  warm-up step (PyTorch picks its kernels on the first call). On 'cuda' each step is
+  synchronised before its clock stops."""
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown PyTorch variant {variant!r}; known: {sorted(VARIANTS)}.")
+  step = VARIANTS[variant]
+  torch.manual_seed(seed)
+  model = model.to(device)
+  mixtures = torch.from_numpy(np.array(mixtures_nhwc.transpose(0, 3, 1, 2))).to(device)
+  labels = torch.full((mixtures.shape[0],), level, dtype=torch.long, device=device)
+  sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
+  xs = [torch.rand_like(mixtures).requires_grad_(variant == "released_loop")
+        for _ in range(num_components)]
+  times = []
+  for i in range(num_steps + 1):
+    t0 = time.perf_counter()
+    xs = step(model, xs, mixtures, labels, step_size, inv_gamma2, weight)
+    sync()
+    if i:
+      times.append(time.perf_counter() - t0)
+  return times
