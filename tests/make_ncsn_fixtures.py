@@ -44,7 +44,7 @@ def main():
 def provenance() -> str:
   """What wrote the fixture, as JSON (every golden file carries one)."""
   return json.dumps({"generator": "tests/make_ncsn_fixtures.py",
-                     "reference": "tests/torch_ncsn_reference.py", "torch": torch.__version__,
+                     "reference": "basis_jax/torch_ncsn.py", "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()})
 
 
