@@ -24,7 +24,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 import numpy as np
 
-from basis_jax import atomic, best_of_n, evaluation, separation
+from basis_jax import cli, atomic, best_of_n, evaluation, sampler, separation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Separation config file.",
                                           lock_config=True)
@@ -89,7 +89,12 @@ def main(argv):
     workdir = os.path.join(_WORKDIR.value, name)
     if not os.path.exists(os.path.join(workdir, "timing.json")):
       start = time.time()
-      separation.run(config, workdir, log_file=True)
+      try:
+        separation.run(config, workdir, log_file=True)
+      except sampler.SamplingDivergedError as e:  # A setting that diverges is a result too.
+        logging.warning("%s diverged: %s", name, e)
+        rows.append({"name": name, "diverged": str(e).split(";")[0]})
+        continue
       atomic.write_json(os.path.join(workdir, "timing.json"),
                         {"seconds": time.time() - start, "overrides": overrides})
     rows.append(_row(name, config, workdir))
@@ -97,6 +102,9 @@ def main(argv):
   lines = ["| setting | PSNR (dB) | > 29.5 dB | Average baseline | evals/component | wall s | n |",
            "|---|---|---|---|---|---|---|"]
   for r in rows:
+    if "diverged" in r:
+      lines.append(f"| {r['name']} | diverged | | | | | |")
+      continue
     lines.append(f"| {r['name']} | {r['psnr']['mean']:.2f} ± {r['psnr']['ci95']:.2f} | "
                  f"{100 * r['above_29_5']:.0f}% | {r['baseline']['mean']:.2f} | {r['evals']} | "
                  f"{r['seconds']:.0f} | {r['n']} |")
@@ -107,4 +115,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from basis_jax import benchmarking
+from basis_jax import cli, benchmarking
 from basis_jax.priors import ncsn, score_unet
 
 _BATCH = flags.DEFINE_integer("batch", 64, "Training batch.")
@@ -86,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -11,6 +11,8 @@ import json
 
 from absl import app, flags
 
+from basis_jax import cli
+
 _METRICS = flags.DEFINE_string("metrics", None, "A metrics.jsonl written by experiments.train_ncsn.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Training batch (for images/s).")
 _LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Steps per logged window.")
@@ -48,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every figure of docs/score_unet.md's results section, in the order they were produced.
+#
+#   bash experiments/reports/mnist_unet.sh WEIGHTS MNIST_DIR OUT [T] [N_TEST] [N_HELDOUT] [N_SWEEP]
+#
+# WEIGHTS: the prior's weights file (the shipped basis_jax/weights/score_unet_mnist.npz);
+# MNIST_DIR: the four MNIST idx .gz files; OUT: a results folder (re-running resumes);
+# T: steps per level of the reported runs (chosen on the held-out sweep, step 1);
+# N_TEST: test pairs per mixture kind; N_HELDOUT / N_SWEEP: mixtures in the sweeps.
+set -euo pipefail
+weights=$1 data=$2 out=$3 T=${4:-20} n_test=${5:-500} n_heldout=${6:-50} n_sweep=${7:-50}
+py=${PYTHON:-python}
+common=(--config.data.path="$data" --config.prior.weights="$weights")
+
+# 1. Settings chosen on mixtures of held-out TRAINING images (never on the test pairs).
+$py -m experiments.psnr_sweep --config=configs/mnist_unet.py:heldout "${common[@]}" \
+  --config.num_mixtures="$n_heldout" --config.batch_size="$n_heldout" --workdir="$out/heldout" \
+  --settings='T10:schedule.steps_per_level=10' \
+  --settings='T20:schedule.steps_per_level=20' \
+  --settings='T50:schedule.steps_per_level=50' \
+  --settings='T20_raw:schedule.steps_per_level=20,prior.use_ema=False' \
+  --settings='T20_lr6e-5:schedule.steps_per_level=20,schedule.step_lr=6e-5' \
+  --settings='T20_w1:schedule.steps_per_level=20,schedule.likelihood_weight=1.0'
+
+# 2. The reported figures: class-agnostic and class-split test pairs, the paper's protocol.
+for kind in agnostic class_split; do
+  $py -m experiments.separate --config=configs/mnist_unet.py:$kind "${common[@]}" \
+    --config.schedule.steps_per_level="$T" --config.num_mixtures="$n_test" \
+    --config.batch_size=250 --workdir="$out/test_$kind"
+  $py -m experiments.evaluate --config=configs/evaluate.py --config.workdir="$out/test_$kind"
+done
+
+# 3. PSNR against cost on the first N_SWEEP class-agnostic test pairs (the same mixtures
+#    as the first N_SWEEP of step 2).
+$py -m experiments.psnr_sweep --config=configs/mnist_unet.py "${common[@]}" \
+  --config.num_mixtures="$n_sweep" --config.batch_size="$n_sweep" --workdir="$out/cost" \
+  --settings='T10:schedule.steps_per_level=10' \
+  --settings="T20:schedule.steps_per_level=20" \
+  --settings='T50:schedule.steps_per_level=50' \
+  --settings='T100:schedule.steps_per_level=100' \
+  --settings="raw_T$T:schedule.steps_per_level=$T,prior.use_ema=False" \
+  --settings="S4_residual_T$T:schedule.steps_per_level=$T,sampler.num_samples=4" \
+  --settings="hard_T$T:schedule.steps_per_level=$T,sampler.hard_constraint=True" \
+  --settings='L20_T10:schedule.num_levels=20,schedule.steps_per_level=10'
