@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from basis_jax import checkpoint_io
 from basis_jax.errors import ConfigError
 
 ScoreFn = Callable[[Any, Any, Any], Any]
@@ -60,3 +61,30 @@ def require_random_weights_allowed(prior_config, name: str, ways: str) -> None:
       hint=f"use a config whose weights ship with the package (README, Quickstart), {ways}, "
            "then pass --config.prior.weights=FILE; or pass "
            "--config.prior.allow_random_weights=True to run on random weights on purpose.")
+
+
+def check_batch(x, cond, image_size: int, channels: int, what: str) -> None:
+  """Refuses a batch x that is not [B, H, W, C] of the network, or a cond not one per item."""
+  if x.ndim != 4 or x.shape[1:] != (image_size, image_size, channels):
+    raise ValueError(f"Expected x of shape [B, {image_size}, {image_size}, {channels}], "
+                     f"got {x.shape}.")
+  if cond.shape != x.shape[:1]:
+    raise ValueError(f"Expected one {what} per batch item, shape {x.shape[:1]}; got {cond.shape}.")
+
+
+def file_architecture(path: str, architecture: str, from_dict, expected: dict[str, Any]):
+  """(file's config, metadata) of a weights file, which must hold `architecture` and agree
+  with the `expected` fields (all but the compute dtype)."""
+  metadata = checkpoint_io.read_metadata(path)
+  if metadata.get("architecture") != architecture:
+    raise checkpoint_io.CheckpointError(
+        f"{path} holds a {metadata.get('architecture')!r} network, not {architecture!r}: use "
+        f"the prior of that architecture (config.prior.name) or a {architecture} file.")
+  file_config = from_dict(metadata["config"])
+  clashes = {k: (v, getattr(file_config, k)) for k, v in expected.items()
+             if k != "dtype" and v != getattr(file_config, k)}
+  if clashes:
+    listed = ", ".join(f"{k}={a} (file: {b})" for k, (a, b) in clashes.items())
+    raise checkpoint_io.CheckpointError(
+        f"{path} was written for {file_config}, which clashes with the prior config: {listed}")
+  return file_config, metadata

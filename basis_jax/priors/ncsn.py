@@ -101,12 +101,8 @@ class CondRefineNetDilated(nnx.Module):
   def __call__(self, x, y):
     """Score at levels `y` [B] (int) for `x` [B,H,W,C] in [0,1]; returns float32 [B,H,W,C]."""
     cfg = self.config
-    if x.ndim != 4 or x.shape[1:] != (cfg.image_size, cfg.image_size, cfg.channels):
-      raise ValueError(f"Expected x of shape [B, {cfg.image_size}, {cfg.image_size}, "
-                       f"{cfg.channels}], got {x.shape}.")
     y = jnp.asarray(y, jnp.int32)
-    if y.shape != x.shape[:1]:
-      raise ValueError(f"Expected one level per batch item, shape {x.shape[:1]}; got {y.shape}.")
+    base.check_batch(x, y, cfg.image_size, cfg.channels, "level")
     h = 2.0 * x.astype(jnp.float32) - 1.0
     dt = _DTYPES[cfg.dtype]
     if dt is not None:
@@ -181,18 +177,8 @@ def load_weights(path: str, overrides: dict[str, Any] | None = None, *, use_ema:
   and must agree with the file on everything else. Training files hold `params/...` and
   possibly `ema/...`; the EMA weights are used when present and `use_ema`.
   """
-  metadata = checkpoint_io.read_metadata(path)
-  if metadata.get("architecture") != ARCHITECTURE:
-    raise ValueError(f"{path} holds architecture {metadata.get('architecture')!r}, "
-                     f"not {ARCHITECTURE!r}.")
-  file_config = NCSNConfig.from_dict(metadata["config"])
   overrides = dict(overrides or {})
-  clashes = {k: (v, getattr(file_config, k)) for k, v in overrides.items()
-             if k != "dtype" and v != getattr(file_config, k)}
-  if clashes:
-    listed = ", ".join(f"{k}={a} (file: {b})" for k, (a, b) in clashes.items())
-    raise ValueError(f"{path} was written for {file_config}, which clashes with the prior "
-                     f"config: {listed}")
+  file_config, _ = base.file_architecture(path, ARCHITECTURE, NCSNConfig.from_dict, overrides)
   config = dataclasses.replace(file_config, dtype=overrides.get("dtype", file_config.dtype))
   graphdef, abstract = abstract_params(config)
   keys = checkpoint_io.list_keys(path)

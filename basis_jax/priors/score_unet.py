@@ -151,12 +151,8 @@ class ScoreUNet(nnx.Module):
   def __call__(self, x, sigma):
     """Score at noise levels `sigma` [B] (> 0) for `x` [B,H,W,C]; float32 [B,H,W,C]."""
     cfg = self.config
-    if x.ndim != 4 or x.shape[1:] != (cfg.image_size, cfg.image_size, cfg.channels):
-      raise ValueError(f"Expected x of shape [B, {cfg.image_size}, {cfg.image_size}, "
-                       f"{cfg.channels}], got {x.shape}.")
     sigma = jnp.asarray(sigma, jnp.float32)
-    if sigma.shape != x.shape[:1]:
-      raise ValueError(f"Expected one σ per batch item, shape {x.shape[:1]}; got {sigma.shape}.")
+    base.check_batch(x, sigma, cfg.image_size, cfg.channels, "σ")
     emb = self.embed2(jax.nn.silu(self.embed1(sigma_embedding(sigma, cfg.embed_dim))))
     c_in = jax.lax.rsqrt(jnp.square(sigma) + _DATA_VARIANCE)[:, None, None, None]
     h = (x.astype(jnp.float32) - 0.5) * c_in
@@ -228,19 +224,9 @@ def load_weights(path: str, expected: dict[str, Any] | None = None, *, use_ema: 
   The architecture comes from the file; `expected` fields (the dataset preset's image
   shape, explicit config.prior fields) must agree with it, except the compute dtype.
   """
-  metadata = checkpoint_io.read_metadata(path)
-  if metadata.get("architecture") != ARCHITECTURE:
-    raise checkpoint_io.CheckpointError(
-        f"{path} holds a {metadata.get('architecture')!r} network, not {ARCHITECTURE!r}: "
-        f"use the prior of that architecture (config.prior.name) or a {ARCHITECTURE} file.")
-  file_config = ScoreUNetConfig.from_dict(metadata["config"])
   expected = dict(expected or {})
-  clashes = {k: (v, getattr(file_config, k)) for k, v in expected.items()
-             if k != "dtype" and v != getattr(file_config, k)}
-  if clashes:
-    listed = ", ".join(f"{k}={a} (file: {b})" for k, (a, b) in clashes.items())
-    raise checkpoint_io.CheckpointError(
-        f"{path} was trained for {file_config}, which clashes with the prior config: {listed}")
+  file_config, metadata = base.file_architecture(path, ARCHITECTURE, ScoreUNetConfig.from_dict,
+                                                 expected)
   config = dataclasses.replace(file_config, dtype=expected.get("dtype", file_config.dtype))
   graphdef, abstract = abstract_params(config)
   prefix = "ema" if use_ema and any(k.startswith("ema/") for k in checkpoint_io.list_keys(path)) \
