@@ -215,9 +215,9 @@ def load_images(data_config, image_shape: tuple[int, int, int]) -> np.ndarray:
   """
   images = data_lib.load(data_config).images
   if images.shape[1:] != image_shape:
-    raise ValueError(f"The model expects images of shape {image_shape}, but config.data "
-                     f"({data_config.source}, split {data_config.split}) gives "
-                     f"{images.shape[1:]}.")
+    raise ConfigError(f"The model expects images of shape {image_shape}, but config.data "
+                      f"({data_config.source}, split {data_config.split}) gives "
+                      f"{images.shape[1:]}.")
   return np.round(images * 255.0).astype(np.uint8)  # data.load returns u/255 exactly.
 
 
@@ -226,8 +226,8 @@ class _BatchSource:
 
   def __init__(self, images: np.ndarray, batch_size: int, seed: int, mesh):
     if len(images) < batch_size:
-      raise ValueError(f"The dataset has {len(images)} images, fewer than one batch "
-                       f"({batch_size}).")
+      raise ConfigError(f"The dataset has {len(images)} images, fewer than one batch "
+                        f"({batch_size}).")
     self.images, self.batch_size, self.seed, self.mesh = images, batch_size, seed, mesh
     self.steps_per_epoch = len(images) // batch_size
     self._epoch, self._order = None, None
