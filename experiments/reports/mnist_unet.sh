@@ -5,10 +5,10 @@
 #
 # WEIGHTS: the prior's weights file (the shipped basis_jax/weights/score_unet_mnist.npz);
 # MNIST_DIR: the four MNIST idx .gz files; OUT: a results folder (re-running resumes);
-# T: steps per level of the reported runs (chosen on the held-out sweep, step 1);
+# T: steps per level of the reported runs (default 50, chosen on the held-out sweep, step 1);
 # N_TEST: test pairs per mixture kind; N_HELDOUT / N_SWEEP: mixtures in the sweeps.
 set -euo pipefail
-weights=$1 data=$2 out=$3 T=${4:-20} n_test=${5:-500} n_heldout=${6:-50} n_sweep=${7:-50}
+weights=$1 data=$2 out=$3 T=${4:-50} n_test=${5:-500} n_heldout=${6:-50} n_sweep=${7:-50}
 py=${PYTHON:-python}
 common=(--config.data.path="$data" --config.prior.weights="$weights")
 
