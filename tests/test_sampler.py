@@ -18,6 +18,20 @@ def _toy(k, sigmas, mean_step=0.2, std=0.15):
   return priors, np.stack([m for m, _ in moments]), np.stack([s**2 for _, s in moments])
 
 
+def _posterior_samples(k, alphas, sched, num_samples, truth_seed, key):
+  """k toy priors, one mixture of draws from them, and `num_samples` posterior samples of it:
+  (priors, means, variances, mixture, the sampler's outputs for that mixture)."""
+  priors, means, variances = _toy(k, sched.sigmas)
+  truth = np.stack([gaussian.sample(p, 1, seed=truth_seed + j)[0] for j, p in enumerate(priors)])
+  op = mixing.Sum(alphas)
+  m = np.asarray(op(jnp.asarray(truth)))
+  separate = sampler.make_separator([p.score_fn for p in priors], op, sched,
+                                    component_shape=SHAPE,
+                                    options=sampler.SamplerOptions(num_samples=num_samples))
+  out = jax.jit(separate)([p.params for p in priors], m[None], jax.random.key(key))
+  return priors, means, variances, m, out
+
+
 @pytest.mark.parametrize("alphas", [(1.0, 1.0), (1.0, 1.0, 1.0), (0.7, 1.3)])
 def test_samples_match_analytic_gaussian_posterior(alphas):
   """With Gaussian priors, BASIS at the last level samples a known Gaussian posterior.
@@ -32,15 +46,9 @@ def test_samples_match_analytic_gaussian_posterior(alphas):
   """
   k = len(alphas)
   sched = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, 10), 100, 3e-5)
-  priors, means, variances = _toy(k, sched.sigmas)
-  truth = np.stack([gaussian.sample(p, 1, seed=10 + j)[0] for j, p in enumerate(priors)])
-  op = mixing.Sum(alphas)
-  m = np.asarray(op(jnp.asarray(truth)))
   num_samples = 512
-  separate = sampler.make_separator([p.score_fn for p in priors], op, sched,
-                                    component_shape=SHAPE,
-                                    options=sampler.SamplerOptions(num_samples=num_samples))
-  out = jax.jit(separate)([p.params for p in priors], m[None], jax.random.key(0))
+  priors, means, variances, m, out = _posterior_samples(k, alphas, sched, num_samples,
+                                                        truth_seed=10, key=0)
   samples = np.asarray(out["components"][0])
   assert samples.shape == (num_samples, k) + SHAPE
   sigma_l2 = sched.sigmas[-1]**2
@@ -73,15 +81,9 @@ def test_chain_with_weight_2_and_explicit_gamma_has_the_discrete_langevin_law():
   """
   sigma, w, gamma, delta, alphas = 0.1, 2.0, 0.6, 0.01, (0.7, 1.3)
   sched = schedules.Schedule((sigma,), 150, delta, likelihood_weight=w, gammas=(gamma,))
-  priors, means, variances = _toy(2, sched.sigmas)
-  op = mixing.Sum(alphas)
-  truth = np.stack([gaussian.sample(p, 1, seed=20 + j)[0] for j, p in enumerate(priors)])
-  m = np.asarray(op(jnp.asarray(truth)))
   num_samples = 4096
-  separate = sampler.make_separator([p.score_fn for p in priors], op, sched,
-                                    component_shape=SHAPE,
-                                    options=sampler.SamplerOptions(num_samples=num_samples))
-  out = jax.jit(separate)([p.params for p in priors], m[None], jax.random.key(3))
+  priors, means, variances, m, out = _posterior_samples(2, alphas, sched, num_samples,
+                                                        truth_seed=20, key=3)
   samples = np.asarray(out["components"][0], np.float64).reshape(num_samples, 2, -1)
   eta = delta  # η = δ·σ²/σ_L² with one level.
   a = np.asarray(alphas)[:, None]

@@ -88,3 +88,18 @@ def file_architecture(path: str, architecture: str, from_dict, expected: dict[st
     raise checkpoint_io.CheckpointError(
         f"{path} was written for {file_config}, which clashes with the prior config: {listed}")
   return file_config, metadata
+
+
+def explicit_fields(prior_config, fields) -> dict[str, Any]:
+  """The architecture `fields` a prior config sets explicitly (None means 'not set');
+  sequences become tuples, as the frozen config dataclasses hold them."""
+  out = {k: prior_config.get(k) for k in fields if prior_config.get(k) is not None}
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
+
+
+def preset_config(prior_config, presets, fields, what: str):
+  """A network config from `prior_config`: its 'dataset' preset, then explicit fields."""
+  dataset = prior_config.get("dataset", "mnist")
+  if dataset not in presets:
+    raise ConfigError(f"Unknown {what} dataset preset {dataset!r}; known: {sorted(presets)}.")
+  return presets[dataset](**explicit_fields(prior_config, fields))

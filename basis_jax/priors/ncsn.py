@@ -159,15 +159,12 @@ _FIELDS = ("channels", "image_size", "ngf", "num_classes", "dtype")
 
 def _overrides(prior_config) -> dict[str, Any]:
   """The architecture fields `config.prior` sets explicitly (None means 'not set')."""
-  return {k: prior_config.get(k) for k in _FIELDS if prior_config.get(k) is not None}
+  return base.explicit_fields(prior_config, _FIELDS)
 
 
 def config_from_prior_config(prior_config) -> NCSNConfig:
   """NCSNConfig from `config.prior`: the 'dataset' preset, then explicit overrides."""
-  dataset = prior_config.get("dataset", "mnist")
-  if dataset not in _PRESETS:
-    raise ValueError(f"Unknown NCSN dataset preset {dataset!r}; known: {sorted(_PRESETS)}.")
-  return _PRESETS[dataset](**_overrides(prior_config))
+  return base.preset_config(prior_config, _PRESETS, _FIELDS, "NCSN")
 
 
 def load_weights(path: str, overrides: dict[str, Any] | None = None, *, use_ema: bool = True):

@@ -204,18 +204,12 @@ _FIELDS = ("channels", "image_size", "widths", "embed_dim", "groups", "dtype")
 
 
 def _overrides(prior_config) -> dict[str, Any]:
-  out = {k: prior_config.get(k) for k in _FIELDS if prior_config.get(k) is not None}
-  if "widths" in out:
-    out["widths"] = tuple(out["widths"])
-  return out
+  return base.explicit_fields(prior_config, _FIELDS)
 
 
 def config_from_prior_config(prior_config) -> ScoreUNetConfig:
   """ScoreUNetConfig from a config section: the 'dataset' preset, then explicit overrides."""
-  dataset = prior_config.get("dataset", "mnist")
-  if dataset not in _PRESETS:
-    raise ConfigError(f"Unknown score_unet dataset preset {dataset!r}; known: {sorted(_PRESETS)}.")
-  return _PRESETS[dataset](**_overrides(prior_config))
+  return base.preset_config(prior_config, _PRESETS, _FIELDS, ARCHITECTURE)
 
 
 def load_weights(path: str, expected: dict[str, Any] | None = None, *, use_ema: bool = True):
