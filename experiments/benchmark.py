@@ -31,4 +31,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main, log_name="benchmark.log")
+  cli.run(main, log_name="benchmark.log", cpu_device_per_core=True)

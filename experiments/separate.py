@@ -24,4 +24,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, cpu_device_per_core=True)

@@ -194,3 +194,18 @@ def test_evaluation_from_the_config(random_weights_run, tmp_path):
   result = _run(["-m", "experiments.evaluate", "--config.inception=sometimes",
                  f"--config.workdir={workdir}"])
   _assert_user_error(result, "inception='sometimes'")
+
+
+@pytest.mark.parametrize("env_update, expected", [
+    ({}, len(os.sched_getaffinity(0))),
+    ({"JAX_NUM_CPU_DEVICES": "1"}, 1),
+    ({"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}, 3),
+])
+def test_sampler_programs_use_one_cpu_device_per_core_unless_told(tmp_path, env_update, expected):
+  """`experiments.separate` shards over one CPU device per core; the user's count wins."""
+  env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), **env_update)
+  result = subprocess.run([sys.executable, *TOY, f"--workdir={tmp_path}"], cwd=REPO,
+                          capture_output=True, text=True, env=env, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"to run on {expected} device(s)" in result.stderr, result.stderr[-3000:]
