@@ -29,8 +29,8 @@ import optax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from basis_jax import atomic, checkpoint_io, data as data_lib, dsm, schedules, sharding
-from basis_jax import overview, visualize, workdir as workdir_lib
+from basis_jax import atomic, data as data_lib, dsm, schedules, sharding
+from basis_jax import overview, train_resume, visualize
 from basis_jax.errors import ConfigError, UserError
 from basis_jax.priors import ncsn, score_unet
 
@@ -39,12 +39,6 @@ from basis_jax.priors import ncsn, score_unet
 # the network is called with: 'level' (an index into a fixed σ ladder) or 'sigma' (σ).
 NETWORKS = {"ncsn": ncsn, "score_unet": score_unet}
 CONDITIONING = {"ncsn": "level", "score_unet": "sigma"}
-
-# Config keys a resumed run may change: they do not change the trained weights.
-RESUME_INVARIANT_KEYS = ("num_steps", "max_seconds", "log_every", "checkpoint_every",
-                         "max_to_keep", "sampling", "distributed", "heldout_every",
-                         "compact_opt_state", "allow_config_change")
-
 
 class NonFiniteLossError(UserError, FloatingPointError):
   """Training produced a non-finite loss; nothing after the last good checkpoint is kept."""
@@ -152,60 +146,21 @@ def init_state(config, graphdef_and_params=None) -> dict[str, Any]:
   if config.ema_rate:
     state["ema"] = jax.tree.map(jnp.copy, params)
   if config.get("init_weights"):
-    state = _load_compact_into(config.init_weights, state, config)
+    state = train_resume.load_into(config.init_weights, state,
+                                   architecture=network(config).ARCHITECTURE,
+                                   model_config=model_config(config).to_dict(), seed=config.seed)
   return graphdef, state
 
 
-def _load_compact_into(path: str, state: dict, config) -> dict:
-  metadata = checkpoint_io.read_metadata(path)
-  architecture = network(config).ARCHITECTURE
-  if metadata.get("architecture", architecture) != architecture:
-    raise checkpoint_io.CheckpointError(
-        f"{path} holds a {metadata.get('architecture')!r} network, but config.model builds "
-        f"{architecture!r}.")
-  arch = lambda d: {k: v for k, v in d.items() if k != "dtype"}  # dtype is compute only.
-  if "config" in metadata and arch(metadata["config"]) != arch(model_config(config).to_dict()):
-    raise checkpoint_io.CheckpointError(
-        f"{path} was written for the architecture {arch(metadata['config'])}, but config.model "
-        f"builds {arch(model_config(config).to_dict())}; the weights cannot be loaded into it.")
-  keys = checkpoint_io.list_keys(path)
-  groups = {k.split("/", 1)[0] for k in keys}
-  abstract = jax.eval_shape(lambda: state)
-  if "params" not in groups:  # A bare parameter file, e.g. converted from PyTorch.
-    params, _ = checkpoint_io.load_params(path, abstract["params"])
-    loaded = {"params": params}
-  else:
-    target = {g: abstract[g] for g in ("params", "ema", "opt_state") if g in groups and g in state}
-    loaded, meta = checkpoint_io.load_params(path, target, allow_unexpected=True)
-    if "opt_state" in loaded:  # Only a file with the optimizer state continues the count.
-      loaded["step"] = jnp.asarray(meta.get("step", 0), jnp.int32)
-      if meta.get("seed", config.seed) != config.seed:
-        raise ConfigError(f"{path} is a training state of seed {meta['seed']}, but "
-                          f"config.seed={config.seed}: the data order would not continue.")
-  new = dict(state, **loaded)
-  if "ema" in state and "ema" not in loaded:
-    new["ema"] = jax.tree.map(jnp.copy, new["params"])
-  logging.info("Initialised from %s (%s).", path, ", ".join(sorted(loaded)))
-  return new
-
-
-def save_compact(path: str, state: dict, config, include_opt_state: bool = False) -> None:
-  """params (+ EMA, + optimizer state) and the architecture, readable by the prior's `load`.
-
-  With the optimizer state the file is a complete training state: `init_weights` resumes
-  from it exactly (the data order and noise derive from (seed, step)).
-  """
-  groups = ["params", "ema"] + (["opt_state"] if include_opt_state else [])
-  tree = {g: state[g] for g in groups if g in state}
+def save_compact(path: str, state: dict, config) -> None:
+  """weights.npz: params + EMA (+ the optimizer state with `config.compact_opt_state`)."""
   noise = noise_of(config)
-  meta = {"architecture": network(config).ARCHITECTURE,
-          "config": model_config(config).to_dict(), "step": int(state["step"]),
-          "seed": int(config.seed)}
-  if isinstance(noise, dsm.LevelNoise):
-    meta["sigmas"] = list(noise.sigmas)
-  else:
-    meta["sigma_range"] = [noise.sigma_min, noise.sigma_max]
-  checkpoint_io.save_params(path, tree, meta)
+  noise_meta = ({"sigmas": list(noise.sigmas)} if isinstance(noise, dsm.LevelNoise)
+                else {"sigma_range": [noise.sigma_min, noise.sigma_max]})
+  train_resume.save(path, state, architecture=network(config).ARCHITECTURE,
+                    model_config=model_config(config).to_dict(), seed=config.seed,
+                    noise_meta=noise_meta,
+                    include_opt_state=config.get("compact_opt_state", False))
 
 
 def load_images(data_config, image_shape: tuple[int, int, int]) -> np.ndarray:
@@ -304,36 +259,6 @@ class _HeldoutLoss:
     return out
 
 
-def _check_resume_config(config, workdir: str) -> None:
-  """A resumed run must train the same thing: refuse changed result keys, listed."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    saved = json.load(f)
-  current = json.loads(config.to_json_best_effort(sort_keys=True))
-  changed = workdir_lib.config_differences(saved, current, invariant=RESUME_INVARIANT_KEYS)
-  if changed and not config.get("allow_config_change", False):
-    raise ConfigError(
-        f"The workdir {workdir} holds a training run of a different config; these keys change "
-        f"what is trained: {', '.join(changed)}.",
-        hint="use a new --workdir, or --config.allow_config_change=True to continue anyway "
-             "(the run then mixes two settings).")
-
-
-def _truncate_metrics(path: str, step: int) -> None:
-  """Drops metrics.jsonl records past the resumed step (logged before a kill, then redone)."""
-  if not os.path.exists(path) or jax.process_index() != 0:
-    return
-  with open(path) as f:
-    lines = [line for line in f if line.strip()]
-  kept = [line for line in lines if json.loads(line)["step"] <= step]
-  if len(kept) != len(lines):
-    with atomic.atomic_open(path, "w") as f:
-      f.writelines(kept)
-    logging.info("metrics.jsonl: dropped %d records past step %d.", len(lines) - len(kept), step)
-
-
 def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> dict[str, Any]:
   """Trains until `config.num_steps` (or `stop_after` more steps); returns the final state.
 
@@ -354,7 +279,7 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
     raise ConfigError(f"checkpoint_every ({config.checkpoint_every}) must be a multiple of "
                       f"log_every ({config.log_every}): the loss is checked before each save.")
   replicated = sharding.replicated(mesh)
-  _check_resume_config(config, workdir)
+  train_resume.check_config(config, workdir)
   if jax.process_index() == 0:
     atomic.write_json(os.path.join(workdir, "config.json"),
                       json.loads(config.to_json_best_effort(sort_keys=True)))
@@ -388,7 +313,7 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
   start = int(state["step"])
   end = config.num_steps if stop_after is None else min(config.num_steps, start + stop_after)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  _truncate_metrics(metrics_path, start)
+  train_resume.truncate_metrics(metrics_path, start)
   window, window_start, window_steps = None, time.time(), 0
   # A wall-clock budget (runs on leased machines end hard): stop early, checkpoint first.
   deadline = time.time() + config.max_seconds if config.get("max_seconds", 0) else None
@@ -417,8 +342,7 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
     if config.checkpoint_every and (done % config.checkpoint_every == 0 or last):
       manager.save(done, args=ocp.args.StandardSave(state))
       if jax.process_index() == 0:
-        save_compact(os.path.join(workdir, "weights.npz"), state, config,
-                     config.get("compact_opt_state", False))
+        save_compact(os.path.join(workdir, "weights.npz"), state, config)
     if config.sampling.every and done % config.sampling.every == 0:
       _write_samples(config, graphdef, state, workdir, done)
     if last:
