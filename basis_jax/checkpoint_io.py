@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -101,6 +101,21 @@ def read_metadata(path: str) -> dict[str, Any]:
       return json.loads(data[_METADATA_KEY].tobytes().decode())
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
       raise CheckpointError(f"{path} is corrupt or truncated: {e}") from e
+
+
+def copy_groups(src: str, dst: str, groups: Sequence[str]) -> dict[str, Any]:
+  """Writes to `dst` the top-level groups of `src` named in `groups` (e.g. params and EMA
+  of a training state, without its optimizer moments), with the same metadata; returns it."""
+  arrays, metadata = _read_all(src)
+  present = {k.split("/", 1)[0] for k in arrays}
+  missing = [g for g in groups if g not in present]
+  if missing:
+    raise CheckpointError(f"{src} has no {', '.join(missing)} group(s); it holds "
+                          f"{', '.join(sorted(present))}.")
+  kept = {k: v for k, v in arrays.items() if k.split("/", 1)[0] in groups}
+  metadata = {k: v for k, v in metadata.items() if k != "format_version"}
+  save_params(dst, kept, metadata)
+  return metadata
 
 
 def list_keys(path: str) -> list[str]:

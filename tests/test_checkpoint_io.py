@@ -55,3 +55,18 @@ def test_unreadable_files(tmp_path, damage):
     path.unlink()
   with pytest.raises(checkpoint_io.CheckpointError, match="w.npz"):
     checkpoint_io.load_params(str(path), {"a": jax.ShapeDtypeStruct((1000,), jnp.float32)})
+
+
+def test_export_keeps_the_named_groups_and_the_metadata(tmp_path):
+  """`experiments.export_weights`' core: params kept bit for bit, optimizer moments dropped."""
+  tree = _tree()
+  src, dst = str(tmp_path / "state.npz"), str(tmp_path / "shipped.npz")
+  checkpoint_io.save_params(src, tree, {"architecture": "toy", "step": 7})
+  meta = checkpoint_io.copy_groups(src, dst, ["params"])
+  assert meta == {"architecture": "toy", "step": 7}
+  assert checkpoint_io.read_metadata(dst) == {"format_version": 1, **meta}
+  assert all(k.startswith("params/") for k in checkpoint_io.list_keys(dst))
+  loaded, _ = checkpoint_io.load_params(dst, jax.eval_shape(lambda: {"params": tree["params"]}))
+  jax.tree.map(np.testing.assert_array_equal, loaded["params"], tree["params"])
+  with pytest.raises(checkpoint_io.CheckpointError, match="has no ema group"):
+    checkpoint_io.copy_groups(src, dst, ["params", "ema"])

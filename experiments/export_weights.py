@@ -1,0 +1,31 @@
+"""The weights a prior ships, from a training state: params and EMA, no optimizer moments.
+
+  python -m experiments.export_weights --state=training/score_unet_mnist/weights.npz \
+    --out=basis_jax/weights/score_unet_mnist.npz
+
+The metadata (architecture, config, step, seed, σ range) is copied unchanged, so the
+exported file loads with the prior's `load` and names the step it was taken at.
+"""
+
+import logging
+
+from absl import app, flags
+
+from basis_jax import checkpoint_io, cli
+
+_STATE = flags.DEFINE_string("state", None, "A compact training state (weights.npz).")
+_OUT = flags.DEFINE_string("out", None, "Where to write the exported weights.")
+_GROUPS = flags.DEFINE_list("groups", ["params", "ema"], "Top-level groups to keep.")
+flags.mark_flags_as_required(["state", "out"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  metadata = checkpoint_io.copy_groups(_STATE.value, _OUT.value, _GROUPS.value)
+  logging.info("Wrote %s (%s) from %s, step %s.", _OUT.value, ", ".join(_GROUPS.value),
+               _STATE.value, metadata.get("step"))
+
+
+if __name__ == "__main__":
+  cli.run(main)
