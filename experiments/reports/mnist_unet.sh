@@ -18,6 +18,7 @@ $py -m experiments.psnr_sweep --config=configs/mnist_unet.py:heldout "${common[@
   --settings='T10:schedule.steps_per_level=10' \
   --settings='T20:schedule.steps_per_level=20' \
   --settings='T50:schedule.steps_per_level=50' \
+  --settings='T100:schedule.steps_per_level=100' \
   --settings='T20_raw:schedule.steps_per_level=20,prior.use_ema=False' \
   --settings='T20_lr6e-5:schedule.steps_per_level=20,schedule.step_lr=6e-5' \
   --settings='T20_w1:schedule.steps_per_level=20,schedule.likelihood_weight=1.0'
@@ -42,3 +43,12 @@ $py -m experiments.psnr_sweep --config=configs/mnist_unet.py "${common[@]}" \
   --settings="S4_residual_T$T:schedule.steps_per_level=$T,sampler.num_samples=4" \
   --settings="hard_T$T:schedule.steps_per_level=$T,sampler.hard_constraint=True" \
   --settings='L20_T10:schedule.num_levels=20,schedule.steps_per_level=10'
+
+# 4. Wall time for 50 mixtures: the shipped prior beside the published NCSN architecture
+#    (random weights) on the same mixtures; per-step time from two runs of different T.
+$py -m experiments.psnr_sweep --config=configs/mnist_unet.py "${common[@]}" \
+  --config.num_mixtures=50 --config.batch_size=50 --workdir="$out/walltime" \
+  --settings='unet_T1:schedule.steps_per_level=1' \
+  --settings='unet_T11:schedule.steps_per_level=11' \
+  --settings='ncsn_random_T1:prior.name=ncsn,prior.weights=,prior.allow_random_weights=True,schedule.steps_per_level=1' \
+  --settings='ncsn_random_T2:prior.name=ncsn,prior.weights=,prior.allow_random_weights=True,schedule.steps_per_level=2'
