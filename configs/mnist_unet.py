@@ -7,7 +7,7 @@ this project's CPU) and are used when config.prior.weights is empty.
 
   python -m experiments.separate --config=configs/mnist_unet.py \
       --config.data.path=/path/to/mnist --workdir=runs/mnist_unet
-  python -m experiments.evaluate --workdir=runs/mnist_unet
+  python -m experiments.evaluate --config.workdir=runs/mnist_unet
 
 Variants: ':class_split' (one digit from 0–4, one from 5–9, paper Table 2), ':heldout'
 (mixtures of the 2,000 training images the prior never saw: choose settings on these, never
@@ -15,9 +15,10 @@ on the test pairs you report).
 
 Defaults: the released MNIST runner's schedule (σ 10 levels geometric 1 → 0.01, δ = 3e-5,
 w = 2, init U(0,1), clamp [0,1], Jacobi updates, m = x₁ + x₂) except T = 50 steps per
-level, chosen on 50 held-out mixtures with the shipped weights (T = 10 / 20 / 50: 16.4 /
-22.0 / 24.8 dB; δ = 6e-5 diverges; w = 1 21.6 against w = 2 22.0 at T = 20;
-docs/score_unet.md). T = 100 (the released runner's) costs twice as much.
+level, chosen on 50 held-out mixtures with the shipped weights (step 11,000: T = 10 / 20 /
+50 / 100: 17.3 / 23.3 / 27.5 / 28.5 dB; δ = 6e-5 diverges; w = 1 22.9 against w = 2 23.3
+at T = 20; docs/score_unet.md). T = 100 (the released runner's) gains ~1 dB at twice the
+cost: `--config.schedule.steps_per_level=100`.
 """
 
 import ml_collections

@@ -8,7 +8,8 @@ from basis_jax import separation
 from basis_jax.priors import score_unet
 from configs import mnist_unet
 
-# Measured with the shipped weights (step 6000) on these 8 held-out mixtures at T=20: 25.0 dB
+# Measured with the shipped weights on these 8 held-out mixtures at T=20: 25.0 dB (step 6000),
+# 25.34 dB (step 11000, jax 0.10.2 with 8 CPU devices)
 # (Average baseline 14.8). Langevin chains amplify float rounding, so another jax version
 # may flip a mixture (per-mixture std ≈ 10 dB, i.e. ~1.2 dB of the mean per flip): the
 # bound leaves room for a few.
