@@ -49,7 +49,13 @@ def conv(in_features: int, out_features: int, kernel_size: int = 3, *, dilation:
 
 
 def elu(x):
-  return jax.nn.elu(x)
+  """ELU as exp(min(x, 0)) − 1 below zero.
+
+  The same function as `jax.nn.elu` to within 6e-8 absolute (exp − 1 loses relative
+  precision only where the result is below ~1e-7 in size), but XLA:CPU vectorises exp and
+  not expm1: 1.3 against 2.2–4.2 ms for 50×28×28×64 on one core (BENCHMARKS.md).
+  """
+  return jnp.where(x > 0, x, jnp.exp(jnp.minimum(x, 0.0)) - 1.0)
 
 
 def avg_pool_5x5(x):
@@ -122,13 +128,17 @@ class CondInstanceNormPlus(nnx.Module):
     x = x.astype(jnp.float32)
     means = jnp.mean(x, axis=(1, 2))  # [B, C]
     var = jnp.mean(jnp.square(x - means[:, None, None, :]), axis=(1, 2))
-    h = (x - means[:, None, None, :]) * jax.lax.rsqrt(var + _EPS)[:, None, None, :]
+    inv_std = jax.lax.rsqrt(var + _EPS)
     channel_mean = jnp.mean(means, axis=-1, keepdims=True)
     channel_var = jnp.var(means, axis=-1, keepdims=True, ddof=1)
-    means = (means - channel_mean) / jnp.sqrt(channel_var + _EPS)
+    standardised = (means - channel_mean) / jnp.sqrt(channel_var + _EPS)
     gamma, alpha, beta = jnp.split(self.embed.embedding[...][y], 3, axis=-1)
-    h = h + (means * alpha)[:, None, None, :]
-    out = gamma[:, None, None, :] * h + beta[:, None, None, :]
+    # γ·((x − μ)/s + α·μ̃) + β folded into one per-channel scale and shift, so the pass
+    # over the image is x·scale + shift (XLA:CPU: 5.2 → 2.9 ms with the ELU after it at
+    # 50×28×28×64 on one core; BENCHMARKS.md).
+    scale = gamma * inv_std
+    shift = beta + gamma * (alpha * standardised - means * inv_std)
+    out = x * scale[:, None, None, :] + shift[:, None, None, :]
     return out.astype(dtype)
 
 
