@@ -12,16 +12,25 @@ weights=$1 data=$2 out=$3 T=${4:-50} n_test=${5:-500} n_heldout=${6:-50} n_sweep
 py=${PYTHON:-python}
 common=(--config.data.path="$data" --config.prior.weights="$weights")
 
-# 1. Settings chosen on mixtures of held-out TRAINING images (never on the test pairs).
+# 1. Settings chosen on mixtures of held-out TRAINING images (never on the test pairs):
+#    T with the soft constraint (the paper's BASIS) and with the hard constraint (the
+#    shipped default), then one change at a time from the default at T = 20 (not the
+#    likelihood weight w: from the second step on the data term is evaluated at a
+#    projected x, where g(x) = m, so it is zero).
+soft=sampler.hard_constraint=False hard=sampler.hard_constraint=True
 $py -m experiments.psnr_sweep --config=configs/mnist_unet.py:heldout "${common[@]}" \
   --config.num_mixtures="$n_heldout" --config.batch_size="$n_heldout" --workdir="$out/heldout" \
-  --settings='T10:schedule.steps_per_level=10' \
-  --settings='T20:schedule.steps_per_level=20' \
-  --settings='T50:schedule.steps_per_level=50' \
-  --settings='T100:schedule.steps_per_level=100' \
-  --settings='T20_raw:schedule.steps_per_level=20,prior.use_ema=False' \
-  --settings='T20_lr6e-5:schedule.steps_per_level=20,schedule.step_lr=6e-5' \
-  --settings='T20_w1:schedule.steps_per_level=20,schedule.likelihood_weight=1.0'
+  --settings="soft_T10:schedule.steps_per_level=10,$soft" \
+  --settings="soft_T20:schedule.steps_per_level=20,$soft" \
+  --settings="soft_T50:schedule.steps_per_level=50,$soft" \
+  --settings="soft_T100:schedule.steps_per_level=100,$soft" \
+  --settings="hard_T10:schedule.steps_per_level=10,$hard" \
+  --settings="hard_T20:schedule.steps_per_level=20,$hard" \
+  --settings="hard_T50:schedule.steps_per_level=50,$hard" \
+  --settings="hard_T100:schedule.steps_per_level=100,$hard" \
+  --settings="hard_T20_raw:schedule.steps_per_level=20,$hard,prior.use_ema=False" \
+  --settings="hard_T20_lr6e-5:schedule.steps_per_level=20,$hard,schedule.step_lr=6e-5" \
+  --settings="hard_T20_lr1.5e-5:schedule.steps_per_level=20,$hard,schedule.step_lr=1.5e-5"
 
 # 2. The reported figures: class-agnostic and class-split test pairs, the paper's protocol.
 for kind in agnostic class_split; do
@@ -32,16 +41,16 @@ for kind in agnostic class_split; do
 done
 
 # 3. PSNR against cost on the first N_SWEEP class-agnostic test pairs (the same mixtures
-#    as the first N_SWEEP of step 2).
+#    as the first N_SWEEP of step 2), the shipped default (hard constraint) unless named.
 $py -m experiments.psnr_sweep --config=configs/mnist_unet.py "${common[@]}" \
   --config.num_mixtures="$n_sweep" --config.batch_size="$n_sweep" --workdir="$out/cost" \
   --settings='T10:schedule.steps_per_level=10' \
-  --settings="T20:schedule.steps_per_level=20" \
+  --settings='T20:schedule.steps_per_level=20' \
   --settings='T50:schedule.steps_per_level=50' \
   --settings='T100:schedule.steps_per_level=100' \
+  --settings="soft_T$T:schedule.steps_per_level=$T,$soft" \
   --settings="raw_T$T:schedule.steps_per_level=$T,prior.use_ema=False" \
   --settings="S4_residual_T$T:schedule.steps_per_level=$T,sampler.num_samples=4" \
-  --settings="hard_T$T:schedule.steps_per_level=$T,sampler.hard_constraint=True" \
   --settings='L20_T10:schedule.num_levels=20,schedule.steps_per_level=10'
 
 # 4. Wall time for 50 mixtures: the shipped prior beside the published NCSN architecture
