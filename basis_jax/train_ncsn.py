@@ -74,17 +74,45 @@ def sigmas_of(config) -> tuple[float, ...]:
 
 
 def _optimizer_settings(optim) -> tuple:
-  """Adam as the reference trains (lr 1e-3, β (0.9, 0.999)); optional linear warm-up and
-  global-norm clip."""
-  return (float(optim.lr), float(optim.beta1), float(optim.beta2), float(optim.eps),
-          float(optim.get("grad_clip", 0.0)), int(optim.get("warmup_steps", 0)))
+  """Adam as the reference trains (lr 1e-3, β (0.9, 0.999)); optional linear warm-up,
+  global-norm clip and a final linear cool-down (see `learning_rate`)."""
+  settings = (float(optim.lr), float(optim.beta1), float(optim.beta2), float(optim.eps),
+              float(optim.get("grad_clip", 0.0)), int(optim.get("warmup_steps", 0)),
+              int(optim.get("decay_start", 0)), int(optim.get("decay_steps", 0)),
+              float(optim.get("final_lr_factor", 0.0)))
+  warmup, decay_start, decay_steps, final = settings[5:]
+  if decay_steps < 0 or not 0.0 <= final <= 1.0:
+    raise ConfigError(f"config.optim needs decay_steps >= 0 and 0 <= final_lr_factor <= 1, got "
+                      f"decay_steps={decay_steps}, final_lr_factor={final}.")
+  if decay_steps and decay_start < warmup:
+    raise ConfigError(f"config.optim.decay_start={decay_start} lies inside the warm-up "
+                      f"({warmup} steps): the cool-down starts after it.")
+  return settings
+
+
+def learning_rate(settings: tuple):
+  """The learning rate per update count: a float, or a schedule of the count.
+
+  Linear warm-up from lr/warmup over `warmup_steps`, then lr; with `decay_steps` > 0, from
+  update `decay_start` on lr falls linearly to lr·final_lr_factor over `decay_steps` updates
+  and stays there (the 'cool-down' of a warm-up/stable/decay schedule: a run continues from
+  the state saved before `decay_start`, and the cooled-down weights are a branch of it).
+  """
+  lr, _, _, _, _, warmup, decay_start, decay_steps, final = settings
+  rate = optax.linear_schedule(lr / warmup, lr, warmup) if warmup else lr
+  if not decay_steps:
+    return rate
+
+  def schedule(count):
+    scale = 1.0 - (1.0 - final) * jnp.clip((count - decay_start) / decay_steps, 0.0, 1.0)
+    return (rate(count) if callable(rate) else rate) * scale
+
+  return schedule
 
 
 def _optimizer(settings: tuple) -> optax.GradientTransformation:
-  lr, beta1, beta2, eps, grad_clip, warmup = settings
-  if warmup:
-    lr = optax.linear_schedule(lr / warmup, lr, warmup)
-  tx = optax.adam(lr, b1=beta1, b2=beta2, eps=eps)
+  grad_clip = settings[4]
+  tx = optax.adam(learning_rate(settings), b1=settings[1], b2=settings[2], eps=settings[3])
   return optax.chain(optax.clip_by_global_norm(grad_clip), tx) if grad_clip else tx
 
 
@@ -304,8 +332,10 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
     logging.info("Resumed from step %d.", int(state["step"]))
   overview.log_parameter_overview(state["params"], network(config).ARCHITECTURE)
 
+  optimizer = _optimizer_settings(config.optim)
+  rate = learning_rate(optimizer)
   step_fn = _train_step(graphdef, network(config).make_score_fn, noise,
-                        _optimizer_settings(config.optim), float(config.ema_rate),
+                        optimizer, float(config.ema_rate),
                         bool(config.training.random_flip))
   heldout_every = int(config.get("heldout_every", 0)) if heldout_images is not None else 0
   heldout = _HeldoutLoss(config, graphdef, heldout_images) if heldout_every else None
@@ -333,9 +363,10 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
             f"{done}; the last good checkpoint (step {manager.latest_step()}) is kept.",
             hint="resume with a lower config.optim.lr or a config.optim.grad_clip "
                  "(and --config.allow_config_change=True).")
-      record = {}
+      # The learning rate of this window's last update.
+      record = {"lr": float(rate(done - 1)) if callable(rate) else rate}
       if heldout is not None and (done % heldout_every == 0 or last):
-        record = heldout(state)
+        record.update(heldout(state))
       _log_progress(window, window_steps, time.time() - window_start, done,
                     config.num_steps, metrics_path, record)
       window, window_start, window_steps = None, time.time(), 0

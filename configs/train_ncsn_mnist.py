@@ -38,7 +38,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.training = ml_collections.ConfigDict({"batch_size": 128, "random_flip": False})
   config.optim = ml_collections.ConfigDict({
       "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "grad_clip": 0.0,
-      "warmup_steps": 0})
+      "warmup_steps": 0,
+      # Cool-down: from update decay_start, lr falls linearly to lr·final_lr_factor over
+      # decay_steps updates (0: constant lr after the warm-up).
+      "decay_start": 0, "decay_steps": 0, "final_lr_factor": 0.0})
   config.ema_rate = 0.0  # The reference keeps no EMA; 0.999 is a common choice.
   config.num_steps = 200_000
   config.max_seconds = 0.0  # > 0: stop (after checkpointing) once this wall time has passed.
