@@ -4,7 +4,9 @@
 
 One row per held-out evaluation: step, training wall time (summed over logged windows, so
 time spent paused or between sessions is not counted), images/s over the last window,
-training loss, and the held-out DSM loss at each σ band (EMA weights when present).
+training loss, the learning rate of the window's last update (runs logged before the
+trainer recorded it show '—'), and the held-out DSM loss at each σ band (EMA weights when
+present), to two decimals: a cool-down moves it by less than one.
 """
 
 import json
@@ -20,7 +22,8 @@ flags.mark_flag_as_required("metrics")
 
 
 def rows(records, batch_size: int):
-  """(step, hours, images/s, loss, held-out losses, sigmas) per record with held-out losses."""
+  """(step, hours, images/s, loss, lr, held-out losses, sigmas) per record with held-out
+  losses (lr None where the record has none)."""
   out, seconds, previous = [], 0.0, 0
   for r in records:
     steps = r["step"] - previous
@@ -29,7 +32,7 @@ def rows(records, batch_size: int):
     if "heldout_loss" in r:
       heldout = r.get("heldout_loss_ema", r["heldout_loss"])
       out.append((r["step"], seconds / 3600, batch_size * r["steps_per_sec"], r["loss"],
-                  heldout, r["heldout_sigmas"]))
+                  r.get("lr"), heldout, r["heldout_sigmas"]))
   return out
 
 
@@ -41,12 +44,14 @@ def main(argv):
   if not table:
     print("no held-out evaluations yet")
     return
-  sigmas = table[-1][5]
-  print("| step | train h | img/s | train loss | " + " | ".join(f"σ={s:.3g}" for s in sigmas) + " |")
-  print("|" + "---|" * (4 + len(sigmas)))
-  for step, hours, rate, loss, heldout, _ in table:
+  sigmas = table[-1][6]
+  print("| step | train h | img/s | train loss | lr | "
+        + " | ".join(f"σ={s:.3g}" for s in sigmas) + " |")
+  print("|" + "---|" * (5 + len(sigmas)))
+  for step, hours, rate, loss, lr, heldout, _ in table:
     print(f"| {step} | {hours:.2f} | {rate:.0f} | {loss:.1f} | "
-          + " | ".join(f"{v:.1f}" for v in heldout) + " |")
+          + ("—" if lr is None else f"{lr:.2g}") + " | "
+          + " | ".join(f"{v:.2f}" for v in heldout) + " |")
 
 
 if __name__ == "__main__":

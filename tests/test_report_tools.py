@@ -24,9 +24,13 @@ def test_training_log_rows_sum_window_times_and_keep_heldout_records():
   records = [
       {"step": 100, "steps_per_sec": 2.0, "loss": 30.0},
       {"step": 200, "steps_per_sec": 1.0, "loss": 28.0, "heldout_loss": [5.0, 9.0],
-       "heldout_loss_ema": [6.0, 10.0], "heldout_sigmas": [1.0, 0.1]},
+       "heldout_loss_ema": [6.0, 10.0], "heldout_sigmas": [1.0, 0.1], "lr": 5e-4},
+      {"step": 300, "steps_per_sec": 1.0, "loss": 27.0, "heldout_loss": [4.0, 8.0],
+       "heldout_sigmas": [1.0, 0.1]},
   ]
-  (step, hours, rate, loss, heldout, sigmas), = training_log.rows(records, batch_size=64)
-  assert step == 200 and loss == 28.0 and rate == 64.0
+  first, second = training_log.rows(records, batch_size=64)
+  step, hours, rate, loss, lr, heldout, sigmas = first
+  assert step == 200 and loss == 28.0 and rate == 64.0 and lr == 5e-4
   assert hours == pytest.approx((50 + 100) / 3600)
   assert heldout == [6.0, 10.0] and sigmas == [1.0, 0.1]  # EMA losses when present.
+  assert second[4] is None and second[5] == [4.0, 8.0]  # No lr logged; raw losses only.
