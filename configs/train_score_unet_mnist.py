@@ -16,6 +16,16 @@ of configs/mnist_unet.py). Its settings, and why (docs/score_unet.md has the mea
   python -m experiments.train_ncsn --config=configs/train_score_unet_mnist.py \
       --config.data.path=/path/to/mnist --workdir=runs/train_score_unet
 
+Shipping a model (a warm-up/stable/decay schedule): the committed training state stays on
+the constant-lr branch, and the shipped weights come from a cool-down branched off it, the
+lr falling linearly to 5 % over the last 5,000 steps (docs/score_unet.md):
+
+  python -m experiments.train_ncsn --config=configs/train_score_unet_mnist.py \
+      --config.data.path=/path/to/mnist --workdir=runs/cool \
+      --config.init_weights=STABLE_STATE.npz --config.optim.decay_start=S \
+      --config.optim.decay_steps=5000 --config.optim.final_lr_factor=0.05 \
+      --config.num_steps=S+5000
+
 Re-running resumes from WORKDIR/checkpoints. WORKDIR/weights.npz holds params, EMA and
 (compact_opt_state) the Adam moments: a complete training state of ~8 MB, from which
 `--config.init_weights=weights.npz` resumes exactly on another machine.

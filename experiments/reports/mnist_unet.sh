@@ -16,7 +16,8 @@ common=(--config.data.path="$data" --config.prior.weights="$weights")
 #    T with the soft constraint (the paper's BASIS) and with the hard constraint (the
 #    shipped default), then one change at a time from the default at T = 20 (not the
 #    likelihood weight w: from the second step on the data term is evaluated at a
-#    projected x, where g(x) = m, so it is zero).
+#    projected x, where g(x) = m, so it is zero), and four samples with the residual choice
+#    at T = 50 (4x the cost).
 soft=sampler.hard_constraint=False hard=sampler.hard_constraint=True
 $py -m experiments.psnr_sweep --config=configs/mnist_unet.py:heldout "${common[@]}" \
   --config.num_mixtures="$n_heldout" --config.batch_size="$n_heldout" --workdir="$out/heldout" \
@@ -30,7 +31,8 @@ $py -m experiments.psnr_sweep --config=configs/mnist_unet.py:heldout "${common[@
   --settings="hard_T100:schedule.steps_per_level=100,$hard" \
   --settings="hard_T20_raw:schedule.steps_per_level=20,$hard,prior.use_ema=False" \
   --settings="hard_T20_lr6e-5:schedule.steps_per_level=20,$hard,schedule.step_lr=6e-5" \
-  --settings="hard_T20_lr1.5e-5:schedule.steps_per_level=20,$hard,schedule.step_lr=1.5e-5"
+  --settings="hard_T20_lr1.5e-5:schedule.steps_per_level=20,$hard,schedule.step_lr=1.5e-5" \
+  --settings="hard_T50_S4_residual:schedule.steps_per_level=50,$hard,sampler.num_samples=4"
 
 # 2. The reported figures: class-agnostic and class-split test pairs, the paper's protocol.
 for kind in agnostic class_split; do
