@@ -21,12 +21,14 @@ _LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Steps per logged window.")
 flags.mark_flag_as_required("metrics")
 
 
-def rows(records, batch_size: int):
+def rows(records, batch_size: int, log_every: int = 100):
   """(step, hours, images/s, loss, lr, held-out losses, sigmas) per record with held-out
   losses (lr None where the record has none)."""
-  out, seconds, previous = [], 0.0, 0
+  out, seconds, previous = [], 0.0, None
   for r in records:
-    steps = r["step"] - previous
+    # The first window of a file (which may start mid-run, e.g. a branched cool-down) is one
+    # logging window long.
+    steps = log_every if previous is None else r["step"] - previous
     previous = r["step"]
     seconds += steps / max(r["steps_per_sec"], 1e-9)
     if "heldout_loss" in r:
@@ -40,7 +42,7 @@ def main(argv):
   del argv
   with open(_METRICS.value) as f:
     records = [json.loads(line) for line in f if line.strip()]
-  table = rows(records, _BATCH.value)
+  table = rows(records, _BATCH.value, _LOG_EVERY.value)
   if not table:
     print("no held-out evaluations yet")
     return

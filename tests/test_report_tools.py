@@ -28,7 +28,10 @@ def test_training_log_rows_sum_window_times_and_keep_heldout_records():
       {"step": 300, "steps_per_sec": 1.0, "loss": 27.0, "heldout_loss": [4.0, 8.0],
        "heldout_sigmas": [1.0, 0.1]},
   ]
-  first, second = training_log.rows(records, batch_size=64)
+  first, second = training_log.rows(records, batch_size=64, log_every=100)
+  # A file that starts mid-run (a branched cool-down): its first window is log_every steps.
+  branched = training_log.rows([dict(r, step=r["step"] + 26000) for r in records], 64, 100)
+  assert branched[0][1] == pytest.approx(first[1])
   step, hours, rate, loss, lr, heldout, sigmas = first
   assert step == 200 and loss == 28.0 and rate == 64.0 and lr == 5e-4
   assert hours == pytest.approx((50 + 100) / 3600)
