@@ -10,7 +10,8 @@ from configs import mnist_unet
 
 # Measured with the shipped weights on these 8 held-out mixtures at T=20 (jax 0.10.2 with 8
 # CPU devices): 25.0 dB (step 6000, soft constraint), 25.34 dB (step 11000, soft), 26.17 dB
-# (step 19000, the config's hard constraint) (Average baseline 14.8). Langevin chains
+# (step 19000, the config's hard constraint), 31.77 dB (step 31000, the cool-down branch)
+# (Average baseline 14.8). Langevin chains
 # amplify float rounding, so another jax version may flip a mixture (per-mixture std
 # ≈ 10 dB, i.e. ~1.2 dB of the mean per flip): the bound leaves room for a few.
 MIN_PSNR_DB = 20.0
