@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,24 +73,37 @@ def sigmas_of(config) -> tuple[float, ...]:
   return tuple(float(v) for v in noise_of(config).eval_points()[1])
 
 
-def _optimizer_settings(optim) -> tuple:
+class OptimizerSettings(NamedTuple):
+  """The static optimizer settings (hashable: the jitted step is cached on them)."""
+  lr: float
+  beta1: float
+  beta2: float
+  eps: float
+  grad_clip: float
+  warmup_steps: int
+  decay_start: int
+  decay_steps: int
+  final_lr_factor: float
+
+
+def _optimizer_settings(optim) -> OptimizerSettings:
   """Adam as the reference trains (lr 1e-3, β (0.9, 0.999)); optional linear warm-up,
   global-norm clip and a final linear cool-down (see `learning_rate`)."""
-  settings = (float(optim.lr), float(optim.beta1), float(optim.beta2), float(optim.eps),
-              float(optim.get("grad_clip", 0.0)), int(optim.get("warmup_steps", 0)),
-              int(optim.get("decay_start", 0)), int(optim.get("decay_steps", 0)),
-              float(optim.get("final_lr_factor", 0.0)))
-  warmup, decay_start, decay_steps, final = settings[5:]
-  if decay_steps < 0 or not 0.0 <= final <= 1.0:
+  o = OptimizerSettings(
+      float(optim.lr), float(optim.beta1), float(optim.beta2), float(optim.eps),
+      float(optim.get("grad_clip", 0.0)), int(optim.get("warmup_steps", 0)),
+      int(optim.get("decay_start", 0)), int(optim.get("decay_steps", 0)),
+      float(optim.get("final_lr_factor", 0.0)))
+  if o.decay_steps < 0 or not 0.0 <= o.final_lr_factor <= 1.0:
     raise ConfigError(f"config.optim needs decay_steps >= 0 and 0 <= final_lr_factor <= 1, got "
-                      f"decay_steps={decay_steps}, final_lr_factor={final}.")
-  if decay_steps and decay_start < warmup:
-    raise ConfigError(f"config.optim.decay_start={decay_start} lies inside the warm-up "
-                      f"({warmup} steps): the cool-down starts after it.")
-  return settings
+                      f"decay_steps={o.decay_steps}, final_lr_factor={o.final_lr_factor}.")
+  if o.decay_steps and o.decay_start < o.warmup_steps:
+    raise ConfigError(f"config.optim.decay_start={o.decay_start} lies inside the warm-up "
+                      f"({o.warmup_steps} steps): the cool-down starts after it.")
+  return o
 
 
-def learning_rate(settings: tuple):
+def learning_rate(o: OptimizerSettings):
   """The learning rate per update count: a float, or a schedule of the count.
 
   Linear warm-up from lr/warmup over `warmup_steps`, then lr; with `decay_steps` > 0, from
@@ -98,26 +111,26 @@ def learning_rate(settings: tuple):
   and stays there (the 'cool-down' of a warm-up/stable/decay schedule: a run continues from
   the state saved before `decay_start`, and the cooled-down weights are a branch of it).
   """
-  lr, _, _, _, _, warmup, decay_start, decay_steps, final = settings
-  rate = optax.linear_schedule(lr / warmup, lr, warmup) if warmup else lr
-  if not decay_steps:
+  rate = (optax.linear_schedule(o.lr / o.warmup_steps, o.lr, o.warmup_steps)
+          if o.warmup_steps else o.lr)
+  if not o.decay_steps:
     return rate
 
   def schedule(count):
-    scale = 1.0 - (1.0 - final) * jnp.clip((count - decay_start) / decay_steps, 0.0, 1.0)
+    progress = jnp.clip((count - o.decay_start) / o.decay_steps, 0.0, 1.0)
+    scale = 1.0 - (1.0 - o.final_lr_factor) * progress
     return (rate(count) if callable(rate) else rate) * scale
 
   return schedule
 
 
-def _optimizer(settings: tuple) -> optax.GradientTransformation:
-  grad_clip = settings[4]
-  tx = optax.adam(learning_rate(settings), b1=settings[1], b2=settings[2], eps=settings[3])
-  return optax.chain(optax.clip_by_global_norm(grad_clip), tx) if grad_clip else tx
+def _optimizer(o: OptimizerSettings) -> optax.GradientTransformation:
+  tx = optax.adam(learning_rate(o), b1=o.beta1, b2=o.beta2, eps=o.eps)
+  return optax.chain(optax.clip_by_global_norm(o.grad_clip), tx) if o.grad_clip else tx
 
 
 @functools.lru_cache(maxsize=8)
-def _train_step(graphdef, make_score_fn, noise, optimizer: tuple, ema_rate: float,
+def _train_step(graphdef, make_score_fn, noise, optimizer: OptimizerSettings, ema_rate: float,
                 random_flip: bool):
   """The jitted step, cached on its static settings (runs in one process share the compile)."""
   tx = _optimizer(optimizer)

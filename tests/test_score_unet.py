@@ -140,13 +140,14 @@ def test_resume_with_a_changed_config_is_refused_naming_the_keys(runs, tmp_path)
 
 
 def test_the_cool_down_schedule_and_a_cool_down_branched_from_a_saved_state(runs, tmp_path):
-  root, _, half = runs
+  root, constant, _ = runs
   settings = lambda **o: train_ncsn._optimizer_settings(ml_collections.ConfigDict(
       dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, grad_clip=1.0, warmup_steps=4, **o)))
   plain, cooled = (train_ncsn.learning_rate(settings()),
                    train_ncsn.learning_rate(settings(decay_start=10, decay_steps=20,
                                                      final_lr_factor=0.1)))
-  for count, want in [(0, 2.5e-4), (2, 6.25e-4), (4, 1e-3), (10, 1e-3), (20, 5.5e-4), (30, 1e-4), (90, 1e-4)]:
+  for count, want in [(0, 2.5e-4), (2, 6.25e-4), (4, 1e-3), (10, 1e-3), (20, 5.5e-4),
+                      (30, 1e-4), (90, 1e-4)]:
     np.testing.assert_allclose(float(cooled(count)), want, rtol=1e-6)
   for count in (0, 2, 3, 10, 30):  # Without a cool-down: the warm-up schedule as before.
     assert float(plain(count)) == float(optax.linear_schedule(2.5e-4, 1e-3, 4)(count))
@@ -167,7 +168,6 @@ def test_the_cool_down_schedule_and_a_cool_down_branched_from_a_saved_state(runs
   branch = train_ncsn.train_and_evaluate(branched, str(tmp_path / "branch"))
   for a, b in zip(_leaves(whole), _leaves(branch)):
     np.testing.assert_array_equal(a, b)
-  _, constant, _ = runs
   assert not np.array_equal(_leaves(whole["params"])[0], _leaves(constant["params"])[0])
   records = [json.loads(line) for line in open(tmp_path / "branch" / "metrics.jsonl")]
   np.testing.assert_allclose([r["lr"] for r in records], [1e-3, 1e-3 * 0.625], rtol=1e-6)
