@@ -142,49 +142,83 @@ def reference_loop(score_fn, params, mixtures, schedule, num_components: int, ke
   return time.perf_counter() - t0, steps
 
 
-def conv_throughput(config, arch, repeats: int = 5) -> list[dict[str, Any]]:
-  """GFLOP/s of one 3×3 'same' convolution at the network's widest shape (N·k images at
-  half resolution, 2·ngf channels in and out), in JAX and, when importable, PyTorch.
+def hardware_probes(config, arch, repeats: int = 5, matmul_size: int = 2048
+                    ) -> list[dict[str, Any]]:
+  """Throughput of the two kernels the sampler is bound by, measured the way it runs them.
 
-  This is the ceiling the sampler is compared against: most of its FLOPs are such convs.
+  - one 3×3 'same' convolution at the network's widest shape (N·k images at half
+    resolution, 2·ngf channels in and out): most of the network's FLOPs are such convs;
+  - a dense `matmul_size`² matmul per device (2048²): the closest to the machine's peak multiply rate.
+
+  JAX runs both on every local device at once, the batch split as the sampler splits it
+  (one device per core on the CPU); PyTorch, when importable and on the CPU, runs them in
+  its intra-op threads. Each row: framework, kernel, dtype, devices or threads, ms, GFLOP/s.
   """
-  batch = config.batch_sizes[0] * config.num_components
-  size, channels = arch.image_size // 2, 2 * arch.ngf
-  shape = (batch, size, size, channels)
-  flops = 2 * batch * size * size * 9 * channels * channels
-  x = jax.random.normal(jax.random.key(0), shape)
-  w = jax.random.normal(jax.random.key(1), (3, 3, channels, channels)) * 0.05
+  devices = jax.local_devices()
+  mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
+  split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+  whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  batch = -(-config.batch_sizes[0] * config.num_components // len(devices)) * len(devices)
+  size, channels, n = arch.image_size // 2, 2 * arch.ngf, matmul_size
+  conv_shape = (batch, size, size, channels)
+  conv_flops = 2 * batch * size * size * 9 * channels * channels
+  x = jax.device_put(jax.random.normal(jax.random.key(0), conv_shape), split)
+  w = jax.device_put(jax.random.normal(jax.random.key(1), (3, 3, channels, channels)) * 0.05,
+                     whole)
+  a = jax.device_put(jax.random.normal(jax.random.key(2), (len(devices) * n, n)), split)
+  b = jax.device_put(jax.random.normal(jax.random.key(3), (n, n)), whole)
   rows = []
 
-  def add(framework, dtype, fn):
+  def add(framework, kernel, dtype, workers, shape, flops, fn):
     fn()
     seconds = min(_wall(fn) for _ in range(repeats))
-    rows.append({"framework": framework, "dtype": dtype, "shape": "×".join(map(str, shape)),
-                 "ms": 1e3 * seconds, "gflops": flops / seconds / 1e9})
+    rows.append({"framework": framework, "kernel": kernel, "dtype": dtype, "workers": workers,
+                 "shape": shape, "ms": 1e3 * seconds, "gflops": flops / seconds / 1e9})
 
+  jax_name, jax_workers = f"jax {jax.__version__}", f"{len(devices)} devices"
   for dtype in (jnp.float32, jnp.bfloat16):
     conv = jax.jit(lambda x, w, dt=dtype: jax.lax.conv_general_dilated(
         x.astype(dt), w.astype(dt), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        preferred_element_type=jnp.float32))
-    add(f"jax {jax.__version__}", jnp.dtype(dtype).name,
+        preferred_element_type=jnp.float32), out_shardings=split)
+    matmul = jax.jit(lambda a, b, dt=dtype: jnp.dot(
+        a.astype(dt), b.astype(dt), preferred_element_type=jnp.float32), out_shardings=split)
+    name = jnp.dtype(dtype).name
+    add(jax_name, "3×3 conv", name, jax_workers, "×".join(map(str, conv_shape)), conv_flops,
         lambda conv=conv: jax.block_until_ready(conv(x, w)))
+    add(jax_name, "matmul", name, jax_workers, f"{len(devices)}×{n}³",
+        2 * len(devices) * n**3, lambda matmul=matmul: jax.block_until_ready(matmul(a, b)))
   if jax.default_backend() != "cpu":
-    return rows  # PyTorch's probe runs on the CPU; beside GPU rows it would mislead.
+    return rows  # PyTorch's probes run on the CPU; beside GPU rows they would mislead.
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError:
     return rows
   layer = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
   xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
+  at = torch.from_numpy(np.array(b))
+  torch_name, torch_workers = f"pytorch {torch.__version__}", f"{torch.get_num_threads()} threads"
   for dtype in ("float32", "bfloat16"):
+    bf16 = dtype == "bfloat16"
 
-    def run_torch(dtype=dtype):
-      with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=dtype == "bfloat16"):
+    def run_conv(bf16=bf16):
+      with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
         layer(xt)
 
-    add(f"pytorch {torch.__version__}", dtype if dtype == "float32" else "bfloat16 (autocast)",
-        run_torch)
+    operand = at.to(torch.bfloat16) if bf16 else at
+    add(torch_name, "3×3 conv", "bfloat16 (autocast)" if bf16 else dtype, torch_workers,
+        "×".join(map(str, conv_shape)), conv_flops, run_conv)
+    add(torch_name, "matmul", dtype, torch_workers, f"1×{n}³", 2 * n**3,
+        lambda operand=operand: torch.mm(operand, operand))
   return rows
+
+
+def probe_rate(rows, framework: str, kernel: str, dtype: str) -> float | None:
+  """GFLOP/s of the probe row for `framework` (prefix), `kernel` and `dtype`, if measured."""
+  for row in rows or ():
+    if row["framework"].startswith(framework) and row["kernel"] == kernel \
+        and row["dtype"] == dtype:
+      return row["gflops"]
+  return None
 
 
 def _wall(fn) -> float:

@@ -141,6 +141,12 @@ def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
     expected = jax.jit(ncsn.make_score_fn(graphdef))(params, probe, jnp.int32(0))
   score_error = benchmarking.relative_error(torch_ncsn.score(model, np.asarray(probe), 0),
                                             expected)
+  # PyTorch's own count of what its model executes (the reference's conv-then-pool in
+  # res2.0: 2 % more than the JAX program, which merges it; ncsn_layers.ConvMeanPool).
+  from torch.utils.flop_counter import FlopCounterMode  # pylint: disable=import-outside-toplevel
+  with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    torch_ncsn.score(model, np.zeros((1,) + shape, np.float32), 0)
+  flops_per_step = config.num_components * batch * counter.get_total_flops()
   schedule = _schedule(config)
   mixtures = np.asarray(_mixtures(batch, shape))
   rows = []
@@ -153,6 +159,7 @@ def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
     per_step = float(np.median(times))
     rows.append({"variant": variant, "batch": batch, "steps_timed": len(times),
                  "ms_per_step": 1e3 * per_step, "ms_per_step_min": 1e3 * min(times),
+                 "gflops": flops_per_step / per_step / 1e9,
                  "seconds_full_schedule": per_step * config.report_steps,
                  "mixtures_per_s": batch / (per_step * config.report_steps)})
     logging.info("pytorch %s", rows[-1])
@@ -167,6 +174,19 @@ def add_ratios(rows, torch_rows) -> None:
     if "ms_per_step" in row:
       for variant, ms in reference.items():
         row[f"x_torch_{variant}"] = ms / row["ms_per_step"]
+
+
+def add_probe_fractions(rows, probes) -> None:
+  """Each row's achieved rate as a fraction of JAX's own convolution probe in the same run
+  (float32 probe for float32 rows, bfloat16 for bf16): how close the step comes to
+  spending all its time in convolutions at the rate the kernel reaches alone."""
+  for row in rows:
+    if "tflops" not in row:
+      continue
+    dtype = "bfloat16" if row["precision"] == "bf16" else "float32"
+    rate = benchmarking.probe_rate(probes, "jax", "3×3 conv", dtype)
+    if rate:
+      row["frac_conv_probe"] = 1e3 * row["tflops"] / rate  # Both GFLOP/s after the 1e3.
 
 
 def run(config) -> dict[str, Any]:
@@ -242,15 +262,21 @@ def run(config) -> dict[str, Any]:
   if pytorch:
     add_ratios(pytorch["rows"] + sweep + precisions + ablations + ([baseline] if baseline else []),
                pytorch["rows"])
-  conv = benchmarking.conv_throughput(config, arch) if config.conv_probe else None
+  probes = benchmarking.hardware_probes(config, arch) if config.conv_probe else None
+  add_probe_fractions(sweep + precisions + ablations, probes)
+  torch_conv = benchmarking.probe_rate(probes, "pytorch", "3×3 conv", "float32")
+  for row in (pytorch or {}).get("rows", []):
+    if torch_conv:
+      row["frac_conv_probe"] = row["gflops"] / torch_conv
   return {"info": info, "sweep": sweep, "precisions": precisions, "ablations": ablations,
-          "baseline": baseline, "pytorch": pytorch, "conv_probe": conv}
+          "baseline": baseline, "pytorch": pytorch, "probes": probes}
 
 
 TIMING_COLUMNS = [("precision", "precision"), ("batch", "mixtures"), ("compile_s", "compile s"),
                   ("seconds", "s / batch"), ("ms_per_step", "ms / step"),
                   ("mixtures_per_s", "mixtures/s"), ("tflops", "TFLOP/s"),
                   ("frac_bf16_peak", "of bf16 peak"), ("frac_own_floor", "of own floor"),
+                  ("frac_conv_probe", "of conv probe"),
                   ("peak_memory_gib", "peak GiB"), ("speedup_vs_baseline", "× baseline"),
                   ("seconds_full_schedule", "s / L×T"),
                   ("x_torch_released_loop", "× torch loop"),
@@ -275,13 +301,16 @@ def report(results) -> str:
               benchmarking.markdown_table(pytorch["rows"], [
                   ("variant", "variant"), ("batch", "mixtures"), ("steps_timed", "steps timed"),
                   ("ms_per_step", "ms / step"), ("ms_per_step_min", "fastest step ms"),
+                  ("gflops", "GFLOP/s"), ("frac_conv_probe", "of conv probe"),
                   ("seconds_full_schedule", "s / L×T"), ("x_torch_released_loop", "× torch loop"),
                   ("x_torch_fused_no_grad", "× torch no-grad")]), ""]
-  if results.get("conv_probe"):
-    parts += ["## Convolution throughput probe (one 3×3 conv, the network's widest shape)", "",
-              benchmarking.markdown_table(results["conv_probe"], [
-                  ("framework", "framework"), ("dtype", "dtype"), ("shape", "input NHWC"),
-                  ("ms", "ms"), ("gflops", "GFLOP/s")]), ""]
+  if results.get("probes"):
+    parts += ["## Kernel probes (one 3×3 conv at the network's widest shape; a 2048² matmul "
+              "per device)", "",
+              benchmarking.markdown_table(results["probes"], [
+                  ("framework", "framework"), ("kernel", "kernel"), ("dtype", "dtype"),
+                  ("workers", "run on"), ("shape", "shape"), ("ms", "ms"),
+                  ("gflops", "GFLOP/s")]), ""]
   baseline = results["baseline"]
   if baseline:
     parts += ["## Reference-structure loop (per-component jitted score, eager update)", "",

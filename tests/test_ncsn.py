@@ -75,6 +75,21 @@ def test_avg_pool_counts_padding():
   assert out[3, 3] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("kernel_size", [1, 3])
+def test_conv_mean_pool_is_the_convolution_then_the_pool(kernel_size):
+  """The stride-2 merged kernel (3×3) and pool-first (1×1) forms compute the reference's
+  conv-then-mean-pool: same parameters, same values to float32 rounding (1e-6 relative)."""
+  layer = ncsn_layers.ConvMeanPool(6, 10, kernel_size, dtype=None, rngs=nnx.Rngs(2))
+  layer.conv.bias[...] = jnp.linspace(-1.0, 1.0, 10)  # A non-zero bias is carried too.
+  x = jax.random.normal(jax.random.key(4), (3, 12, 8, 6))
+  expected = ncsn_layers.mean_pool_2x2(layer.conv(x))
+  out = layer(x)
+  assert out.shape == (3, 6, 4, 10)
+  np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6 * float(jnp.abs(expected).max()))
+  with pytest.raises(ValueError, match="even height and width"):
+    layer(jnp.zeros((1, 7, 8, 6)))
+
+
 def _load_golden(dataset):
   path = os.path.join(FIXTURES, f"ncsn_golden_{dataset}.npz")
   with np.load(path) as data:

@@ -142,15 +142,44 @@ class CondInstanceNormPlus(nnx.Module):
     return out.astype(dtype)
 
 
+def mean_pool_2x2(x):
+  """The mean of the four stride-2 sub-grids (halves H and W, which must be even)."""
+  return (x[:, ::2, ::2] + x[:, 1::2, ::2] + x[:, ::2, 1::2] + x[:, 1::2, 1::2]) / 4.0
+
+
 class ConvMeanPool(nnx.Module):
-  """Convolution, then the mean of the four stride-2 sub-grids (halves H and W)."""
+  """A 'same' convolution, then the mean of the four stride-2 sub-grids (halves H and W).
+
+  Computed without the full-resolution convolution, as the same linear map: a 1×1
+  convolution commutes with the pool (pool first: 4× fewer multiplies); a k×k one followed
+  by the pool is one stride-2 (k+1)×(k+1) convolution whose kernel is the k×k kernel summed
+  at the four 2×2 offsets, / 4 (for 3×3: 16 taps at a quarter of the positions instead of
+  9 at all, 2.25× fewer multiplies). Same result to float rounding (~1e-6 relative; the
+  parameters are the reference's `conv.weight`/`conv.bias` unchanged). XLA:CPU, 100×28×28×64
+  → 128 channels: 72.7 → 31.5 ms (3×3) and 13.0 → 5.9 ms (1×1); BENCHMARKS.md.
+  """
 
   def __init__(self, in_features, out_features, kernel_size, *, dtype, rngs):
     self.conv = conv(in_features, out_features, kernel_size, dtype=dtype, rngs=rngs)
 
   def __call__(self, x):
-    x = self.conv(x)
-    return (x[:, ::2, ::2] + x[:, 1::2, ::2] + x[:, ::2, 1::2] + x[:, 1::2, 1::2]) / 4.0
+    if x.shape[1] % 2 or x.shape[2] % 2:
+      raise ValueError(f"ConvMeanPool needs an even height and width, got {x.shape[1:3]}.")
+    layer = self.conv
+    kernel = layer.kernel[...]
+    k = kernel.shape[0]
+    if k == 1:
+      return layer(mean_pool_2x2(x))
+    merged = sum(jnp.pad(kernel, ((i, 1 - i), (j, 1 - j), (0, 0), (0, 0)))
+                 for i in (0, 1) for j in (0, 1)) / 4.0
+    dtype = layer.dtype or x.dtype
+    pad = k // 2
+    out = jax.lax.conv_general_dilated(
+        x.astype(dtype), merged.astype(dtype), (2, 2), ((pad, pad), (pad, pad)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if layer.bias is not None:
+      out = out + layer.bias[...].astype(dtype)
+    return out
 
 
 class ResidualBlock(nnx.Module):
