@@ -8,6 +8,7 @@ GFLOP/s (training ≈ 3× forward), and the forward time per image (the cost of 
 step of one component in a separation). The published NCSN (F=64) is the baseline row.
 """
 
+import contextlib
 import time
 
 from absl import app, flags
@@ -23,6 +24,10 @@ from basis_jax.priors import ncsn, score_unet
 _BATCH = flags.DEFINE_integer("batch", 64, "Training batch.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (after one warm-up).")
 _NCSN = flags.DEFINE_bool("ncsn", True, "Include the published NCSN (F=64) as a baseline row.")
+_PLAIN = flags.DEFINE_bool(
+    "plain_upsampling", True,
+    "Also time the shipped network (32/64/64) with its upsampling convs as resize + conv "
+    "(the form before score_unet.upsample_conv), in the same run.")
 
 CANDIDATES = {
     "unet 32/64/64": score_unet.ScoreUNetConfig.mnist(widths=(32, 64, 64)),
@@ -68,12 +73,28 @@ def _measure(name, model, cond, batch, steps):
           "fwd_ms": f"{1e3 * fdt / batch:.2f}"}
 
 
+@contextlib.contextmanager
+def _plain_upsampling():
+  """Networks traced inside compute their upsampling as resize + conv."""
+  saved = score_unet.upsample_conv
+  score_unet.upsample_conv = score_unet.resize_then_conv
+  try:
+    yield
+  finally:
+    score_unet.upsample_conv = saved
+
+
 def main(argv):
   del argv
   rows = []
+  sigma = lambda b: jnp.full((b,), 0.3)
   for name, cfg in CANDIDATES.items():
-    rows.append(_measure(name, score_unet.build(cfg), lambda b: jnp.full((b,), 0.3), _BATCH.value,
-                         _STEPS.value))
+    rows.append(_measure(name, score_unet.build(cfg), sigma, _BATCH.value, _STEPS.value))
+    print(rows[-1], flush=True)
+  if _PLAIN.value:
+    with _plain_upsampling():
+      rows.append(_measure("unet 32/64/64, resize + conv upsampling", score_unet.build(
+          CANDIDATES["unet 32/64/64"]), sigma, _BATCH.value, _STEPS.value))
     print(rows[-1], flush=True)
   if _NCSN.value:
     rows.append(_measure("ncsn F=64 (published)", ncsn.build(ncsn.NCSNConfig.mnist()),

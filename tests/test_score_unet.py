@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import shutil
+import types
 
 import jax
 import jax.numpy as jnp
@@ -74,6 +75,37 @@ def test_score_is_the_network_output_over_sigma_and_sigma_broadcasts():
     model(jnp.zeros((1, 32, 32, 3)), jnp.ones((1,)))
   with pytest.raises(ConfigError, match="not divisible"):
     score_unet.ScoreUNetConfig.mnist(widths=(8, 8, 8, 8))  # 28 → 14 → 7 → 3.5
+
+
+def test_upsample_conv_is_the_conv_of_the_nearest_upsampling_and_so_is_its_gradient():
+  """The four-phase form computes conv(2× nearest resize of x): values and gradients (for
+  the input and the kernel) to float32 rounding, odd sizes included."""
+  layer = nnx.Conv(5, 7, (3, 3), padding="SAME", rngs=nnx.Rngs(3))
+  layer.bias[...] = jnp.linspace(-1.0, 1.0, 7)
+
+  def reference(x, kernel):  # Written out: resize_then_conv's own definition.
+    b, h, w, c = x.shape
+    up = jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")
+    return jax.lax.conv_general_dilated(up, kernel, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC")) + layer.bias[...]
+
+  def phases(x, kernel):  # The layer with `kernel` swapped in, traceable for jax.grad.
+    return score_unet.upsample_conv(
+        types.SimpleNamespace(kernel=kernel, bias=layer.bias[...], dtype=None), x)
+
+  x = jax.random.normal(jax.random.key(0), (2, 7, 6, 5))
+  kernel = layer.kernel[...]
+  expected = reference(x, kernel)
+  np.testing.assert_allclose(score_unet.resize_then_conv(layer, x), expected, rtol=1e-6,
+                             atol=1e-6)
+  out = phases(x, kernel)
+  assert out.shape == (2, 14, 12, 7)
+  np.testing.assert_allclose(out, expected, rtol=0, atol=2e-6 * float(jnp.abs(expected).max()))
+  weights = jax.random.normal(jax.random.key(1), expected.shape)
+  loss = lambda fn: lambda x, k: jnp.sum(weights * fn(x, k))
+  for got, want in zip(jax.grad(loss(phases), (0, 1))(x, kernel),
+                       jax.grad(loss(reference), (0, 1))(x, kernel)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * float(jnp.abs(want).max()))
 
 
 def test_log_uniform_noise_covers_its_range_and_bands():
