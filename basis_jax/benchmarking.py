@@ -148,7 +148,8 @@ def hardware_probes(config, arch, repeats: int = 5, matmul_size: int = 2048
 
   - one 3×3 'same' convolution at the network's widest shape (N·k images at half
     resolution, 2·ngf channels in and out): most of the network's FLOPs are such convs;
-  - a dense `matmul_size`² matmul per device (2048²): the closest to the machine's peak multiply rate.
+  - a dense `matmul_size`² matmul per device (2048²): the closest to the machine's peak
+    multiply rate.
 
   JAX runs both on every local device at once, the batch split as the sampler splits it
   (one device per core on the CPU); PyTorch, when importable and on the CPU, runs them in

@@ -86,8 +86,9 @@ def test_upsample_conv_is_the_conv_of_the_nearest_upsampling_and_so_is_its_gradi
   def reference(x, kernel):  # Written out: resize_then_conv's own definition.
     b, h, w, c = x.shape
     up = jax.image.resize(x, (b, 2 * h, 2 * w, c), "nearest")
-    return jax.lax.conv_general_dilated(up, kernel, (1, 1), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC")) + layer.bias[...]
+    out = jax.lax.conv_general_dilated(up, kernel, (1, 1), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return out + layer.bias[...]
 
   def phases(x, kernel):  # The layer with `kernel` swapped in, traceable for jax.grad.
     return score_unet.upsample_conv(
