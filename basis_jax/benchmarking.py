@@ -17,6 +17,8 @@ import jax.extend.core  # noqa: F401  (jaxpr types for the FLOP walk)
 import jax.numpy as jnp
 import numpy as np
 
+from basis_jax import sharding
+
 # Dense peak matrix rates (TFLOP/s) by device kind: bf16, and fp32 as run by matmul units
 # at the platform default (TF32 on NVIDIA) — the "floors" a step is compared against.
 PEAK_TFLOPS = {
@@ -156,9 +158,8 @@ def hardware_probes(config, arch, repeats: int = 5, matmul_size: int = 2048
   its intra-op threads. Each row: framework, kernel, dtype, devices or threads, ms, GFLOP/s.
   """
   devices = jax.local_devices()
-  mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
-  split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
-  whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  mesh = sharding.make_mesh(devices)
+  split, whole = sharding.batch_sharding(mesh), sharding.replicated(mesh)
   batch = -(-config.batch_sizes[0] * config.num_components // len(devices)) * len(devices)
   size, channels, n = arch.image_size // 2, 2 * arch.ngf, matmul_size
   conv_shape = (batch, size, size, channels)

@@ -265,8 +265,8 @@ def run(config) -> dict[str, Any]:
   probes = benchmarking.hardware_probes(config, arch) if config.conv_probe else None
   add_probe_fractions(sweep + precisions + ablations, probes)
   torch_conv = benchmarking.probe_rate(probes, "pytorch", "3×3 conv", "float32")
-  for row in (pytorch or {}).get("rows", []):
-    if torch_conv:
+  if pytorch and torch_conv:
+    for row in pytorch["rows"]:
       row["frac_conv_probe"] = row["gflops"] / torch_conv
   return {"info": info, "sweep": sweep, "precisions": precisions, "ablations": ablations,
           "baseline": baseline, "pytorch": pytorch, "probes": probes}
@@ -305,8 +305,8 @@ def report(results) -> str:
                   ("seconds_full_schedule", "s / L×T"), ("x_torch_released_loop", "× torch loop"),
                   ("x_torch_fused_no_grad", "× torch no-grad")]), ""]
   if results.get("probes"):
-    parts += ["## Kernel probes (one 3×3 conv at the network's widest shape; a 2048² matmul "
-              "per device)", "",
+    parts += ["## Kernel probes (one 3×3 conv at the network's widest shape; a square "
+              "matmul per device)", "",
               benchmarking.markdown_table(results["probes"], [
                   ("framework", "framework"), ("kernel", "kernel"), ("dtype", "dtype"),
                   ("workers", "run on"), ("shape", "shape"), ("ms", "ms"),

@@ -136,12 +136,13 @@ def upsample_conv(layer: nnx.Conv, x):
   kernel = layer.kernel[...]
   dtype = layer.dtype or x.dtype
   b, h, w, _ = x.shape
+  x = x.astype(dtype)
   phases = []
   for a, rows in enumerate(_phase_kernels(kernel, 0)):
     for c, taps in enumerate(_phase_kernels(rows, 1)):
       pad = ((1, 0) if a == 0 else (0, 1), (1, 0) if c == 0 else (0, 1))
       phases.append(jax.lax.conv_general_dilated(
-          x.astype(dtype), taps.astype(dtype), (1, 1), pad,
+          x, taps.astype(dtype), (1, 1), pad,
           dimension_numbers=("NHWC", "HWIO", "NHWC")))
   d = kernel.shape[-1]
   # phases[2a + c][:, p, q] is the output at (2p + a, 2q + c).
