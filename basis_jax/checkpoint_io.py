@@ -57,15 +57,17 @@ def flatten(tree) -> tuple[dict[str, Any], Any]:
   return flat, treedef
 
 
-def save_params(path: str, state, metadata: Mapping[str, Any] | None = None) -> None:
-  """Writes `state` (any pytree of arrays) and JSON-able `metadata` to `path` atomically."""
+def save_params(path: str, state, metadata: Mapping[str, Any] | None = None, *,
+                compress: bool = False) -> None:
+  """Writes `state` (any pytree of arrays) and JSON-able `metadata` to `path` atomically
+  (`compress`: deflated entries, still read by np.load)."""
   flat, _ = flatten(state)
   arrays = {k: np.asarray(jax.device_get(v)) for k, v in flat.items()}
   if _METADATA_KEY in arrays:
     raise ValueError(f"{_METADATA_KEY!r} is reserved.")
   meta = {"format_version": FORMAT_VERSION, **(metadata or {})}
   arrays[_METADATA_KEY] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-  atomic.save_npz(path, **arrays)
+  atomic.save_npz(path, compress=compress, **arrays)
 
 
 def _open(path: str):

@@ -75,7 +75,8 @@ def save(path: str, state: dict, *, architecture: str, model_config: dict, seed:
   tree = {g: state[g] for g in groups if g in state}
   meta = {"architecture": architecture, "config": model_config, "step": int(state["step"]),
           "seed": int(seed), **noise_meta}
-  checkpoint_io.save_params(path, tree, meta)
+  # A complete state is committed between sessions: deflate it (~7 % smaller).
+  checkpoint_io.save_params(path, tree, meta, compress=include_opt_state)
 
 
 def check_config(config, run_dir: str) -> None:

@@ -21,4 +21,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main, log_name="train.log")
+  cli.run(main, log_name="train.log", cpu_device_per_core=True)

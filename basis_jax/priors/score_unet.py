@@ -48,6 +48,7 @@ from basis_jax.priors.base import Prior
 
 ARCHITECTURE = "score_unet"
 _DTYPES = {None: None, "float32": jnp.float32, "bfloat16": jnp.bfloat16}
+CIFAR10_WIDTHS = (32, 64, 128)
 _DATA_VARIANCE = 0.25  # Of [0,1] images centred at ½, taken as ±½ (a bound, not a fit).
 
 
@@ -82,6 +83,12 @@ class ScoreUNetConfig:
   @classmethod
   def mnist(cls, **overrides) -> ScoreUNetConfig:
     return cls(**{"channels": 1, "image_size": 28, **overrides})
+
+  @classmethod
+  def cifar10(cls, **overrides) -> ScoreUNetConfig:
+    """3×32×32; widths chosen by measured training throughput (configs/
+    train_score_unet_cifar10.py says which and why)."""
+    return cls(**{"channels": 3, "image_size": 32, "widths": CIFAR10_WIDTHS, **overrides})
 
   @classmethod
   def from_dict(cls, d) -> ScoreUNetConfig:
@@ -240,7 +247,7 @@ def make_score_fn(graphdef):
   return score_fn
 
 
-_PRESETS = {"mnist": ScoreUNetConfig.mnist}
+_PRESETS = {"mnist": ScoreUNetConfig.mnist, "cifar10": ScoreUNetConfig.cifar10}
 _FIELDS = ("channels", "image_size", "widths", "embed_dim", "groups", "dtype")
 
 
