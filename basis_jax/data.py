@@ -24,6 +24,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import tarfile
 from typing import Any, Sequence
 
@@ -285,7 +286,8 @@ def load_cifar10_files(path: str, split: str = 'test', *,
                        verify_checksums: bool = True) -> Dataset:
   """CIFAR-10 from the python batches (folder or .tar.gz) or from an `.npz`.
 
-  An `.npz` holds `x_<split>` uint8 [N,32,32,3] and `y_<split>`, or JPEG streams
+  An `.npz` holds `x_<split>` uint8 [N,32,32,3] and `y_<split>` (or one exact subset
+  `x_<split>_first<N>`/`y_<split>_first<N>`, e.g. the first 1,000 test images), or JPEG streams
   `<split>_jpeg_data` + `<split>_jpeg_offsets` (image i is data[off[i]:off[i+1]]).
   """
   names = _cifar_batch_names(split)
@@ -323,6 +325,18 @@ def load_cifar10_files(path: str, split: str = 'test', *,
   return Dataset(f'cifar10_{split}', _to_float(images), labels)
 
 
+def _cifar10_npz_keys(keys: set[str], split: str) -> tuple[str | None, str | None]:
+  """The (images, labels) keys of `split` in an .npz: x_<split>/y_<split>, or one exact
+  subset x_<split>_first<N>/y_<split>_first<N> (e.g. x_test_first1000: test images 0-999)."""
+  if f'x_{split}' in keys and f'y_{split}' in keys:
+    return f'x_{split}', f'y_{split}'
+  subsets = sorted(k for k in keys if re.fullmatch(rf'x_{split}_first\d+', k)
+                   and 'y' + k[1:] in keys)
+  if len(subsets) == 1:
+    return subsets[0], 'y' + subsets[0][1:]
+  return None, None
+
+
 def _load_cifar10_npz(path: str, split: str) -> Dataset:
   lossy = False
   try:
@@ -331,9 +345,10 @@ def _load_cifar10_npz(path: str, split: str) -> Dataset:
     raise InputFileError(f'Cannot read {path} as an .npz: {e}') from e
   with arrays:
     keys = set(arrays.files)
-    if f'x_{split}' in keys and f'y_{split}' in keys:
-      images = arrays[f'x_{split}']
-      labels = arrays[f'y_{split}']
+    x_key, y_key = _cifar10_npz_keys(keys, split)
+    if x_key is not None:
+      images = arrays[x_key]
+      labels = arrays[y_key]
     elif f'{split}_jpeg_data' in keys and f'{split}_jpeg_offsets' in keys and \
         f'y_{split}' in keys:
       data, offsets = arrays[f'{split}_jpeg_data'], arrays[f'{split}_jpeg_offsets']
