@@ -69,19 +69,27 @@ def select_by_residual(samples, residual_norm):
 
 def select_best_for_priors(samples, priors: Sequence[Prior], level: int | None = None,
                            chunk_size: int = 256):
-  """`select_best` with the prior(s) of a separation run; level defaults to the last σ."""
+  """`select_best` with the prior(s) of a separation run; level defaults to the last σ.
+
+  `samples` are in the dataset's space (separations.npz); they are scored in the priors'
+  (`Prior.to_prior`) and the chosen ones returned as given.
+  """
   missing = [p.name for p in priors if p.log_density_fn is None]
   if missing:
     raise ValueError(f"Best-of-N needs a prior log-density; {missing} expose none.")
+  samples = np.asarray(samples)
+  in_prior_space = priors[0].to_prior(samples)
   if level is None:
     level = (priors[0].num_levels or 1) - 1
   if all(p is priors[0] for p in priors):
     p = priors[0]
-    return select_best(samples, p.log_density_fn, p.params, level=level,
-                       select_level=p.select_level, chunk_size=chunk_size)
-  return select_best(samples, [p.log_density_fn for p in priors], [p.params for p in priors],
-                     level=level, select_level=[p.select_level for p in priors],
-                     chunk_size=chunk_size)
+    _, index, scores = select_best(in_prior_space, p.log_density_fn, p.params, level=level,
+                                   select_level=p.select_level, chunk_size=chunk_size)
+  else:
+    _, index, scores = select_best(
+        in_prior_space, [p.log_density_fn for p in priors], [p.params for p in priors],
+        level=level, select_level=[p.select_level for p in priors], chunk_size=chunk_size)
+  return samples[np.arange(len(samples)), index], index, scores
 
 
 def _score(images, log_density_fn, level_params, level, chunk_size) -> np.ndarray:

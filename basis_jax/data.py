@@ -12,8 +12,8 @@ Every loader returns a `Dataset`: float32 NHWC images in [0, 1] plus integer lab
   and a folder of image files. Standard files are checked against their published
   checksums, so a truncated download fails loudly instead of shifting the results.
 
-The `glow32` variant turns MNIST into the 32x32x3 images the Glow prior was trained on:
-zero-padded by 2 pixels on each side and repeated over three channels.
+Images stay in the dataset's own shape; a prior trained on another (Glow on MNIST padded to
+32x32x3) maps them itself (`basis_jax.priors.base.DataSpace`).
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ TFDS_NAMES = {
     'lsun_bedroom': 'lsun/bedroom',
 }
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
-VARIANTS = (None, 'glow32')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,12 +84,11 @@ def data_config_defaults() -> ml_collections.ConfigDict:
   """The `config.data` fields and their defaults (config files may start from this)."""
   return ml_collections.ConfigDict({
       # 'mnist' | 'cifar10' | 'lsun_church' | 'lsun_bedroom' | 'image_folder' | 'tfds'
+      # (a separation run also takes 'prior': ground truth drawn from its priors)
       'source': 'mnist',
       # Local files (folder, archive or .npz); None reads the source through tfds.
       'path': ml_collections.FieldReference(None, field_type=str),
       'split': 'test',
-      # None, or 'glow32' (MNIST padded to 32x32x3, as the Glow prior expects).
-      'variant': ml_collections.FieldReference(None, field_type=str),
       # Square side for LSUN and image folders (centre crop, then resize); None keeps the
       # size of the files (image folders must then hold images of one size).
       'resolution': ml_collections.FieldReference(None, field_type=int),
@@ -117,8 +115,6 @@ def load(data_config: Any) -> Dataset:
     raise InputFileError(f'config.data.path {path} does not exist.',
                          hint='point --config.data.path at the dataset files, or leave it '
                               'empty to read the dataset through tfds.')
-  if cfg.variant not in VARIANTS:
-    raise ConfigError(f'config.data.variant={cfg.variant!r}; expected one of {VARIANTS}.')
   if cfg.sha256:
     if path is None or not os.path.isfile(path):
       raise errors.ConfigError(f'config.data.sha256 is set, but config.data.path={path!r} '
@@ -163,24 +159,7 @@ def load(data_config: Any) -> Dataset:
     ds = dataclasses.replace(
         ds, images=ds.images[first:stop],
         labels=None if ds.labels is None else ds.labels[first:stop])
-  if cfg.variant == 'glow32':
-    ds = dataclasses.replace(ds, name=ds.name + '_glow32', images=to_glow32(ds.images))
   return ds
-
-
-def to_glow32(images: np.ndarray) -> np.ndarray:
-  """28x28x1 -> 32x32x3: zero padding of 2 pixels per side, channel repeated 3 times."""
-  if images.shape[1:] != (28, 28, 1):
-    raise ConfigError(f'The glow32 variant is for 28x28x1 images, got {images.shape[1:]}.')
-  padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
-  return np.repeat(padded, 3, axis=-1)
-
-
-def from_glow32(images: np.ndarray) -> np.ndarray:
-  """Undoes `to_glow32` on [..., 32, 32, 3]: crop the padding, average the channels."""
-  if images.shape[-3:] != (32, 32, 3):
-    raise ValueError(f'Expected [..., 32, 32, 3] glow32 images, got {images.shape}.')
-  return images[..., 2:30, 2:30, :].mean(axis=-1, keepdims=True)
 
 
 # ----------------------------------------------------------------------------- checksums

@@ -89,18 +89,6 @@ def load_separations(workdir: str) -> Separations:
                      arrays.get('indices'), alphas, config)
 
 
-def undo_glow32(sep: Separations) -> Separations:
-  """Back to MNIST's 28x28x1, where the paper measures PSNR, for runs on the glow32 variant.
-
-  The zero border would otherwise be scored too and inflate every PSNR.
-  """
-  from basis_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  undo = lambda x: None if x is None else data_lib.from_glow32(x)
-  return dataclasses.replace(sep, mixtures=undo(sep.mixtures),
-                             components=undo(sep.components),
-                             ground_truth=undo(sep.ground_truth))
-
-
 def average_baseline(sep: Separations) -> np.ndarray:
   """[N, k, H, W, C] "Average" estimates; for colorization the grayscale input in RGB."""
   return metrics.average_baseline(sep.mixtures, sep.num_components, sep.alphas,
@@ -289,20 +277,18 @@ def _reference_data_config(sep: Separations, reference_data: dict[str, Any] | No
   data_config = _nested_get(sep.config, 'data')
   if data_config is None:
     return None
-  # glow32 separations are scored on MNIST's 28x28x1 (`undo_glow32`); so is the reference.
-  variant = None if data_config.get('variant') == 'glow32' else data_config.get('variant')
-  return {**data_config, 'split': 'train', 'num_examples': None, 'variant': variant}
+  return {**data_config, 'split': 'train', 'num_examples': None}
 
 
 def reference_cache_name(ref_config: dict[str, Any]) -> str:
   """A cache name for a reference set: readable fields, then a digest of every field.
 
-  Every field that selects images (path, tfds name, variant, resolution, ...) is in the
+  Every field that selects images (path, tfds name, resolution, ...) is in the
   digest, so two folders, two tfds names or two CIFAR-10 files never share an entry.
   """
   import hashlib  # pylint: disable=g-import-not-at-top
-  readable = '_'.join(str(ref_config.get(k)) for k in ('source', 'split', 'variant',
-                                                       'resolution', 'num_examples'))
+  readable = '_'.join(str(ref_config.get(k)) for k in ('source', 'split', 'resolution',
+                                                       'num_examples'))
   fields = {k: v for k, v in ref_config.items() if k not in ('download', 'tfds_data_dir')}
   if fields.get('path'):
     fields['path'] = os.path.abspath(os.path.expanduser(fields['path']))
@@ -358,8 +344,6 @@ def evaluate(workdir: str, *, ssim: bool = False, inception: str = 'auto',
   if inception not in ('auto', 'required', 'never'):
     raise ConfigError(f"inception={inception!r}; expected 'auto', 'required' or 'never'.")
   sep = load_separations(workdir)
-  if _nested_get(sep.config, 'data', 'variant') == 'glow32':
-    sep = undo_glow32(sep)
   results: dict[str, Any] = {'workdir': workdir, 'n_components': sep.num_components,
                              'n_mixtures': len(sep.mixtures),
                              'n_samples': sep.components.shape[1],

@@ -94,8 +94,9 @@ def _get(config: Any, name: str, default: Any = None) -> Any:
 def from_config(config: Any, image_shape: Sequence[int]) -> MixtureSet:
   """Builds the mixtures that `config.data` + `config.mixture` describe.
 
-  `image_shape` is the prior's (H, W, C): test images and user images must match it
-  (for 'grayscale' the mixture has one channel and the components have C).
+  `image_shape` is a component's (H, W, C) in the dataset's space (`Prior.data_shape`):
+  test images and user images must match it (for 'grayscale' the mixture has one channel
+  and the components have C).
   """
   mix = mixture_config_defaults()
   mix.update(dict(_get(config, 'mixture', {})))
@@ -117,7 +118,8 @@ def from_config(config: Any, image_shape: Sequence[int]) -> MixtureSet:
   if dataset.images.shape[1:] != image_shape:
     raise ConfigError(f'Dataset {dataset.name} has images of shape '
                       f'{dataset.images.shape[1:]}, but the prior expects {image_shape}; '
-                      "check config.data.variant (e.g. 'glow32') or the prior.")
+                      'check config.data or the prior (a prior of another size declares '
+                      'the dataset shape it pads from, e.g. config.prior.data_shape).')
   n = int(num_mixtures or len(dataset))
   if mix.kind == 'grayscale':
     indices = _draw_without_replacement(int(mix.seed), len(dataset), n)[:, None]
@@ -135,6 +137,22 @@ def from_config(config: Any, image_shape: Sequence[int]) -> MixtureSet:
     indices = _draw(int(mix.seed), _class_pools(dataset, groups, k), n)
   truth = dataset.images[indices]  # [N, k, H, W, C]
   return MixtureSet(mix_components(truth, alphas), truth, indices, alphas, mix.kind)
+
+
+def from_priors(samplers: Sequence[Any], num_mixtures: int, seed: int,
+                alphas: Sequence[float]) -> MixtureSet:
+  """Ground truth drawn from the priors themselves (config.data.source 'prior').
+
+  `samplers[j]` is component j's `Prior.sample` (num, seed) -> images; component j of
+  mixture i is the draw (seed, i, j), so mixture i does not depend on num_mixtures.
+  """
+  if any(draw is None for draw in samplers):
+    raise ConfigError("config.data.source='prior' draws the ground truth from the priors, "
+                      "but a prior of this run cannot draw samples; use a dataset source.")
+  truth = np.stack([np.stack([draw(1, [seed, i, j])[0] for j, draw in enumerate(samplers)])
+                    for i in range(int(num_mixtures))])
+  alphas = tuple(float(a) for a in alphas)
+  return MixtureSet(mix_components(truth, alphas), truth, None, alphas, 'prior')
 
 
 def _resolve_alphas(alphas: Any, k: int) -> tuple[float, ...]:

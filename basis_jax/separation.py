@@ -10,8 +10,9 @@ end the chunks are assembled into WORKDIR/separations.npz:
   ground_truth [N, k, H, W, C] when known, indices (dataset items mixed), positions [N],
   residual_norm, score_norm [N, (S,) L], alphas.
 
-Mixtures, components and ground truth are saved in the [0, 1] data space; a prior that works
-elsewhere (Glow: [−½, ½]) gets its mixtures mapped in and its components mapped back.
+Mixtures, components and ground truth are saved in the dataset's space; a prior that works
+in another (`Prior.to_prior`/`from_prior`) gets its mixtures mapped in and its components
+mapped back.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, benchmarking, data as data_lib, errors, metrics, mixing as mixing_lib
+from basis_jax import atomic, benchmarking, errors, metrics, mixing as mixing_lib
 from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
 from basis_jax import schedules, sharding, visualize, workdir as workdir_lib
 from basis_jax.errors import ConfigError
-from basis_jax.priors import gaussian
 
 
 # Tests of resumption set this to N: the run SIGKILLs itself once its N-th chunk is recorded.
@@ -67,10 +67,10 @@ def build_priors(config, schedule, k: int) -> list[priors_lib.Prior]:
   shapes = {p.image_shape for p in built}
   if len(shapes) != 1:
     raise ConfigError(f"All component priors must share one image shape, got {sorted(shapes)}.")
-  ranges = {p.data_range for p in built}
-  if len(ranges) != 1:  # Mixtures are mapped into one data space (mixtures_to_prior_space).
-    raise ConfigError(f"All component priors must work in one data range, got "
-                      f"{sorted(ranges)}.")
+  if any(p.data_space != built[0].data_space for p in built):
+    # Mixtures are mapped into one space (mixtures_to_prior_space).
+    raise ConfigError(f"All component priors must work in one data space, got "
+                      f"{[p.data_space for p in built]}.")
   for prior in built:
     if prior.num_levels is not None and prior.num_levels != schedule.num_levels:
       raise ConfigError(f"Prior {prior.name!r} was trained for {prior.num_levels} noise levels but "
@@ -78,12 +78,14 @@ def build_priors(config, schedule, k: int) -> list[priors_lib.Prior]:
   return built
 
 
-def sampler_options(config) -> sampler.SamplerOptions:
+def sampler_options(config, prior: priors_lib.Prior) -> sampler.SamplerOptions:
+  """The sampler's settings; an empty `sampler.init` starts where the prior says."""
   s = config.sampler
   clamp = tuple(s.get("clamp") or ()) or None
+  init = {"init": s.init, "init_range": tuple(s.get("init_range", (0.0, 1.0))),
+          "init_mean": s.get("init_mean", 0.0)} if s.get("init") else prior.default_init
   return sampler.SamplerOptions(
-      init=s.init, init_range=tuple(s.get("init_range", (0.0, 1.0))),
-      init_mean=s.get("init_mean", 0.0), clamp=clamp,
+      **init, clamp=clamp,
       num_samples=s.get("num_samples", 1), hard_constraint=s.get("hard_constraint", False),
       snapshots=s.get("snapshots", False), unroll=s.get("unroll", 1),
       divergence_bound=s.get("divergence_bound", 1e3))
@@ -96,7 +98,7 @@ def build_job(config, progress=None) -> Job:
     raise ConfigError(f"mixture.num_components (k) must be >= 1, got {k}.")
   mixing = mixing_lib.from_config(config.mixing, num_components=k)
   priors = build_priors(config, schedule, k)
-  options = sampler_options(config)
+  options = sampler_options(config, priors[0])
   shared = all(p is priors[0] for p in priors)
   separate = sampler.make_separator(
       priors[0].score_fn if shared else [p.score_fn for p in priors], mixing, schedule,
@@ -108,16 +110,13 @@ def build_job(config, progress=None) -> Job:
 
 
 def load_mixtures(config, job: Job) -> mixtures_lib.MixtureSet:
-  """The mixtures to separate: from the toy priors, or from data (basis_jax.mixtures)."""
-  if config.data.source == "gaussian_toy":
-    n, k = config.num_mixtures, config.mixture.num_components
-    truth = np.stack([
-        np.stack([gaussian.sample(p, 1, seed=[config.mixture.seed, i, j])[0]
-                  for j, p in enumerate(job.priors)]) for i in range(n)])
-    mixtures = np.asarray(jax.vmap(job.mixing)(truth))
-    return mixtures_lib.MixtureSet(mixtures, truth, None, tuple(config.mixing.alphas),
-                                   kind="gaussian_toy")
-  mixture_set = mixtures_lib.from_config(config, job.priors[0].image_shape)
+  """The mixtures to separate: drawn from the priors, or from data (basis_jax.mixtures)."""
+  if config.data.source == "prior":
+    mixture_set = mixtures_lib.from_priors(
+        [p.sample for p in job.priors], config.num_mixtures, config.mixture.seed,
+        tuple(config.mixing.alphas))
+  else:
+    mixture_set = mixtures_lib.from_config(config, job.priors[0].data_shape)
   if mixture_set.ground_truth is None:
     return mixture_set
   # The run's mixing operator is the one definition of g: mixtures with ground truth are
@@ -131,30 +130,19 @@ def load_mixtures(config, job: Job) -> mixtures_lib.MixtureSet:
 
 
 def mixtures_to_prior_space(mixtures: np.ndarray, job: Job) -> np.ndarray:
-  """Maps [0, 1]-space mixtures into the prior's data space (Glow: [−½, ½]).
+  """Dataset-space mixtures in the prior's space: mapped like a component image.
 
-  Components map as x' = lo + (hi − lo)·x; for a linear g whose rows sum to Σα (Sum,
-  Grayscale) the mixture maps as m' = lo·Σα + (hi − lo)·m.
+  Exact for a g that acts pixel by pixel (its mixtures have the components' shape), as the
+  data space maps are linear and keep zero (`base.DataSpace`); other g's are refused.
   """
-  low, high = job.priors[0].data_range
-  if (low, high) == (0.0, 1.0):
+  prior = job.priors[0]
+  if prior.data_space.is_identity:
     return mixtures
-  if isinstance(job.mixing, mixing_lib.Sum):
-    total = sum(job.mixing.alphas)
-  elif isinstance(job.mixing, mixing_lib.Grayscale):
-    total = 1.0
-  else:
-    raise ConfigError(f"The prior works in {job.priors[0].data_range}, and a non-linear mixing "
-                      "operator cannot be mapped there from [0, 1]; use a [0, 1] prior.")
-  return (low * total + (high - low) * mixtures).astype(np.float32)
-
-
-def components_to_unit_space(values: np.ndarray, job: Job) -> np.ndarray:
-  """The inverse map for components (and snapshots): prior space back to [0, 1]."""
-  low, high = job.priors[0].data_range
-  if (low, high) == (0.0, 1.0):
-    return values
-  return ((values - low) / (high - low)).astype(np.float32)
+  if mixtures.shape[1:] != prior.data_shape:
+    raise ConfigError(f"Mixtures of shape {mixtures.shape[1:]} cannot be mapped into the "
+                      f"space of the {prior.name} prior (from {prior.data_shape} to "
+                      f"{prior.image_shape}); use a mixing operator that acts pixel by pixel.")
+  return prior.to_prior(mixtures)
 
 
 
@@ -232,8 +220,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
     overview.log_parameter_overview(prior.params, f"Prior {number} ({prior.name})")
   mixture_set = load_mixtures(config, job)
   num_mixtures = mixture_set.mixtures.shape[0]
-  sampler.validate_mixtures(mixture_set.mixtures, job.separate.mixture_shape)
   prior_mixtures = mixtures_to_prior_space(mixture_set.mixtures, job)
+  sampler.validate_mixtures(prior_mixtures, job.separate.mixture_shape)
   mesh = sharding.make_mesh()
   num_devices = mesh.devices.size
   jitted = sharding.jit_batch_fn(job.separate, mesh)
@@ -272,7 +260,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
     sampler.check_diverged(local, mine, job.schedule)
     for name in ("components", "snapshots"):
       if name in local:
-        local[name] = components_to_unit_space(local[name], job)
+        local[name] = job.priors[0].from_prior(local[name])
     if mine.size:
       atomic.save_npz(work.chunk_file(start, stop, jax.process_index()), positions=mine,
                       **{name: local[name] for name in workdir_lib.RESULT_FIELDS if name in local})
@@ -289,7 +277,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
                     -1, job.schedule.num_levels), axis=0).tolist()}
       if mixture_set.ground_truth is not None and job.options.num_samples == 1:
         record["psnr_mean"] = float(np.mean(_best_permutation_psnr(
-            local["components"], mixture_set.ground_truth[mine], config)))
+            local["components"], mixture_set.ground_truth[mine])))
       with open(work.file("metrics.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
     if os.environ.get(KILL_AFTER_CHUNKS_ENV) == str(number + 1):
@@ -308,13 +296,8 @@ def _sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-def _best_permutation_psnr(components, truth, config):
-  """Per-mixture PSNR (peak 1, [0, 1] space) under the reference's best permutation.
-
-  Runs on the glow32 variant are scored on MNIST's 28×28×1, as experiments/evaluate does.
-  """
-  if config.data.get("variant") == "glow32":
-    components, truth = data_lib.from_glow32(components), data_lib.from_glow32(truth)
+def _best_permutation_psnr(components, truth):
+  """Per-mixture PSNR (peak 1, the dataset's [0, 1] space) under the best permutation."""
   return metrics.separation_psnr(components, truth, 1.0)["mixture"]
 
 
@@ -354,13 +337,13 @@ def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.Mixtur
              "residual_norm_mean": float(fields["residual_norm"].mean())}
   components = fields["components"]
   if mixture_set.ground_truth is not None and job.options.num_samples == 1:
-    psnr = _best_permutation_psnr(components, mixture_set.ground_truth, config)
+    psnr = _best_permutation_psnr(components, mixture_set.ground_truth)
     summary["psnr"] = metrics.summarize(psnr)
     average = metrics.average_baseline(mixture_set.mixtures, job.mixing.num_components,
                                        mixture_set.alphas,
                                        channels=mixture_set.ground_truth.shape[-1])
     summary["average_baseline_psnr"] = metrics.summarize(
-        _best_permutation_psnr(average, mixture_set.ground_truth, config))
+        _best_permutation_psnr(average, mixture_set.ground_truth))
   atomic.write_json(work.file("metrics.json"), summary)
   shown = components if job.options.num_samples == 1 else components[:, 0]
   grid = visualize.separation_grid(mixture_set.mixtures, shown, mixture_set.ground_truth,

@@ -13,7 +13,8 @@ Fields:
   schedule: σ ladder (sigmas, or sigma_max/sigma_min/num_levels), steps_per_level (T),
     step_lr (δ), likelihood_weight (w), gammas (likelihood std; empty = σ).
   mixing: kind ('sum', 'grayscale', 'clipped_sum') and alphas.
-  sampler: init ('uniform'|'normal'), init_range (uniform), init_mean (normal), clamp (empty = none), num_samples,
+  sampler: init ('uniform'|'normal'; empty: the prior's own start, `Prior.default_init`:
+    U(0, 1), Glow N(½, 1)), init_range (uniform), init_mean (normal), clamp (empty = none), num_samples,
     hard_constraint, snapshots, unroll, divergence_bound (|x| above it at the end of a
     level counts as diverged, checked before the clamp).
   data, mixture: where mixtures come from (`basis_jax.data.data_config_defaults` and
@@ -45,7 +46,7 @@ def get_config():
   })
   config.mixing = ml_collections.ConfigDict({"kind": "sum", "alphas": (1.0, 1.0)})
   config.sampler = ml_collections.ConfigDict({
-      "init": "uniform", "init_range": (0.0, 1.0), "init_mean": 0.0, "clamp": (), "num_samples": 1,
+      "init": "", "init_range": (0.0, 1.0), "init_mean": 0.0, "clamp": (), "num_samples": 1,
       "hard_constraint": False, "snapshots": False, "unroll": 1, "divergence_bound": 1e3,
   })
   config.data = data.data_config_defaults()

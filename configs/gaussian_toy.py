@@ -24,5 +24,5 @@ def get_config():
   config.prior = None  # One prior per component instead (config.priors).
   config.priors = (_toy_prior(0, 0.35), _toy_prior(1, 0.55))
   config.schedule.steps_per_level = 50
-  config.data.source = "gaussian_toy"
+  config.data.source = "prior"  # Ground truth drawn from the priors (Prior.sample).
   return config

@@ -1,4 +1,4 @@
-"""BASIS with Glow priors on MNIST (32×32×3: padded and tiled, as BASIS's Glow is trained).
+"""BASIS with Glow priors on MNIST (the prior pads and tiles to 32×32×3, as BASIS's Glow is trained).
 
 One fine-tuned Glow per σ (experiments/finetune_glow.py writes them, stacked, to
 WORKDIR/glow_sigmas.npz); the sampler scans over the stacked parameters, so nothing is
@@ -22,12 +22,15 @@ import ml_collections
 from configs import base_separation
 
 
-def glow_prior(image_shape=(32, 32, 3), levels=3, depth=32, width=512, weights=""):
+def glow_prior(image_shape=(32, 32, 3), levels=3, depth=32, width=512, weights="",
+               data_shape=None):
+  """data_shape: the dataset's (H, W, C) when the Glow was trained on padded images."""
   return ml_collections.ConfigDict({
       "name": "glow", "weights": weights, "seed": 0, "allow_random_weights": False,
       "image_shape": image_shape, "levels": levels, "depth": depth, "width": width,
       "coupling": "affine", "lu_decomposed": False, "learn_top": True,
-      "edge_padding": True, "n_bits": 8})
+      "edge_padding": True, "n_bits": 8,
+      "data_shape": ml_collections.FieldReference(data_shape, field_type=tuple)})
 
 
 def apply_glow_defaults(config):
@@ -46,8 +49,10 @@ def get_config(size: str = "full"):
   if size not in ("full", "small"):
     raise ValueError(f"Unknown variant {size!r}; use 'full' or 'small'.")
   config = apply_glow_defaults(base_separation.get_config())
-  config.prior = glow_prior()
-  config.data.update({"source": "mnist", "split": "test", "variant": "glow32"})
+  # MNIST's 28×28×1, padded to 32×32×3 by the prior (glow.PaddedSpace); separations.npz
+  # stays 28×28×1.
+  config.prior = glow_prior(data_shape=(28, 28, 1))
+  config.data.update({"source": "mnist", "split": "test"})
   config.mixture.kind = "agnostic"
   if size == "small":
     config.prior.update({"depth": 4, "width": 32})

@@ -23,7 +23,9 @@ def get_config(size: str = "full"):
   config.model = ml_collections.ConfigDict({
       "image_shape": (32, 32, 3), "levels": 3, "depth": 32, "width": 512,
       "coupling": "affine", "lu_decomposed": False, "learn_top": True,
-      "edge_padding": True, "n_bits": 8})
+      "edge_padding": True, "n_bits": 8,
+      # MNIST's 28×28×1 padded to 32×32×3 (glow.PaddedSpace), as BASIS's Glow is trained.
+      "data_shape": (28, 28, 1)})
   # The separation ladder: one fine-tuned model per σ (configs/mnist_glow.py uses the same).
   config.schedule = ml_collections.ConfigDict({
       "sigma_max": 1.0, "sigma_min": 0.01, "num_levels": 10, "sigmas": ()})
@@ -36,7 +38,6 @@ def get_config(size: str = "full"):
   config.data = data_lib.data_config_defaults()
   config.data.source = "mnist"
   config.data.split = "train"
-  config.data.variant = "glow32"
   config.eval_split = "test"
   config.init_weights = ""
   if size == "small":

@@ -1,9 +1,12 @@
-"""Best-of-N ("Glow 10×") on a finished separation run with num_samples = S > 1.
+"""Best-of-N (the paper's "10×" rows) on a finished separation run with num_samples = S > 1.
 
-    python -m experiments.separate --config=configs/mnist_glow.py --workdir=DIR \
+    python -m experiments.separate --config=CONFIG --workdir=DIR \
         --config.sampler.num_samples=10 ...
-    python -m experiments.best_of_n --config=configs/mnist_glow.py --workdir=DIR \
+    python -m experiments.best_of_n --config=CONFIG --workdir=DIR \
         --config.sampler.num_samples=10 ...
+
+CONFIG is any separation config whose prior has a log-density (configs/mnist_glow.py
+documents its run).
 
 Keeps, per mixture, the sample with the highest Σ_j log p_σL(x_j) under the run's prior(s)
 and writes DIR/best_of_n.npz (`components` [N, k, H, W, C], `index` [N], `scores` [N, S])
@@ -49,10 +52,10 @@ def main(argv):
                   scores=scores)
   summary = {"num_mixtures": int(samples.shape[0]), "num_samples": int(samples.shape[1])}
   if truth is not None:
-    peak = priors[0].data_range[1] - priors[0].data_range[0]
-    single = np.stack([metrics.separation_psnr(samples[:, s], truth, peak)["mixture"]
+    # separations.npz is in the dataset's [0, 1] space: peak 1, as experiments.evaluate.
+    single = np.stack([metrics.separation_psnr(samples[:, s], truth, 1.0)["mixture"]
                        for s in range(samples.shape[1])], axis=1)
-    chosen = metrics.separation_psnr(best, truth, peak)["mixture"]
+    chosen = metrics.separation_psnr(best, truth, 1.0)["mixture"]
     summary.update({"psnr_best_of_n": float(chosen.mean()),
                     "psnr_single_sample": float(single.mean()),
                     "psnr_oracle_best_sample": float(single.max(axis=1).mean())})

@@ -38,10 +38,12 @@ def main(argv):
 
   model_config = glow.GlowConfig.from_config(config.model)
   options = glow_training.options_from_config(config)
-  train_images = data_lib.load(config.data).images
+  # The Glow's data space: dataset images as the model takes them (MNIST: padded to 32×32×3).
+  space = glow.data_space(model_config, config.model.get("data_shape"))
+  train_images = space.to_prior(data_lib.load(config.data).images)
   eval_data = dict(config.data)
   eval_data.update(split=config.eval_split, num_examples=options.eval_batch_size)
-  eval_images = data_lib.load(eval_data).images
+  eval_images = space.to_prior(data_lib.load(eval_data).images)
   num_params = sum(int(np.prod(a.shape)) for a in
                    jax.tree.leaves(nnx.state(glow.Glow(model_config))))
   logging.info("Glow %s: %.2fM parameters; %d training images; σ ladder %s.", model_config,

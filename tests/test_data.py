@@ -143,17 +143,6 @@ def test_image_folder(tmp_path):
     data.load_image_folder(str(tmp_path / 'missing'))
 
 
-def test_glow32_variant(tmp_path):
-  write_mnist(str(tmp_path))
-  ds = data.load({'source': 'mnist', 'path': str(tmp_path), 'variant': 'glow32',
-                  'verify_checksums': False})
-  assert ds.images.shape == (6, 32, 32, 3)
-  assert np.all(ds.images[:, :2] == 0) and np.all(ds.images[:, :, -2:] == 0)
-  np.testing.assert_array_equal(ds.images[..., 0], ds.images[..., 2])
-  with pytest.raises(ValueError, match='variant'):
-    data.load({'source': 'mnist', 'path': str(tmp_path), 'variant': 'glow64'})
-
-
 def test_tfds_sources_mocked():
   with tfds.testing.mock_data(num_examples=12):
     ds = data.load({'source': 'mnist', 'split': 'test', 'num_examples': 5})
@@ -179,11 +168,6 @@ def test_unknown_source():
     data.load({'source': 'imagenet'})
   with pytest.raises(ValueError, match='no local-file'):
     data.load({'source': 'lsun_church', 'path': '/tmp'})
-
-
-def test_glow32_roundtrip():
-  x = np.random.default_rng(0).random((3, 28, 28, 1)).astype(np.float32)
-  np.testing.assert_allclose(data.from_glow32(data.to_glow32(x)), x, atol=1e-6)
 
 
 def test_tfds_examples_are_read_in_batches():

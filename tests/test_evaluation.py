@@ -137,21 +137,6 @@ def test_evaluate_inception_plumbing(tmp_path, monkeypatch):
   assert first['average']['fid'] > 0 and 'inception_score' in first['basis']
 
 
-def test_glow32_runs_are_scored_on_28x28(tmp_path):
-  from basis_jax import data  # pylint: disable=g-import-not-at-top
-  truth = np.random.default_rng(0).random((12, 2, 28, 28, 1)).astype(np.float32)
-  padded = data.to_glow32(truth.reshape(-1, 28, 28, 1)).reshape(12, 2, 32, 32, 3)
-  np.savez(tmp_path / 'separations.npz', mixtures=padded.sum(1), components=padded * 0.9,
-           ground_truth=padded)
-  with open(tmp_path / 'config.json', 'w') as f:
-    json.dump({'data': {'source': 'mnist', 'variant': 'glow32'}}, f)
-  results = evaluation.evaluate(str(tmp_path), inception='never')
-  assert results['image_shape'] == [28, 28, 1]
-  from basis_jax import metrics  # pylint: disable=g-import-not-at-top
-  expected = metrics.separation_psnr(truth * 0.9, truth)['mixture'].mean()
-  assert results['psnr_mean'] == pytest.approx(expected)  # the border is not scored
-
-
 def test_reference_cache_names_tell_datasets_apart():
   """Two folders, two tfds names or two CIFAR-10 files must not share FID statistics."""
   base = {'source': 'image_folder', 'split': 'train', 'variant': None, 'resolution': 64,
@@ -164,10 +149,3 @@ def test_reference_cache_names_tell_datasets_apart():
       {**base, 'source': 'cifar10', 'path': '/data/cifar10_jpeg.npz'})}
   assert len(names) == 6
   assert evaluation.reference_cache_name(base) == evaluation.reference_cache_name(dict(base))
-
-
-def test_glow32_runs_take_their_fid_reference_at_28x28():
-  sep = evaluation.Separations(np.zeros((1, 28, 28, 1)), np.zeros((1, 1, 2, 28, 28, 1)),
-                               config={'data': {'source': 'mnist', 'variant': 'glow32'}})
-  ref = evaluation._reference_data_config(sep, None)  # pylint: disable=protected-access
-  assert ref['variant'] is None and ref['split'] == 'train'

@@ -108,7 +108,11 @@ def test_separation_configs():
   config.prior.allow_random_weights = True
   job = separation.build_job(config)
   assert job.priors[0].name == "glow" and job.priors[0].image_shape == (32, 32, 3)
+  assert job.priors[0].data_shape == (28, 28, 1)  # The prior pads MNIST itself.
   assert job.options.init == "normal" and job.schedule.likelihood_weight == 4.0
+  config.sampler.init = ""  # The prior's own start: N(½, 1), as the config spells out.
+  options = separation.build_job(config).options
+  assert (options.init, options.init_mean) == ("normal", 0.5)
   # Without a per-σ file, one model serves every level: not copied L times, not sliced.
   assert job.priors[0].select_level(job.params, 3) is job.params
   random_model = glow.Glow(glow.GlowConfig.from_config(config.prior), seed=0)
@@ -142,3 +146,24 @@ def test_one_clean_model_for_every_sigma_is_announced_and_level_free(tmp_path, c
   stacked, _ = _stacked_file(tmp_path, sigmas=(1.0, 0.1))
   with pytest.raises(ValueError, match="fine-tuned for σ"):  # 2 levels vs the schedule's 3.
     priors_lib.load(_prior_config(stacked), SCHEDULE)
+
+
+def test_glow32_data_space_pads_tiles_and_crops_back(tmp_path):
+  """MNIST as BASIS's Glow takes it (glow32), owned by the prior: 28×28×1 in 32×32×3."""
+  from tests.test_data import write_mnist  # pylint: disable=import-outside-toplevel
+  from basis_jax import data  # pylint: disable=import-outside-toplevel
+  write_mnist(str(tmp_path))
+  space = glow.data_space(glow.GlowConfig(), (28, 28, 1))
+  images = space.to_prior(data.load({'source': 'mnist', 'path': str(tmp_path),
+                                      'verify_checksums': False}).images)
+  assert images.shape == (6, 32, 32, 3)
+  assert np.all(images[:, :2] == 0) and np.all(images[:, :, -2:] == 0)
+  np.testing.assert_array_equal(images[..., 0], images[..., 2])
+  x = np.random.default_rng(0).random((3, 28, 28, 1)).astype(np.float32)
+  np.testing.assert_allclose(space.from_prior(space.to_prior(x)), x, atol=1e-6)
+  assert space == glow.data_space(glow.GlowConfig(), [28, 28, 1])  # Compared by value.
+  assert glow.data_space(glow.GlowConfig(), None).is_identity
+  with pytest.raises(ValueError, match="cannot be padded"):
+    glow.data_space(glow.GlowConfig(), (27, 28, 1))
+  with pytest.raises(ValueError, match="Expected images"):
+    space.to_prior(np.zeros((2, 32, 32, 3)))

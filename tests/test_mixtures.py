@@ -60,9 +60,12 @@ def test_k_components_with_alphas(mnist_dir):
     mixtures.from_config(_config(mnist_dir, num_components=3, alphas=(1., 1.)), (28, 28, 1))
 
 
-def test_grayscale_and_glow_shapes(mnist_dir):
+def test_grayscale_and_glow_shapes(mnist_dir, tmp_path):
+  rng = np.random.default_rng(0)
+  for i in range(6):  # Colour images of Glow's 32×32×3.
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(tmp_path / f'c{i}.png')
   cfg = _config(mnist_dir, kind='grayscale', num_mixtures=5)
-  cfg.data.variant = 'glow32'
+  cfg.data = {'source': 'image_folder', 'path': str(tmp_path)}
   ms = mixtures.from_config(cfg, (32, 32, 3))
   assert ms.mixtures.shape == (5, 32, 32, 1) and ms.ground_truth.shape == (5, 1, 32, 32, 3)
   assert len(np.unique(ms.indices)) == 5

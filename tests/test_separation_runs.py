@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from ml_collections import config_dict
 
-from basis_jax import atomic, errors, mixing, separation, workdir
+from basis_jax import atomic, errors, metrics, mixing, priors as priors_lib, separation, workdir
+from basis_jax.priors import gaussian, glow
 from configs import gaussian_toy
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -184,21 +185,47 @@ def test_two_processes_give_the_single_process_result(tmp_path):
     np.testing.assert_array_equal(multi["mixtures"], single["mixtures"])
 
 
+def _padded(prior, data_shape):
+  """`prior` working on `data_shape` images padded and tiled to its own (Glow's glow32)."""
+  return dataclasses.replace(prior, data_space=glow.PaddedSpace(data_shape, prior.image_shape))
+
+
 @pytest.mark.parametrize("op", [mixing.Sum((0.5, 0.5)), mixing.Sum((1.0, 2.0, 0.5)),
-                                mixing.Grayscale()])
+                                mixing.Generic(mixing.clipped_sum, num_components=2)])
 def test_mixtures_map_into_a_prior_space_consistently(op):
-  """m' computed from m equals g applied to the mapped components (Glow's [−½, ½])."""
-  prior = types.SimpleNamespace(data_range=(-0.5, 0.5))
+  """m' computed from m equals g applied to the mapped components (Glow's padded MNIST)."""
+  toy = gaussian.make_prior(np.full((8, 8, 3), 0.5), np.full((8, 8, 3), 0.1), (1.0, 0.1))
+  prior = _padded(toy, (6, 6, 1))
   job = types.SimpleNamespace(priors=[prior], mixing=op)
   k = op.num_components
-  x = np.random.default_rng(0).uniform(size=(k, 6, 6, 3)).astype(np.float32)
+  x = np.random.default_rng(0).uniform(size=(k, 6, 6, 1)).astype(np.float32)
   m = np.asarray(op(x))[None]
   mapped = separation.mixtures_to_prior_space(m, job)
-  np.testing.assert_allclose(mapped[0], op(x - 0.5), atol=1e-6)
-  np.testing.assert_allclose(separation.components_to_unit_space(x - 0.5, job), x, atol=1e-6)
-  job.mixing = mixing.Generic(mixing.clipped_sum, num_components=2)
-  with pytest.raises(ValueError, match="non-linear"):
-    separation.mixtures_to_prior_space(m, job)
+  np.testing.assert_allclose(mapped[0], op(prior.to_prior(x)), atol=1e-6)
+  np.testing.assert_allclose(prior.from_prior(prior.to_prior(x)), x, atol=1e-6)
+  job.mixing = mixing.Grayscale()
+  with pytest.raises(ValueError, match="acts pixel by pixel"):
+    separation.mixtures_to_prior_space(m[..., :0], job)
+
+
+def test_a_padded_prior_writes_and_scores_dataset_space(tmp_path, monkeypatch):
+  """separations.npz is in the dataset's shape; the border the prior adds is never scored."""
+  real_load = priors_lib.load
+
+  def load(spec, schedule):
+    prior = _padded(real_load(spec, schedule), (14, 14, 1))
+    mean = np.asarray(prior.params["means"])[1:15, 1:15, :1]
+    return dataclasses.replace(prior, sample=lambda num, seed: (
+        mean + 0.1 * np.random.default_rng(seed).standard_normal((num, 14, 14, 1))
+    ).astype(np.float32))
+
+  monkeypatch.setattr(priors_lib, "load", load)
+  summary = separation.run(_toy_config(num_mixtures=4, batch_size=4), str(tmp_path))
+  with np.load(tmp_path / "separations.npz") as out:
+    assert out["mixtures"].shape == (4, 14, 14, 1)
+    assert out["components"].shape == out["ground_truth"].shape == (4, 2, 14, 14, 1)
+    expected = metrics.separation_psnr(out["components"], out["ground_truth"])["mixture"]
+  assert summary["psnr"]["mean"] == pytest.approx(expected.mean(), rel=1e-6)
 
 
 def test_data_mixtures_are_made_by_the_runs_mixing_operator(shared_data):
@@ -247,17 +274,16 @@ def test_prior_and_priors_together_are_refused():
     separation.build_job(config)
 
 
-def test_priors_in_different_data_ranges_are_refused(monkeypatch):
+def test_priors_in_different_data_spaces_are_refused(monkeypatch):
   """Mixtures are mapped into priors[0]'s data space only."""
-  from basis_jax import priors as priors_lib  # pylint: disable=import-outside-toplevel
   real_load = priors_lib.load
 
   def load(spec, schedule):
     prior = real_load(spec, schedule)
-    return prior if spec.component == 0 else dataclasses.replace(prior, data_range=(-0.5, 0.5))
+    return prior if spec.component == 0 else _padded(prior, (14, 14, 1))
 
   monkeypatch.setattr(priors_lib, "load", load)
-  with pytest.raises(errors.ConfigError, match="one data range"):
+  with pytest.raises(errors.ConfigError, match="one data space"):
     separation.build_job(_toy_config())
 
 

@@ -11,12 +11,21 @@ Priors whose parameters differ per level (Glow fine-tuned per σ) supply
 inner step loop, so only that level's slice is touched by the steps.
 Priors with a tractable density (Glow) supply `log_density_fn(params, x, level)`
 -> [B], used for best-of-N selection.
+
+A prior also owns its data space. Mixtures, ground truth and separations stay in the
+dataset's space ([0, 1] pixels of the dataset's shape); `to_prior` maps images into the
+space the prior was trained in and `from_prior` maps samples back (Glow on MNIST: padded to
+32×32×3 and back). `default_init` is where Langevin starts when the config leaves
+`sampler.init` empty, and `sample` (analytic priors) draws clean images, so a run can make
+its own mixtures.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
+
+import numpy as np
 
 from basis_jax import checkpoint_io
 from basis_jax.errors import ConfigError
@@ -30,20 +39,66 @@ def _identity_level(params, level):
 
 
 @dataclasses.dataclass(frozen=True)
+class DataSpace:
+  """How the dataset's images become the prior's: here they are the same.
+
+  A prior trained on other shapes subclasses this (priors/glow.py pads and tiles). Both
+  maps act on host arrays [..., H, W, C], must be linear and keep zero pixel by pixel, so a
+  pixel-wise g (a sum, a clipped sum) commutes with them and a mixture maps into the prior's
+  space exactly like its components. Spaces compare by value: priors that share a run must
+  share one.
+  """
+
+  def data_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(H, W, C) of a dataset image, for a prior of `image_shape`."""
+    return tuple(image_shape)
+
+  def to_prior(self, images: np.ndarray) -> np.ndarray:
+    return images
+
+  def from_prior(self, images: np.ndarray) -> np.ndarray:
+    return images
+
+  @property
+  def is_identity(self) -> bool:
+    return type(self) is DataSpace  # pylint: disable=unidiomatic-typecheck
+
+
+# Langevin's start when config.sampler.init is empty: U(0, 1), the data range.
+UNIFORM_INIT = {"init": "uniform", "init_range": (0.0, 1.0)}
+
+
+@dataclasses.dataclass(frozen=True)
 class Prior:
   """A generative prior as the sampler sees it."""
 
   name: str
   score_fn: ScoreFn
   params: Any
-  image_shape: tuple[int, int, int]  # (H, W, C) of one component.
-  data_range: tuple[float, float] = (0.0, 1.0)
+  image_shape: tuple[int, int, int]  # (H, W, C) of one component, in the prior's space.
   num_levels: int | None = None  # Levels the network was trained for (None: any).
   select_level: Callable[[Any, Any], Any] = _identity_level
   log_density_fn: Callable[[Any, Any, Any], Any] | None = None
   # SHA-256 of the weights file the parameters came from (None: analytic or random
   # weights); a resumed separation refuses chunks computed with other weights.
   weights_digest: str | None = None
+  data_space: DataSpace = DataSpace()
+  default_init: Mapping[str, Any] = dataclasses.field(default_factory=lambda: dict(UNIFORM_INIT))
+  # (num, seed) -> [num, *data_shape] clean images, for priors that can draw them.
+  sample: Callable[[int, Any], np.ndarray] | None = None
+
+  @property
+  def data_shape(self) -> tuple[int, int, int]:
+    """(H, W, C) of one component in the dataset's space."""
+    return self.data_space.data_shape(self.image_shape)
+
+  def to_prior(self, images: np.ndarray) -> np.ndarray:
+    """Dataset-space images [..., *data_shape] -> the prior's space [..., *image_shape]."""
+    return self.data_space.to_prior(images)
+
+  def from_prior(self, images: np.ndarray) -> np.ndarray:
+    """The prior's space [..., *image_shape] -> dataset-space images [..., *data_shape]."""
+    return self.data_space.from_prior(images)
 
 
 def require_random_weights_allowed(prior_config, name: str, ways: str) -> None:
@@ -85,6 +140,15 @@ def file_architecture(path: str, architecture: str, from_dict, expected: dict[st
              if k != "dtype" and v != getattr(file_config, k)}
   if clashes:
     listed = ", ".join(f"{k}={a} (file: {b})" for k, (a, b) in clashes.items())
+    shape = lambda c: f"{c.image_size}×{c.image_size}×{c.channels}"
+    if {"image_size", "channels"} & set(clashes) and hasattr(file_config, "channels"):
+      wanted = dataclasses.replace(file_config, **{k: expected[k] for k in
+                                                   ("image_size", "channels") if k in expected})
+      raise checkpoint_io.CheckpointError(
+          f"{path} holds a network for {shape(file_config)} images, but this config's data "
+          f"are {shape(wanted)} images ({listed}).",
+          hint="use weights trained on this dataset (config.prior.weights), or the config of "
+               "the dataset these weights were trained on.")
     raise checkpoint_io.CheckpointError(
         f"{path} was written for {file_config}, which clashes with the prior config: {listed}")
   return file_config, metadata

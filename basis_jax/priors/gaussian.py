@@ -36,9 +36,14 @@ def make_prior(means, variances, sigmas) -> Prior:
     per_pixel = -0.5 * ((x - params["means"])**2 / noisy_var + jnp.log(2 * jnp.pi * noisy_var))
     return jnp.sum(per_pixel, axis=(1, 2, 3))
 
+  def sample_fn(num, seed):
+    rng = np.random.default_rng(seed)
+    return (means + np.sqrt(variances) * rng.standard_normal((num, *means.shape))
+            ).astype(np.float32)
+
   return Prior(name="gaussian_toy", score_fn=score_fn, params=params,
-               image_shape=tuple(means.shape), data_range=(0.0, 1.0),
-               num_levels=len(sigmas), log_density_fn=log_density_fn)
+               image_shape=tuple(means.shape), num_levels=len(sigmas),
+               log_density_fn=log_density_fn, sample=sample_fn)
 
 
 def toy_moments(shape, component: int, seed: int, mean: float, std: float):
@@ -63,11 +68,8 @@ def load(prior_config, schedule=None) -> Prior:
 
 
 def sample(prior: Prior, num: int, seed: int) -> np.ndarray:
-  """Draws clean images x ~ N(μ, v) from a Gaussian toy prior."""
-  rng = np.random.default_rng(seed)
-  means = np.asarray(prior.params["means"])
-  stds = np.sqrt(np.asarray(prior.params["variances"]))
-  return (means + stds * rng.standard_normal((num, *means.shape))).astype(np.float32)
+  """Draws clean images x ~ N(μ, v) from a Gaussian toy prior (its `Prior.sample`)."""
+  return prior.sample(num, seed)
 
 
 def analytic_posterior(means, variances, alphas, mixture, noise_var):

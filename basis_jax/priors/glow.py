@@ -1,21 +1,15 @@
-"""Glow (openai/glow architecture) as an exact-likelihood prior for BASIS.
+"""Glow as a BASIS prior: its data space, its weights files, `load`.
 
-Multi-scale: `levels` times [squeeze → `depth` flow steps → split (all but the last
-level)], the split-off half scored by a learned conditional Gaussian ("split prior"), the
-final latent by a (optionally learned) top prior. Data live in [−½, ½]
-(8-bit images: x/256 − ½ + U(0, 1/256)), NHWC.
-
-Functional use (jit, scan, grad): `graphdef, state = nnx.split(model)` once, then the pure
-functions from `make_log_prob_fn(graphdef)` take `state`. For BASIS, one state per σ is
-stacked along a leading level axis (see `load`, `stack_states`); `select_level` slices it.
+The network itself is in glow_model.py (re-exported here, so `glow.GlowConfig`,
+`glow.create`, ... read as before); this module is what a separation run sees: one
+parameter set per σ, the score and log-density in [0, 1] pixels, and the map from the
+dataset's images to the ones the Glow was trained on (`PaddedSpace`, BASIS's glow32).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
-from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,256 +17,63 @@ import numpy as np
 from flax import nnx
 
 from basis_jax import data as data_lib, errors
-from basis_jax.priors import base, glow_layers as layers
+from basis_jax.priors import base
 from basis_jax.priors.base import Prior, _identity_level
+from basis_jax.priors.glow_model import (  # pylint: disable=unused-import
+    Glow, GlowConfig, Level, create, dequantize, log_prob_to_bits_per_dim,
+    make_log_prob_fn, make_score_fn, select_level, stack_states)
 
-_COUPLINGS = ("affine", "additive")
+
+# -- the data space, weights files and the BASIS prior -------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class GlowConfig:
-  """Architecture. The defaults are BASIS's MNIST/CIFAR-10 Glow (~44.6M parameters)."""
+class PaddedSpace(base.DataSpace):
+  """Dataset images zero-padded (centred) to the model's size and tiled over its channels.
 
-  image_shape: tuple[int, int, int] = (32, 32, 3)  # (H, W, C).
-  levels: int = 3
-  depth: int = 32  # K flow steps per level.
-  width: int = 512  # Hidden channels of the coupling network.
-  coupling: str = "affine"
-  lu_decomposed: bool = False
-  learn_top: bool = True
-  edge_padding: bool = True  # openai's extra border channel; False for zero padding.
-  n_bits: int = 8
+  BASIS trains its Glow on MNIST as 32×32×3 (28×28×1 padded by 2 pixels, grey repeated
+  three times: "glow32"); samples come back cropped and channel-averaged, so nothing
+  downstream scores the border.
+  """
+
+  dataset_shape: tuple[int, int, int]
+  model_shape: tuple[int, int, int]
 
   def __post_init__(self):
-    shape = tuple(int(s) for s in self.image_shape)
-    object.__setattr__(self, "image_shape", shape)
-    if len(shape) != 3 or min(shape) < 1:
-      raise ValueError(f"image_shape must be (H, W, C), got {self.image_shape}.")
-    if self.levels < 1 or self.depth < 1 or self.width < 1:
-      raise ValueError(f"levels, depth and width must be >= 1, got {self.levels}, "
-                       f"{self.depth}, {self.width}.")
-    f = 2**self.levels
-    if shape[0] % f or shape[1] % f:
-      raise ValueError(f"H and W ({shape[0]}, {shape[1]}) must be divisible by "
-                       f"2**levels = {f}.")
-    if self.coupling not in _COUPLINGS:
-      raise ValueError(f"coupling must be one of {_COUPLINGS}, got {self.coupling!r}.")
-    if not 1 <= self.n_bits <= 8:
-      raise ValueError(f"n_bits must be in 1..8, got {self.n_bits}.")
+    (h, w, c), (mh, mw, mc) = self.dataset_shape, self.model_shape
+    if h > mh or w > mw or (mh - h) % 2 or (mw - w) % 2 or c not in (1, mc):
+      raise errors.ConfigError(
+          f"Dataset images of shape {self.dataset_shape} cannot be padded to the Glow's "
+          f"{self.model_shape} (needs an even margin and 1 or {mc} channels).")
 
-  @classmethod
-  def from_config(cls, config) -> "GlowConfig":
-    """Picks the architecture fields out of a ConfigDict (e.g. `config.prior`)."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    values = {k: config[k] for k in fields if k in config}
-    if "image_shape" in values:
-      values["image_shape"] = tuple(values["image_shape"])
-    return cls(**values)
+  def data_shape(self, image_shape):
+    return self.dataset_shape
 
-  @property
-  def num_dims(self) -> int:
-    return int(np.prod(self.image_shape))
+  def _margins(self):
+    return ((self.model_shape[0] - self.dataset_shape[0]) // 2,
+            (self.model_shape[1] - self.dataset_shape[1]) // 2)
 
-  def level_shapes(self) -> list[tuple[int, int, int]]:
-    """(H, W, C) inside each level, after its squeeze."""
-    h, w, c = self.image_shape
-    shapes = []
-    for i in range(self.levels):
-      h, w, c = h // 2, w // 2, c * 4
-      shapes.append((h, w, c))
-      if i < self.levels - 1:
-        c //= 2
-    return shapes
+  def to_prior(self, images):
+    images = np.asarray(images)
+    if images.shape[-3:] != self.dataset_shape:
+      raise errors.ConfigError(f"Expected images [..., {self.dataset_shape}], got {images.shape}.")
+    top, left = self._margins()
+    pad = [(0, 0)] * (images.ndim - 3) + [(top, top), (left, left), (0, 0)]
+    return np.repeat(np.pad(images, pad), self.model_shape[2] // self.dataset_shape[2], axis=-1)
+
+  def from_prior(self, images):
+    images = np.asarray(images)
+    top, left = self._margins()
+    h, w, c = self.dataset_shape
+    crop = images[..., top:top + h, left:left + w, :]
+    return crop.mean(axis=-1, keepdims=True, dtype=np.float32) if c == 1 else crop
 
 
-class Level(nnx.Module):
-  """`depth` flow steps, then (except at the top) a split with its learned prior."""
-
-  def __init__(self, channels: int, config: GlowConfig, is_top: bool, *,
-               rng: np.random.Generator):
-    self.steps = nnx.List([
-        layers.FlowStep(channels, config.width, config.coupling, config.lu_decomposed,
-                        config.edge_padding, rng=rng) for _ in range(config.depth)])
-    # The prior of z2 given z1: [mean | logsd] interleaved in the output channels.
-    self.split_prior = (None if is_top else
-                        layers.ZeroConv(channels // 2, channels, config.edge_padding))
-
-
-class Glow(nnx.Module):
-  """The full multi-scale flow with its latent priors."""
-
-  def __init__(self, config: GlowConfig, *, seed: int = 0):
-    self.config = config
-    shapes = config.level_shapes()
-    rng = np.random.default_rng(seed)
-    self.levels = nnx.List([
-        Level(c, config, is_top=(i == config.levels - 1), rng=rng)
-        for i, (_, _, c) in enumerate(shapes)])
-    top_c = shapes[-1][2]
-    self.top_prior = (layers.ZeroConv(2 * top_c, 2 * top_c, config.edge_padding)
-                      if config.learn_top else None)
-
-  # -- priors of the latents ------------------------------------------------------------
-
-  def _top_mean_logsd(self, batch: int):
-    h, w, c = self.config.level_shapes()[-1]
-    p = jnp.zeros((1, h, w, 2 * c), jnp.float32)
-    if self.top_prior is not None:
-      # The conv sees zeros, but the edge channel makes the learned prior vary at borders.
-      p = self.top_prior(p)
-    p = jnp.broadcast_to(p, (batch, h, w, 2 * c))
-    return p[..., :c], p[..., c:]
-
-  @staticmethod
-  def _split_mean_logsd(level: Level, z1):
-    h = level.split_prior(z1)
-    return h[..., 0::2], h[..., 1::2]
-
-  # -- x -> z ---------------------------------------------------------------------------
-
-  def encode(self, x, init: bool = False):
-    """x [B, H, W, C] -> (zs, logdet [B], log p(zs) [B]).
-
-    zs lists the split-off halves level by level, then the top latent; x ↦ zs is a
-    bijection and `logdet` its log |det Jacobian|. `init=True` is the eager data-dependent
-    actnorm initialisation pass.
-    """
-    self._check_input(x)
-    z = x
-    logdet = jnp.zeros((x.shape[0],), jnp.float32)
-    logp = jnp.zeros((x.shape[0],), jnp.float32)
-    zs = []
-    for level in self.levels:
-      z = layers.squeeze2d(z)
-      for step in level.steps:
-        z, ld = step(z, init=init)
-        logdet = logdet + ld
-      if level.split_prior is not None:
-        c = z.shape[-1] // 2
-        z, z2 = z[..., :c], z[..., c:]
-        mean, logsd = self._split_mean_logsd(level, z)
-        logp = logp + layers.gaussian_log_prob(mean, logsd, z2)
-        zs.append(z2)
-    mean, logsd = self._top_mean_logsd(x.shape[0])
-    logp = logp + layers.gaussian_log_prob(mean, logsd, z)
-    zs.append(z)
-    return zs, logdet, logp
-
-  def __call__(self, x):
-    """Exact log-density of x ∈ [−½, ½]^D (continuous, before the 8-bit term), [B]."""
-    _, logdet, logp = self.encode(x)
-    return logdet + logp
-
-  def log_prob(self, x):
-    return self(x)
-
-  def bits_per_dim(self, x):
-    """Discrete bits/dim of dequantised data: −(log p(x) − D·log 2^n_bits) / (D·ln 2)."""
-    return log_prob_to_bits_per_dim(self(x), self.config)
-
-  def initialize(self, x):
-    """Data-dependent actnorm initialisation from one batch (eager, mutates the model)."""
-    self.encode(x, init=True)
-
-  # -- z -> x ---------------------------------------------------------------------------
-
-  def _decode(self, top_z, next_z2: Callable[[int, jax.Array, jax.Array], jax.Array]):
-    z = top_z
-    for index in reversed(range(len(self.levels))):
-      level = self.levels[index]
-      if level.split_prior is not None:
-        mean, logsd = self._split_mean_logsd(level, z)
-        z = jnp.concatenate([z, next_z2(index, mean, logsd)], axis=-1)
-      for step in reversed(level.steps):
-        z, _ = step(z, reverse=True)
-      z = layers.unsqueeze2d(z)
-    return z
-
-  def decode(self, zs: Sequence[jax.Array]):
-    """Exact inverse of `encode`: zs (as `encode` returns them) -> x."""
-    zs = list(zs)
-    if len(zs) != len(self.levels):
-      raise ValueError(f"Expected {len(self.levels)} latents, got {len(zs)}.")
-    return self._decode(zs[-1], lambda index, mean, logsd: zs[index])
-
-  def sample(self, key: jax.Array, batch: int, temperature: float = 1.0):
-    """Ancestral samples x ~ p (latents scaled by `temperature`), [B, H, W, C]."""
-    keys = list(jax.random.split(key, len(self.levels)))
-    mean, logsd = self._top_mean_logsd(batch)
-    top_z = mean + temperature * jnp.exp(logsd) * jax.random.normal(keys[-1], mean.shape)
-
-    def next_z2(index, mean, logsd):
-      return mean + temperature * jnp.exp(logsd) * jax.random.normal(keys[index], mean.shape)
-
-    return self._decode(top_z, next_z2)
-
-  def _check_input(self, x):
-    if x.ndim != 4 or tuple(x.shape[1:]) != self.config.image_shape:
-      raise ValueError(f"Glow expects images [B, {', '.join(map(str, self.config.image_shape))}]"
-                       f" (NHWC), got shape {tuple(x.shape)}.")
-
-
-def log_prob_to_bits_per_dim(log_prob, config: GlowConfig):
-  """Adds the n-bit dequantisation term −D·log 2^n and converts nats to bits/dim."""
-  d = config.num_dims
-  return -(log_prob - d * config.n_bits * np.log(2.0)) / (d * np.log(2.0))
-
-
-@functools.partial(jax.jit, static_argnames="n_bits")
-def dequantize(images, key: jax.Array, n_bits: int = 8):
-  """Images in [0, 1] (multiples of 1/255) -> Glow's data space x/2^n − ½ + U(0, 1/2^n)."""
-  bins = 2.0**n_bits
-  x = jnp.floor(jnp.round(jnp.asarray(images, jnp.float32) * 255.0) / 2**(8 - n_bits))
-  return x / bins - 0.5 + jax.random.uniform(key, x.shape, jnp.float32, 0.0, 1.0 / bins)
-
-
-def create(config: GlowConfig, seed: int = 0, init_batch=None) -> Glow:
-  """A fresh Glow; with `init_batch` ([B, H, W, C] in [−½, ½]) its actnorms are
-  initialised from data, otherwise they start as the identity."""
-  model = Glow(config, seed=seed)
-  if init_batch is not None:
-    # Under jit: eagerly, every small op would compile on its own.
-    _initialize_jit(model, jnp.asarray(init_batch, jnp.float32))
-  return model
-
-
-@nnx.jit
-def _initialize_jit(model: Glow, init_batch):
-  model.initialize(init_batch)
-
-
-# -- the functional interface -------------------------------------------------------------
-
-
-def make_log_prob_fn(graphdef) -> Callable[[nnx.State, jax.Array], jax.Array]:
-  """Pure (state, x) -> log p(x) [B]."""
-
-  def log_prob_fn(state, x):
-    return nnx.merge(graphdef, state)(x)
-
-  return log_prob_fn
-
-
-def make_score_fn(graphdef) -> Callable[[nnx.State, jax.Array], jax.Array]:
-  """Pure (state, x) -> ∇_x log p(x), per image (the images are independent)."""
-  log_prob_fn = make_log_prob_fn(graphdef)
-  return jax.grad(lambda state, x: jnp.sum(log_prob_fn(state, x)), argnums=1)
-
-
-def stack_states(states: Sequence[nnx.State]) -> nnx.State:
-  """Per-σ states -> one state with a leading level axis (on the host: stacking eagerly
-  with jnp would compile one program per parameter shape)."""
-  return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *states)
-
-
-def select_level(stacked_state, level):
-  """The state of one level (level may be traced): a dynamic index on the leading axis."""
-  return jax.tree.map(
-      lambda leaf: jax.lax.dynamic_index_in_dim(leaf, level, axis=0, keepdims=False),
-      stacked_state)
-
-
-# -- weights files and the BASIS prior ------------------------------------------------------
+def data_space(model_config: GlowConfig, dataset_shape=None) -> base.DataSpace:
+  """The map from dataset images of `dataset_shape` (None: the model's own) to the model's."""
+  if dataset_shape is None or tuple(dataset_shape) == model_config.image_shape:
+    return base.DataSpace()
+  return PaddedSpace(tuple(int(d) for d in dataset_shape), model_config.image_shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,7 +149,11 @@ def load(prior_config, schedule=None) -> Prior:
   only with allow_random_weights=True).
 
   The prior works on images in [0, 1] and shifts them by −½ into Glow's data space
-  [−½, ½]; a shift does not change the score.
+  [−½, ½] inside its score: a shift does not change the score, and keeping it out of
+  `to_prior` keeps that map linear, so mixtures map like components (base.DataSpace).
+  data_shape: the dataset's (H, W, C) when it differs from the model's (MNIST's
+  (28, 28, 1) for a 32×32×3 Glow, see `PaddedSpace`). Langevin starts by default from
+  N(½, 1), the reference's N(0, 1) in [−½, ½].
   """
   if schedule is None:
     raise ValueError("The Glow prior needs the schedule (one parameter set per σ level).")
@@ -392,6 +197,7 @@ def load(prior_config, schedule=None) -> Prior:
     return jax.grad(lambda x: jnp.sum(log_density_fn(level_state, x, level)))(x)
 
   return Prior(name="glow", score_fn=score_fn, params=params, image_shape=config.image_shape,
-               data_range=(0.0, 1.0), num_levels=num_levels, select_level=select,
-               log_density_fn=log_density_fn,
+               num_levels=num_levels, select_level=select, log_density_fn=log_density_fn,
+               data_space=data_space(config, prior_config.get("data_shape")),
+               default_init={"init": "normal", "init_mean": 0.5},
                weights_digest=data_lib.file_digest(path) if path else None)

@@ -233,8 +233,13 @@ def load(prior_config, schedule=None) -> Prior:
     config, graphdef, params = load_weights(weights, expected,
                                             use_ema=prior_config.get("use_ema", True))
   else:
+    shipped = {"mnist": "configs/mnist_unet.py", "cifar10": "configs/cifar_unet.py"}
     base.require_random_weights_allowed(
-        prior_config, "NCSN", "convert the published checkpoint (python -m "
+        prior_config, "NCSN",
+        (f"run the project's own {prior_config.get('dataset', 'mnist')} prior instead "
+         f"({shipped[prior_config.get('dataset', 'mnist')]}), " if
+         prior_config.get("dataset", "mnist") in shipped else "") +
+        "convert the published checkpoint (python -m "
         "convert_weights.ncsn --checkpoint=checkpoint.pth --out=weights.npz) or train one "
         "(python -m experiments.train_ncsn ..., which writes WORKDIR/weights.npz)")
     logging.warning("NCSN prior: no weights given, using a random initialisation "
@@ -247,5 +252,5 @@ def load(prior_config, schedule=None) -> Prior:
     check_sigmas(weights, schedule.sigmas)
   return Prior(name="ncsn", score_fn=make_score_fn(graphdef), params=params,
                image_shape=(config.image_size, config.image_size, config.channels),
-               data_range=(0.0, 1.0), num_levels=config.num_classes,
+               num_levels=config.num_classes,
                weights_digest=data_lib.file_digest(weights) if weights else None)

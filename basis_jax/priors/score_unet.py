@@ -319,7 +319,7 @@ def load(prior_config, schedule=None) -> Prior:
     base.require_random_weights_allowed(
         prior_config, ARCHITECTURE,
         "train weights with `python -m experiments.train_ncsn "
-        "--config=configs/train_score_unet_mnist.py`")
+        f"--config=configs/train_score_unet_{dataset}.py` (WORKDIR/weights.npz)")
     logging.warning("score_unet prior: random weights (seed %s), as asked; separations will "
                     "be meaningless.", prior_config.get("seed", 0))
     graphdef, params = nnx.split(build(config, prior_config.get("seed", 0)), nnx.Param)
@@ -331,5 +331,5 @@ def load(prior_config, schedule=None) -> Prior:
 
   return Prior(name=ARCHITECTURE, score_fn=score_fn, params=params,
                image_shape=(config.image_size, config.image_size, config.channels),
-               data_range=(0.0, 1.0), num_levels=None,
+               num_levels=None,
                weights_digest=data_lib.file_digest(weights) if weights else None)
