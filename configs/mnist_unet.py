@@ -41,6 +41,12 @@ def unet_prior() -> ml_collections.ConfigDict:
       "dtype": ml_collections.config_dict.placeholder(str),
       "seed": 0,
       "allow_random_weights": False,
+      # The denoising bound on −log p (basis_jax/likelihood.py, docs/likelihood.md): the
+      # prior's log_density_fn, for choosing among posterior samples. σ range, K draws of
+      # the added noise (stratified in log), noise draws per K, seed.
+      "likelihood": ml_collections.ConfigDict({
+          "sigma_min": 0.005, "sigma_max": 17.0, "num_sigmas": 64, "num_noise": 1,
+          "seed": 0}),
   })
 
 

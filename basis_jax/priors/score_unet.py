@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import checkpoint_io, data as data_lib, overview
+from basis_jax import checkpoint_io, data as data_lib, likelihood, overview
 from basis_jax.errors import ConfigError
 from basis_jax.priors import base
 from basis_jax.priors.base import Prior
@@ -332,4 +332,6 @@ def load(prior_config, schedule=None) -> Prior:
   return Prior(name=ARCHITECTURE, score_fn=score_fn, params=params,
                image_shape=(config.image_size, config.image_size, config.channels),
                num_levels=None,
+               log_density_fn=likelihood.log_density_from_config(net_score, prior_config,
+                                                                 weights),
                weights_digest=data_lib.file_digest(weights) if weights else None)
