@@ -3,18 +3,20 @@
 A score network s(x, σ) ≈ ∇ log p_σ(x), p_σ = p_data ∗ N(0, σ²I), defines a
 variance-exploding diffusion from σ_min to σ_max. docs/likelihood.md derives both estimates:
 
-- the denoising bound, an upper bound on −log p_σmin(x) in nats (D pixels): x is taken as a
-  point of p_σmin and noised further by τ, so the network is queried at σ² = σ_min² + τ²,
+- the denoising bound, an upper bound on −log p(x) in nats (D pixels): x is noised by ν,
+  the network queried at σ² = σ_0² + ν²,
 
-      L(x) = E_ε[−log π(x + τ_T ε)] − ∫_0^{τ_T} E_ε(‖ε‖² − ‖τ s(x + τε, σ) + ε‖²) d log τ
+      L(x) = E_ε[−log π(x + ν_T ε)] − ∫_{ν_0}^{ν_T} E_ε(D − ‖ν s(x + νε, σ) + ε‖²) d log ν
 
-  with π = N(0, σ_max² I) and τ_T² = σ_max² − σ_min². For τ ≫ σ_min the integrand is D minus
-  twice the training loss of `dsm.py` at σ ≈ τ, and the training draws log σ uniformly: it
-  minimises this bound (the likelihood weighting). Estimated with K τ's stratified in log τ
-  and N noise draws at each.
+  with π = N(0, σ_max² I). Form 'data' (default): σ_0 = 0, ν from σ_min to σ_max; the
+  integrand is D minus twice the training loss of `dsm.py`, which draws log σ uniformly, so
+  training minimises exactly this bound (the likelihood weighting); p is p_σmin ∗ N(0, σ_min²).
+  Form 'marginal': σ_0 = σ_min, ν = τ from σ_min/100 to √(σ_max² − σ_min²); p is p_σmin, the
+  ODE's density. Estimated with K levels stratified in log ν, N noise draws at each.
 - the probability-flow ODE dx/d log σ = −σ² s(x, σ) from σ_min to σ_max, whose log-density
   change is the integral of the divergence (Hutchinson's estimator): log p_σmin(x), an
-  estimate rather than a bound, and the independent check of the first.
+  estimate rather than a bound, and the independent check of the first (run it from √2·σ_min
+  to compare with form 'data': p_σmin ∗ N(0, σ_min²) = p_√2σmin for exact scores).
 
 Random numbers come from the seed alone, and every image of a batch sees the same σ's, noise
 and probes (common random numbers): an image's estimate depends on the image only, never on
@@ -42,6 +44,7 @@ SigmaScoreFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 CONFIG_KEY = "config.prior.likelihood"
 METHODS = ("euler", "heun", "rk4")
 PROBES = ("rademacher", "gaussian", "exact")
+FORMS = ("data", "marginal")
 # Pixel variance of the control variate (MNIST's is 0.095); only the variance depends on it.
 CONTROL_VARIANCE = 0.1
 # The added noise τ starts at σ_min/100: below it the integrand is O(τ²) and the part left
@@ -51,10 +54,12 @@ TAU_FLOOR = 0.01
 
 @dataclasses.dataclass(frozen=True)
 class BoundSettings:
-  """The denoising bound's σ range, K draws of τ (stratified in log τ), N noise draws per τ.
+  """The denoising bound's σ range, K noise levels (stratified in log), N noise draws each.
 
-  Defaults chosen on held-out training digits (docs/likelihood.md): σ_max the trained maximum
-  (π's term is then < 0.2 nats), σ_min the value of the tightest held-out bound.
+  form 'data': x is a data point, noised by σ from σ_min up (the training loss; it bounds
+  −log of p_σmin ∗ N(0, σ_min²), the decoder's Gaussian on top); 'marginal': x is a point of
+  p_σmin, noised by τ from ~0 up (it bounds −log p_σmin, the density the ODE computes).
+  Defaults: docs/likelihood.md (chosen on held-out training digits).
   """
 
   sigma_min: float = 0.005
@@ -62,8 +67,11 @@ class BoundSettings:
   num_sigmas: int = 64
   num_noise: int = 1
   seed: int = 0
+  form: str = "data"
 
   def __post_init__(self):
+    if self.form not in FORMS:
+      raise ConfigError(f"{CONFIG_KEY}.form must be one of {FORMS}, got {self.form!r}.")
     for name in ("num_sigmas", "num_noise"):
       value = getattr(self, name)
       if isinstance(value, bool) or int(value) != value or value < 1:
@@ -100,53 +108,56 @@ class OdeSettings:
                         f"{self.sigma_max}.")
 
 
-def tau_range(settings: BoundSettings) -> tuple[float, float]:
-  """(τ_lo, τ_T): the noise added to a point of p_σmin runs from ~0 to √(σ_max² − σ_min²)."""
-  return TAU_FLOOR * settings.sigma_min, math.sqrt(settings.sigma_max ** 2
-                                                   - settings.sigma_min ** 2)
+def noise_range(settings: BoundSettings) -> tuple[float, float, float]:
+  """(lowest, highest added noise, σ² already in x): the added noise runs over [lo, hi] and
+  the network is queried at σ² = base + noise²."""
+  if settings.form == "data":
+    return settings.sigma_min, settings.sigma_max, 0.0
+  top = math.sqrt(settings.sigma_max ** 2 - settings.sigma_min ** 2)
+  return TAU_FLOOR * settings.sigma_min, top, settings.sigma_min ** 2
 
 
 def bound_draws(settings: BoundSettings, image_shape: Sequence[int]):
-  """(τ [K], ε [K, N, *image_shape]) from the seed alone: τ_k at (k + u_k)/K of the log range."""
+  """(noise levels [K], ε [K, N, *image_shape]) from the seed alone: level k at (k + u_k)/K of
+  the log range."""
   key_u, key_eps = jax.random.split(jax.random.key(settings.seed))
   k = settings.num_sigmas
   position = (jnp.arange(k) + jax.random.uniform(key_u, (k,))) / k
-  lo, hi = (math.log(t) for t in tau_range(settings))
-  taus = jnp.exp(lo + (hi - lo) * position)
+  lo, hi, _ = noise_range(settings)
+  levels = jnp.exp(math.log(lo) + math.log(hi / lo) * position)
   eps = jax.random.normal(key_eps, (k, settings.num_noise) + tuple(image_shape), jnp.float32)
-  return taus, eps
+  return levels, eps
 
 
 def denoising_bound(score_fn: SigmaScoreFn, params, x, settings: BoundSettings):
-  """The bound L(x) ≥ −log p_σmin(x) in nats per image, x [B, H, W, C] -> [B] (module doc)."""
+  """The bound L(x) ≥ −log p(x) in nats per image, x [B, H, W, C] -> [B] (module doc; p is
+  p_σmin for form 'marginal', p_σmin ∗ N(0, σ_min²) for 'data')."""
   x = jnp.asarray(x, jnp.float32)
   batch, d = x.shape[0], math.prod(x.shape[1:])
-  taus, eps = bound_draws(settings, x.shape[1:])
-  tau_lo, tau_top = tau_range(settings)
+  levels, eps = bound_draws(settings, x.shape[1:])
+  lo, hi, base_sq = noise_range(settings)
 
-  def one_tau(total, inputs):
+  def one_level(total, inputs):
     tau, noise = inputs  # noise [N, H, W, C], the same for every image.
-    sigma_sq = settings.sigma_min ** 2 + tau ** 2
+    sigma_sq = base_sq + tau ** 2
     noisy = (x[None] + tau * noise[:, None]).reshape((-1,) + x.shape[1:])
     scores = score_fn(params, noisy, jnp.full((noisy.shape[0],), jnp.sqrt(sigma_sq)))
     residual = tau * scores.astype(jnp.float32).reshape((-1, batch) + x.shape[1:]) + (
         noise[:, None])
     sq = jnp.sum(jnp.square(residual).reshape(residual.shape[:2] + (-1,)), axis=-1)
     # Control variate β(‖ε‖² − D), mean zero: where the data still show, τs + ε ≈ cε with
-    # c = (v + σ_min²)/(v + σ²) (exact for Gaussian data of variance v), so β = c² removes
-    # most of ‖ε‖²'s variance (2D per draw: tens of nats per image on MNIST at K = 64).
-    # Any β keeps the estimate unbiased.
-    beta = jnp.square((CONTROL_VARIANCE + settings.sigma_min ** 2)
-                      / (CONTROL_VARIANCE + sigma_sq))
+    # c = (v + base)/(v + σ²) (exact for Gaussian data of variance v), so β = c² removes
+    # most of ‖ε‖²'s variance (2D per draw). Any β keeps the estimate unbiased.
+    beta = jnp.square((CONTROL_VARIANCE + base_sq) / (CONTROL_VARIANCE + sigma_sq))
     noise_sq = jnp.sum(jnp.square(noise).reshape(noise.shape[0], 1, -1), axis=-1)
     return total + jnp.mean(d - sq + beta * (noise_sq - d), axis=0), None
 
-  total, _ = jax.lax.scan(one_tau, jnp.zeros((batch,), jnp.float32), (taus, eps))
-  gain = total / settings.num_sigmas * math.log(tau_top / tau_lo)
-  # E_ε[−log π(x + τ_T ε)], π = N(0, σ_max² I).
+  total, _ = jax.lax.scan(one_level, jnp.zeros((batch,), jnp.float32), (levels, eps))
+  gain = total / settings.num_sigmas * math.log(hi / lo)
+  # E_ε[−log π(x + hi·ε)], π = N(0, σ_max² I) (hi = σ_max for form 'data').
   sq_x = jnp.sum(jnp.square(x).reshape(batch, -1), axis=-1)
   prior_nll = (0.5 * d * math.log(2 * math.pi * settings.sigma_max ** 2)
-               + 0.5 * (sq_x + d * tau_top ** 2) / settings.sigma_max ** 2)
+               + 0.5 * (sq_x + d * hi ** 2) / settings.sigma_max ** 2)
   return prior_nll - gain
 
 

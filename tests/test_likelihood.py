@@ -31,11 +31,11 @@ def gaussian_nll(x, var):
 
 
 def closed_form_bound(x, settings):
-  """E_ε of the bound for the exact Gaussian score. p_σmin = N(MU, b²), b² = A² + σ_min², and
-  per pixel ∫ (1 − E(τs + ε)²) d log τ = ∫ (2b² + u − r²)/(2(b² + u)²) du (u = τ², r = x − MU)
-  = ½[log(b² + u) + (b² − r²)·(−1/(b² + u))] between u = τ_lo² and τ_T² (docs/likelihood.md)."""
-  lo, hi = lk.tau_range(settings)
-  b2, u = A ** 2 + settings.sigma_min ** 2, settings.sigma_max ** 2
+  """E_ε of the bound for the exact Gaussian score. x's own variance is b² = A² + σ_0², and
+  per pixel ∫ (1 − E(νs + ε)²) d log ν = ∫ (2b² + u − r²)/(2(b² + u)²) du (u = ν², r = x − MU)
+  = ½[log(b² + u) + (b² − r²)·(−1/(b² + u))] between u = ν_0² and ν_T² (docs/likelihood.md)."""
+  lo, hi, base_sq = lk.noise_range(settings)
+  b2, u = A ** 2 + base_sq, settings.sigma_max ** 2
   x = x.astype(np.float64)
   r2 = (x - MU) ** 2
   prior = 0.5 * math.log(2 * math.pi * u) + (x ** 2 + hi ** 2) / (2 * u)
@@ -44,28 +44,38 @@ def closed_form_bound(x, settings):
   return np.sum(prior - gain, axis=(1, 2, 3))
 
 
-def test_bound_estimate_matches_its_closed_form():
+@pytest.mark.parametrize("form", lk.FORMS)
+def test_bound_estimate_matches_its_closed_form(form):
   """Unbiased: K = 1024, N = 32 leaves a standard error ≈ 0.07 nats; 0.3 is > 4 of them."""
-  x = POINTS
-  settings = lk.BoundSettings(0.05, 17.0, num_sigmas=1024, num_noise=32, seed=3)
-  estimate = np.asarray(lk.denoising_bound(gaussian_score, None, x, settings))
-  np.testing.assert_allclose(estimate, closed_form_bound(x, settings), atol=0.3)
+  settings = lk.BoundSettings(0.05, 17.0, num_sigmas=1024, num_noise=32, seed=3, form=form)
+  estimate = np.asarray(lk.denoising_bound(gaussian_score, None, POINTS, settings))
+  np.testing.assert_allclose(estimate, closed_form_bound(POINTS, settings), atol=0.3)
 
 
 def test_bound_is_exact_in_the_limit_and_above_exact_otherwise():
-  """With the exact score the bound is tight (the reverse diffusion is exact): it equals
-  −log p_σmin once π = N(0, σ_max²) matches p_σmax; at σ_max = 17 it exceeds it by π's
-  mismatch only (≥ 0, < 0.01 nats for these 4-pixel points)."""
+  """With the exact score the bound is tight (the reverse diffusion is exact). 'marginal'
+  bounds −log p_σmin: equal once π = N(0, σ_max²) matches p_σmax, above it by π's mismatch
+  only at σ_max = 17 (< 0.01 nats for these 4-pixel points). 'data' bounds the density of
+  p_σmin ∗ N(0, σ_min²) = N(MU, A² + 2σ_min²) (the decoder's posterior is not exact: a gap
+  ≥ 0) and tends to −log p_data as σ_min → 0, σ_max → ∞."""
   x = POINTS
   for sigma_min in (0.005, 0.05):
     exact = gaussian_nll(x, A ** 2 + sigma_min ** 2)
-    wide = closed_form_bound(x, lk.BoundSettings(sigma_min, 1e3))
+    wide = closed_form_bound(x, lk.BoundSettings(sigma_min, 1e3, form="marginal"))
     np.testing.assert_allclose(wide, exact, atol=1e-4)
-    trained = closed_form_bound(x, lk.BoundSettings(sigma_min, 17.0)) - exact
+    trained = closed_form_bound(x, lk.BoundSettings(sigma_min, 17.0, form="marginal")) - exact
     assert np.all(trained >= 0) and np.all(trained < 0.01), trained
-  settings = lk.BoundSettings(0.005, 1e3, num_sigmas=1024, num_noise=32, seed=0)
-  estimate = np.asarray(lk.denoising_bound(gaussian_score, None, x, settings))
-  np.testing.assert_allclose(estimate, gaussian_nll(x, A ** 2 + 0.005 ** 2), atol=0.4)
+    gap = (closed_form_bound(x, lk.BoundSettings(sigma_min, 1e3, form="data"))
+           - gaussian_nll(x, A ** 2 + 2 * sigma_min ** 2))
+    # To leading order the gap is Σ σ_min² r²/(2A⁴): it vanishes at the mean.
+    leading = np.sum(sigma_min ** 2 * (x - MU) ** 2 / (2 * A ** 4), axis=(1, 2, 3))
+    assert np.all(gap >= 0) and np.all(gap <= leading + 1e-3), (gap, leading)
+  np.testing.assert_allclose(closed_form_bound(x, lk.BoundSettings(1e-5, 1e4, form="data")),
+                             gaussian_nll(x, A ** 2), atol=1e-4)
+  for form in lk.FORMS:
+    settings = lk.BoundSettings(0.005, 1e3, num_sigmas=1024, num_noise=32, seed=0, form=form)
+    estimate = np.asarray(lk.denoising_bound(gaussian_score, None, x, settings))
+    np.testing.assert_allclose(estimate, gaussian_nll(x, A ** 2 + 0.005 ** 2), atol=0.4)
 
 
 def _correlated_gaussian(d=6, seed=0):
