@@ -42,11 +42,12 @@ def unet_prior() -> ml_collections.ConfigDict:
       "seed": 0,
       "allow_random_weights": False,
       # The denoising bound on −log p (basis_jax/likelihood.py, docs/likelihood.md): the
-      # prior's log_density_fn, for choosing among posterior samples. σ range, K draws of
-      # the added noise (stratified in log), noise draws per K, seed.
+      # prior's log_density_fn, for choosing among posterior samples. σ range (chosen on
+      # held-out digits), K noise levels (stratified in log σ), noise draws per level, seed,
+      # form ('data': the training loss; 'marginal': bounds p_σmin, as the ODE computes).
       "likelihood": ml_collections.ConfigDict({
           "sigma_min": 0.005, "sigma_max": 17.0, "num_sigmas": 64, "num_noise": 1,
-          "seed": 0}),
+          "seed": 0, "form": "data"}),
   })
 
 
