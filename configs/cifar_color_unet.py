@@ -1,0 +1,38 @@
+"""Colorization of CIFAR-10 with this project's prior: recover RGB from the channel mean.
+
+Colorization is BASIS with one component and g(x) = mean over RGB (mixing 'grayscale'); the
+"mixture" is the grayscale image [32, 32, 1]. The prior is configs/cifar_unet.py's (the
+σ-conditioned score network trained here; shipped weights or --config.prior.weights).
+
+  python -m experiments.separate --config=configs/cifar_color_unet.py \
+      --config.data.path=/path/to/cifar10 --workdir=runs/cifar_color_unet
+
+Variant ':heldout': training images 48,000-49,999, which the prior never saw (choose
+settings on these). Schedule: the released colorization runner's (σ 10 levels geometric
+1 → 0.01, δ = 2e-5, w = 3: see configs/cifar_color_ncsn.py for why the runner's λ = 1.5 is
+w = 3 here) with T = 50 and clamp [0, 1], to be re-chosen on held-out images with the
+shipped weights (docs/score_unet_cifar10.md).
+"""
+
+from configs import base_separation
+from configs import cifar_unet
+from configs import mnist_unet
+
+VARIANTS = ("test", "heldout")
+
+
+def get_config(variant: str = "test"):
+  if variant not in VARIANTS:
+    raise ValueError(f"Unknown variant {variant!r}; use one of {VARIANTS}.")
+  config = base_separation.get_config()
+  config.prior = mnist_unet.unet_prior()
+  config.prior.dataset = "cifar10"
+  config.schedule.update(sigma_max=1.0, sigma_min=0.01, num_levels=10, steps_per_level=50,
+                         step_lr=2e-5, likelihood_weight=3.0)
+  config.mixing.update(kind="grayscale", alphas=(1.0,))
+  config.sampler.update(init="uniform", init_range=(0.0, 1.0), clamp=(0.0, 1.0))
+  config.data.update(source="cifar10", split="test")
+  config.mixture.update(kind="grayscale", num_components=1)
+  if variant == "heldout":
+    config.data.update(split="train", first_example=cifar_unet.HELDOUT_FIRST)
+  return config
