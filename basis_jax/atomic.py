@@ -49,6 +49,7 @@ def save_npz(path: str, *, compress: bool = False, **arrays) -> None:
   with zipfile.ZipFile(buffer, "w", mode) as archive:
     for name in sorted(arrays):
       info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+      info.compress_type = mode  # A ZipInfo's own type wins over the archive's.
       with archive.open(info, "w", force_zip64=True) as entry:
         np.lib.format.write_array(entry, np.asanyarray(arrays[name]), allow_pickle=False)
   with atomic_open(path, "wb") as f:

@@ -1,5 +1,8 @@
 """The project weights format: round trip, strict checks, corrupt files."""
 
+import os
+import zipfile
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,3 +73,19 @@ def test_export_keeps_the_named_groups_and_the_metadata(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, loaded["params"], tree["params"])
   with pytest.raises(checkpoint_io.CheckpointError, match="has no ema group"):
     checkpoint_io.copy_groups(src, dst, ["params", "ema"])
+
+
+def test_compressed_files_are_deflated_reproducible_and_read_back_exactly(tmp_path):
+  state = {"params": {"w": np.zeros((64, 64), np.float32),
+                      "b": np.random.default_rng(0).normal(size=(100,)).astype(np.float32)}}
+  stored, deflated, again = (str(tmp_path / n) for n in ("s.npz", "d.npz", "d2.npz"))
+  checkpoint_io.save_params(stored, state, {"step": 1})
+  checkpoint_io.save_params(deflated, state, {"step": 1}, compress=True)
+  checkpoint_io.save_params(again, state, {"step": 1}, compress=True)
+  assert os.path.getsize(deflated) < os.path.getsize(stored) / 4  # The zeros deflate.
+  assert open(deflated, "rb").read() == open(again, "rb").read()
+  with zipfile.ZipFile(deflated) as archive:
+    assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+  loaded, _ = checkpoint_io.load_params(deflated, state)
+  np.testing.assert_array_equal(loaded["params"]["b"], state["params"]["b"])
+  assert checkpoint_io.read_metadata(deflated)["step"] == 1
