@@ -78,8 +78,7 @@ def load_separations(workdir: str) -> Separations:
       config = json.load(f)
   alphas = arrays.get('alphas')
   if alphas is None:
-    alphas = (_nested_get(config, 'mixture', 'alphas') or
-              _nested_get(config, 'mixing', 'alphas'))
+    alphas = _nested_get(config, 'mixing', 'alphas')
   if alphas is not None:
     alphas = tuple(float(a) for a in np.atleast_1d(alphas))
     if len(alphas) == 1:

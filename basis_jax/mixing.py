@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from basis_jax import errors
 from basis_jax.errors import ConfigError
@@ -130,6 +131,11 @@ def clipped_sum(x: jax.Array) -> jax.Array:
 
 
 GENERIC_FUNCTIONS = {"clipped_sum": clipped_sum}
+
+
+def mix(operator: MixingOperator, components) -> np.ndarray:
+  """Mixtures [N, ...] of ground truth [N, k, H, W, C]: g itself, one mixture at a time."""
+  return np.asarray(jax.vmap(operator)(components))
 
 
 def from_config(config, num_components: int | None = None) -> MixingOperator:

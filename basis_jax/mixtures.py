@@ -11,7 +11,9 @@ Kinds:
   vehicles by default; other groups through `config.mixture.class_groups`).
 - 'grayscale': one colour image per mixture, the mixture is its channel mean (colorization).
 - 'images': user mixture images (PNG/JPEG) with no ground truth.
-Mixtures are m = sum_j alpha_j x_j in the data's [0, 1] pixel space.
+This module only picks the ground truth: the mixtures m = g(x) of a picked set are made by
+the run's mixing operator, the one definition of g (`basis_jax.mixing.mix`). Its gains are
+`config.mixing.alphas`, the only place they are read from.
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ CLASS_GROUPS = {
 class MixtureSet:
   """Mixtures [N, H, W, C] and, when known, what went into them.
 
+  mixtures: user images, or None for a picked ground truth until g is applied to it.
   ground_truth: [N, k, H, W, C] float32, or None for user images.
   indices: [N, k] int64 positions in the test set that were mixed, or None.
   alphas: the k mixing weights (m = sum_j alphas[j] * x_j); for 'grayscale' a single 1.
   """
-  mixtures: np.ndarray
+  mixtures: np.ndarray | None
   ground_truth: np.ndarray | None
   indices: np.ndarray | None
   alphas: tuple[float, ...]
@@ -52,7 +55,7 @@ class MixtureSet:
   names: tuple[str, ...] | None = None  # file names for kind 'images'
 
   def __len__(self) -> int:
-    return len(self.mixtures)
+    return len(self.mixtures if self.ground_truth is None else self.ground_truth)
 
   @property
   def num_components(self) -> int:
@@ -64,8 +67,6 @@ def mixture_config_defaults() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       'kind': 'agnostic',  # 'agnostic' | 'class_split' | 'grayscale' | 'images'
       'num_components': 2,
-      # k mixing weights; None takes config.mixing.alphas when present, else all ones.
-      'alphas': ml_collections.FieldReference(None, field_type=tuple),
       'seed': 0,
       # 'agnostic' only: redraw until the k classes differ (a variant in the reference
       # code); the paper's class-agnostic mixtures may share a class.
@@ -98,6 +99,9 @@ def from_config(config: Any, image_shape: Sequence[int]) -> MixtureSet:
   test images and user images must match it (for 'grayscale' the mixture has one channel
   and the components have C).
   """
+  if _get(_get(config, 'mixture', {}), 'alphas') is not None:
+    raise ConfigError('config.mixture.alphas is not read: the gains of g are '
+                      'config.mixing.alphas only.', hint='set --config.mixing.alphas instead.')
   mix = mixture_config_defaults()
   mix.update(dict(_get(config, 'mixture', {})))
   if mix.kind not in KINDS:
@@ -106,10 +110,7 @@ def from_config(config: Any, image_shape: Sequence[int]) -> MixtureSet:
   num_mixtures = mix.num_mixtures or _get(config, 'num_mixtures')
   colorize = mix.kind == 'grayscale' or _get(_get(config, 'mixing', {}), 'kind') == 'grayscale'
   k = 1 if colorize else int(mix.num_components)
-  alphas = mix.alphas
-  if alphas is None and not colorize:
-    alphas = _get(_get(config, 'mixing', {}), 'alphas')
-  alphas = _resolve_alphas(alphas, k)
+  alphas = _resolve_alphas(None if colorize else _get(_get(config, 'mixing', {}), 'alphas'), k)
   if mix.kind == 'images':
     return load_mixture_images(mix.files, image_shape, alphas, grayscale_input=colorize,
                                image_scale=mix.image_scale)
@@ -123,8 +124,7 @@ def from_config(config: Any, image_shape: Sequence[int]) -> MixtureSet:
   n = int(num_mixtures or len(dataset))
   if mix.kind == 'grayscale':
     indices = _draw_without_replacement(int(mix.seed), len(dataset), n)[:, None]
-    truth = dataset.images[indices]
-    return MixtureSet(grayscale(truth[:, 0]), truth, indices, alphas, 'grayscale')
+    return MixtureSet(None, dataset.images[indices], indices, alphas, 'grayscale')
   if mix.kind == 'agnostic':
     labels = None
     if mix.distinct_classes:
@@ -135,8 +135,7 @@ def from_config(config: Any, image_shape: Sequence[int]) -> MixtureSet:
   else:
     groups = mix.class_groups or CLASS_GROUPS.get(_get(_get(config, 'data', {}), 'source'))
     indices = _draw(int(mix.seed), _class_pools(dataset, groups, k), n)
-  truth = dataset.images[indices]  # [N, k, H, W, C]
-  return MixtureSet(mix_components(truth, alphas), truth, indices, alphas, mix.kind)
+  return MixtureSet(None, dataset.images[indices], indices, alphas, mix.kind)  # [N, k, H, W, C]
 
 
 def from_priors(samplers: Sequence[Any], num_mixtures: int, seed: int,
@@ -151,8 +150,7 @@ def from_priors(samplers: Sequence[Any], num_mixtures: int, seed: int,
                       "but a prior of this run cannot draw samples; use a dataset source.")
   truth = np.stack([np.stack([draw(1, [seed, i, j])[0] for j, draw in enumerate(samplers)])
                     for i in range(int(num_mixtures))])
-  alphas = tuple(float(a) for a in alphas)
-  return MixtureSet(mix_components(truth, alphas), truth, None, alphas, 'prior')
+  return MixtureSet(None, truth, None, tuple(float(a) for a in alphas), 'prior')
 
 
 def _resolve_alphas(alphas: Any, k: int) -> tuple[float, ...]:
@@ -164,17 +162,6 @@ def _resolve_alphas(alphas: Any, k: int) -> tuple[float, ...]:
   if len(alphas) != k:
     raise ConfigError(f'{len(alphas)} mixing weights given for {k} components.')
   return alphas
-
-
-def mix_components(components: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
-  """m = sum_j alphas[j] * components[:, j] for components [N, k, H, W, C]."""
-  weights = np.asarray(alphas, np.float32).reshape(1, -1, 1, 1, 1)
-  return np.sum(weights * components, axis=1, dtype=np.float32)
-
-
-def grayscale(images: np.ndarray) -> np.ndarray:
-  """Channel mean [N, H, W, 1]: the colorization forward model g(x) of the paper."""
-  return np.mean(images, axis=-1, keepdims=True, dtype=np.float32)
 
 
 def _draw(seed: int, pools: Sequence[np.ndarray], n: int,

@@ -119,14 +119,9 @@ def load_mixtures(config, job: Job) -> mixtures_lib.MixtureSet:
     mixture_set = mixtures_lib.from_config(config, job.priors[0].data_shape)
   if mixture_set.ground_truth is None:
     return mixture_set
-  # The run's mixing operator is the one definition of g: mixtures with ground truth are
-  # recomputed with it, so a non-linear g (clipped sum) or other gains are never bypassed.
-  alphas = getattr(job.mixing, "alphas", mixture_set.alphas)
-  if tuple(alphas) != tuple(mixture_set.alphas):
-    raise ConfigError(f"config.mixture.alphas {tuple(mixture_set.alphas)} differ from "
-                      f"config.mixing.alphas {tuple(alphas)}; set one of them.")
-  mixtures = np.asarray(jax.vmap(job.mixing)(mixture_set.ground_truth))
-  return dataclasses.replace(mixture_set, mixtures=mixtures)
+  # Picked ground truth is mixed by the run's operator, the one definition of g.
+  return dataclasses.replace(mixture_set,
+                             mixtures=mixing_lib.mix(job.mixing, mixture_set.ground_truth))
 
 
 def mixtures_to_prior_space(mixtures: np.ndarray, job: Job) -> np.ndarray:

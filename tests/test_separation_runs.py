@@ -243,8 +243,8 @@ def test_data_mixtures_are_made_by_the_runs_mixing_operator(shared_data):
   np.testing.assert_allclose(mixture_set.mixtures, np.minimum(truth.sum(1), 1.0), atol=1e-6)
   assert (truth.sum(1) > 1.0).any(), "real digit pairs overlap, so the clip must matter"
   config.mixing.kind = "sum"
-  config.mixture.alphas = (1.0, 0.5)
-  with pytest.raises(ValueError, match="differ from config.mixing.alphas"):
+  config.mixture.alphas = (1.0, 0.5)  # Gains live in config.mixing only.
+  with pytest.raises(ValueError, match="config.mixing.alphas only"):
     separation.load_mixtures(config, separation.build_job(config))
 
 
