@@ -67,9 +67,13 @@ def select_by_residual(samples, residual_norm):
   return samples[np.arange(len(samples)), index], index
 
 
-def select_best_for_priors(samples, priors: Sequence[Prior], level: int | None = None,
-                           chunk_size: int = 256):
-  """`select_best` with the prior(s) of a separation run; level defaults to the last σ.
+def select_best_for_priors(samples, priors: Sequence[Prior], num_levels: int | None = None,
+                           level: int | None = None, chunk_size: int = 256):
+  """`select_best` with the prior(s) of a separation run, at the schedule's last σ.
+
+  `num_levels`: the run's schedule length (a σ-conditioned prior fits any ladder, so only
+  the schedule knows its last level); needed unless the priors were trained for a fixed
+  number of levels or `level` is given.
 
   `samples` are in the dataset's space (separations.npz); they are scored in the priors'
   (`Prior.to_prior`) and the chosen ones returned as given.
@@ -80,7 +84,11 @@ def select_best_for_priors(samples, priors: Sequence[Prior], level: int | None =
   samples = np.asarray(samples)
   in_prior_space = priors[0].to_prior(samples)
   if level is None:
-    level = (priors[0].num_levels or 1) - 1
+    num_levels = num_levels or priors[0].num_levels
+    if num_levels is None:
+      raise ValueError(f"Best-of-N scores at the schedule's last σ, but the {priors[0].name} "
+                       "prior fits any ladder: pass the schedule's num_levels.")
+    level = num_levels - 1
   if all(p is priors[0] for p in priors):
     p = priors[0]
     _, index, scores = select_best(in_prior_space, p.log_density_fn, p.params, level=level,

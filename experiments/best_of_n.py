@@ -47,7 +47,8 @@ def main(argv):
                              "--config.sampler.num_samples > 1.")
   schedule = schedules.from_config(config.schedule)
   priors = separation.build_priors(config, schedule, samples.shape[2])
-  best, index, scores = best_of_n.select_best_for_priors(samples, priors)
+  best, index, scores = best_of_n.select_best_for_priors(samples, priors,
+                                                         num_levels=schedule.num_levels)
   atomic.save_npz(os.path.join(workdir, "best_of_n.npz"), components=best, index=index,
                   scores=scores)
   summary = {"num_mixtures": int(samples.shape[0]), "num_samples": int(samples.shape[1])}

@@ -167,3 +167,23 @@ def test_glow32_data_space_pads_tiles_and_crops_back(tmp_path):
     glow.data_space(glow.GlowConfig(), (27, 28, 1))
   with pytest.raises(ValueError, match="Expected images"):
     space.to_prior(np.zeros((2, 32, 32, 3)))
+
+
+def test_best_of_n_scores_a_sigma_conditioned_prior_at_the_schedules_last_sigma():
+  """A σ-conditioned prior (num_levels None) is scored at σ_L, not at level 0 (σ_max)."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from basis_jax.priors import score_unet  # pylint: disable=import-outside-toplevel
+  schedule = schedules.Schedule(sigmas=(1.0, 0.1, 0.01), steps_per_level=1, step_lr=1e-5)
+  prior = score_unet.load(ml_collections.ConfigDict({
+      "name": "score_unet", "weights": "", "dataset": "cifar10", "widths": (8, 8),
+      "embed_dim": 8, "seed": 0, "allow_random_weights": True}), schedule)
+  assert prior.num_levels is None
+  sigmas = jnp.asarray(schedule.sigmas)
+  asked = lambda params, x, level: jnp.sum(x, axis=(1, 2, 3)) * 0 - sigmas[level]
+  prior = dataclasses.replace(prior, log_density_fn=asked)  # Reports the σ it is asked at.
+  samples = np.random.default_rng(0).uniform(size=(2, 3, 2, 32, 32, 3)).astype(np.float32)
+  _, _, scores = best_of_n.select_best_for_priors(samples, [prior, prior],
+                                                  num_levels=schedule.num_levels)
+  np.testing.assert_allclose(scores, -2 * 0.01, rtol=1e-6)  # Two components at σ_L each.
+  with pytest.raises(ValueError, match="num_levels"):
+    best_of_n.select_best_for_priors(samples, [prior, prior])
