@@ -21,9 +21,8 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -33,10 +32,6 @@ from basis_jax import atomic, benchmarking, errors, metrics, mixing as mixing_li
 from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
 from basis_jax import schedules, sharding, visualize, workdir as workdir_lib
 from basis_jax.errors import ConfigError
-
-
-# Tests of resumption set this to N: the run SIGKILLs itself once its N-th chunk is recorded.
-KILL_AFTER_CHUNKS_ENV = "BASIS_TEST_KILL_AFTER_CHUNKS"
 
 
 @dataclasses.dataclass
@@ -194,11 +189,12 @@ def _log_to(path: str) -> None:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False,
-        log_file: bool = False):
+        log_file: bool = False, on_chunk_recorded: Callable[[int], None] | None = None):
   """Separates `config.num_mixtures` mixtures into `workdir`, resuming if possible.
 
   With `log_file`, log lines also go to WORKDIR/separate.log (separate.pN.log for
-  process N > 0).
+  process N > 0). `on_chunk_recorded(n)` is called once this run's n-th chunk (from 1) is
+  on disk and in the index: a seam for callers (tests kill the run there).
   """
   sharding.initialize_distributed(config.get("distributed"))
   work = workdir_lib.Workdir(workdir)
@@ -275,8 +271,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
             local["components"], mixture_set.ground_truth[mine])))
       with open(work.file("metrics.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
-    if os.environ.get(KILL_AFTER_CHUNKS_ENV) == str(number + 1):
-      os.kill(os.getpid(), signal.SIGKILL)  # Tests: a kill at a known point, not by timing.
+    if on_chunk_recorded is not None:
+      on_chunk_recorded(number + 1)
     logging.info("Chunk %d/%d: %d/%d mixtures done, %.2f mixtures/s, ETA %.0f s.", number + 1,
                  len(chunks), finished, num_mixtures, rate, (num_mixtures - finished) / rate)
 

@@ -116,9 +116,9 @@ def test_sigkill_then_resume_is_byte_identical(tmp_path):
   subprocess.run(_separate_cmd(reference, *RUN_FLAGS), cwd=REPO, env=_env(), check=True,
                  capture_output=True)
   # The run SIGKILLs itself right after its 3rd of 10 chunks is recorded: no timing involved.
-  proc = subprocess.run(_separate_cmd(killed, *RUN_FLAGS), cwd=REPO,
-                        env=dict(_env(), **{separation.KILL_AFTER_CHUNKS_ENV: "3"}),
-                        capture_output=True)
+  killed_cmd = [sys.executable, str(REPO / "tests" / "separate_killed_after.py"), "3",
+                *_separate_cmd(killed, *RUN_FLAGS)[3:]]
+  proc = subprocess.run(killed_cmd, cwd=REPO, env=_env(), capture_output=True)
   assert proc.returncode == -signal.SIGKILL
   index = killed / "index.json"
   assert len(json.loads(index.read_text())["chunks"]) == 3
