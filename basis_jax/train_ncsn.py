@@ -32,33 +32,25 @@ from flax import nnx
 from basis_jax import atomic, data as data_lib, dsm, schedules, sharding
 from basis_jax import overview, train_resume, visualize
 from basis_jax.errors import ConfigError, UserError
-from basis_jax.priors import ncsn, score_unet
-
-# The score networks this trainer knows, by `config.model.name`. Each module exposes
-# ARCHITECTURE, config_from_prior_config, build and make_score_fn; CONDITIONING says what
-# the network is called with: 'level' (an index into a fixed σ ladder) or 'sigma' (σ).
-NETWORKS = {"ncsn": ncsn, "score_unet": score_unet}
-CONDITIONING = {"ncsn": "level", "score_unet": "sigma"}
+from basis_jax import priors
 
 class NonFiniteLossError(UserError, FloatingPointError):
   """Training produced a non-finite loss; nothing after the last good checkpoint is kept."""
 
 
 def network(config):
-  name = config.model.get("name", "ncsn")
-  if name not in NETWORKS:
-    raise ConfigError(f"config.model.name={name!r}; known score networks: {sorted(NETWORKS)}.")
-  return NETWORKS[name]
+  """The score network `config.model.name` names (its spec: priors/network_spec.py)."""
+  return priors.score_network(config.model.get("name", "ncsn"))
 
 
 def model_config(config):
-  return network(config).config_from_prior_config(config.model)
+  return network(config).config_from(config.model)
 
 
 def noise_of(config):
   """The training noise distribution: the ladder (level-conditioned) or log-uniform σ."""
   s = config.sigmas
-  if CONDITIONING[config.model.get("name", "ncsn")] == "level":
+  if network(config).conditioning == "level":
     return dsm.LevelNoise(schedules.geometric_sigmas(s.sigma_max, s.sigma_min,
                                                      model_config(config).num_classes))
   if not 0 < s.sigma_min < s.sigma_max:
@@ -188,7 +180,7 @@ def init_state(config, graphdef_and_params=None) -> dict[str, Any]:
     state["ema"] = jax.tree.map(jnp.copy, params)
   if config.get("init_weights"):
     state = train_resume.load_into(config.init_weights, state,
-                                   architecture=network(config).ARCHITECTURE,
+                                   architecture=network(config).architecture,
                                    model_config=model_config(config).to_dict(), seed=config.seed)
   return graphdef, state
 
@@ -198,7 +190,7 @@ def save_compact(path: str, state: dict, config) -> None:
   noise = noise_of(config)
   noise_meta = ({"sigmas": list(noise.sigmas)} if isinstance(noise, dsm.LevelNoise)
                 else {"sigma_range": [noise.sigma_min, noise.sigma_max]})
-  train_resume.save(path, state, architecture=network(config).ARCHITECTURE,
+  train_resume.save(path, state, architecture=network(config).architecture,
                     model_config=model_config(config).to_dict(), seed=config.seed,
                     noise_meta=noise_meta,
                     include_opt_state=config.get("compact_opt_state", False))
@@ -343,7 +335,7 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
                             state)
     state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
     logging.info("Resumed from step %d.", int(state["step"]))
-  overview.log_parameter_overview(state["params"], network(config).ARCHITECTURE)
+  overview.log_parameter_overview(state["params"], network(config).architecture)
 
   optimizer = _optimizer_settings(config.optim)
   rate = learning_rate(optimizer)

@@ -48,7 +48,7 @@ def test_converts_all_173_tensors_and_loads_without_torch(published, tmp_path):
   # The published ladder, so ncsn.load can refuse a schedule with other σ.
   np.testing.assert_allclose(meta["sigmas"], np.geomspace(1.0, 0.01, 10), rtol=1e-6)
   state = _state(published)
-  _, _, params = ncsn.load_weights(out)
+  _, _, params, _ = ncsn.load_weights(out)
   flat, _ = checkpoint_io.flatten(params)
   np.testing.assert_array_equal(np.asarray(flat["res2/0/conv2/conv/kernel"]),
                                 state["module.res2.0.conv2.conv.weight"].numpy()

@@ -1,29 +1,51 @@
-"""Priors, chosen by name from an explicit table.
+"""Priors, chosen by name by module convention.
 
-Each module exposes `load(config) -> Prior` (see `base.Prior`). Importing is lazy so a
-CLI that uses the Gaussian toy does not import the network code.
+A prior named N is the module basis_jax/priors/N.py exposing `load(config, schedule) ->
+Prior` (see `base.Prior`); a score network also defines `NETWORK` (network_spec.py), which
+the trainer looks up here too. Importing is lazy so a CLI that uses the Gaussian toy does
+not import the network code.
 """
 
 import importlib
+import os
+import re
 
 from basis_jax.errors import ConfigError
 from basis_jax.priors.base import Prior
 
-PRIORS = {
-    "gaussian_toy": "basis_jax.priors.gaussian",
-    "ncsn": "basis_jax.priors.ncsn",
-    "glow": "basis_jax.priors.glow",
-    "score_unet": "basis_jax.priors.score_unet",
-}
+# The names whose module is called otherwise.
+_MODULE_OF = {"gaussian_toy": "gaussian"}
+
+
+def names() -> list[str]:
+  """Every prior: the modules of this package that define `load` (found without importing)."""
+  folder = os.path.dirname(__file__)
+  found = []
+  for file in sorted(os.listdir(folder)):
+    if file.endswith(".py") and not file.startswith("_"):
+      with open(os.path.join(folder, file)) as f:
+        if re.search(r"^def load\(", f.read(), re.MULTILINE):
+          found.append(file[:-3])
+  aliases = {module: name for name, module in _MODULE_OF.items()}
+  return sorted(aliases.get(n, n) for n in found)
+
+
+def _module(name: str):
+  known = names()
+  if name not in known:
+    raise ConfigError(f"Unknown prior {name!r}; known priors: {known}.")
+  return importlib.import_module(f"{__name__}.{_MODULE_OF.get(name, name)}")
 
 
 def load(prior_config, schedule=None) -> Prior:
   """Builds the prior named by `prior_config.name` with its weights."""
-  name = prior_config.name
-  if name not in PRIORS:
-    raise ConfigError(f"Unknown prior {name!r}; known priors: {sorted(PRIORS)}.")
-  module = importlib.import_module(PRIORS[name])
-  return module.load(prior_config, schedule=schedule)
+  return _module(prior_config.name).load(prior_config, schedule=schedule)
 
 
-__all__ = ["PRIORS", "Prior", "load"]
+def score_network(name: str):
+  """The `network_spec.ScoreNetwork` of the score-network prior `name`."""
+  from basis_jax.priors import network_spec  # pylint: disable=import-outside-toplevel
+  return network_spec.of_module(_module(name), name)
+
+
+__all__ = ["Prior", "load", "names", "score_network"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 from typing import Any
 
 import jax
@@ -27,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from basis_jax import checkpoint_io, data as data_lib, errors, overview
-from basis_jax.priors import base
+from basis_jax.priors import base, network_spec
 from basis_jax.priors.base import Prior
 from basis_jax.priors.ncsn_layers import (CondInstanceNormPlus, CondRefineBlock, ResidualBlock,
                                           conv, elu)
@@ -153,39 +152,12 @@ def make_score_fn(graphdef):
   return score_fn
 
 
-_PRESETS = {"mnist": NCSNConfig.mnist, "cifar10": NCSNConfig.cifar10}
-_FIELDS = ("channels", "image_size", "ngf", "num_classes", "dtype")
-
-
-def _overrides(prior_config) -> dict[str, Any]:
-  """The architecture fields `config.prior` sets explicitly (None means 'not set')."""
-  return base.explicit_fields(prior_config, _FIELDS)
-
-
-def config_from_prior_config(prior_config) -> NCSNConfig:
-  """NCSNConfig from `config.prior`: the 'dataset' preset, then explicit overrides."""
-  return base.preset_config(prior_config, _PRESETS, _FIELDS, "NCSN")
-
-
-def load_weights(path: str, overrides: dict[str, Any] | None = None, *, use_ema: bool = True):
-  """Reads a project checkpoint; returns (config, graphdef, params).
-
-  The architecture comes from the file's metadata; `overrides` may set the compute dtype
-  and must agree with the file on everything else. Training files hold `params/...` and
-  possibly `ema/...`; the EMA weights are used when present and `use_ema`.
-  """
-  overrides = dict(overrides or {})
-  file_config, _ = base.file_architecture(path, ARCHITECTURE, NCSNConfig.from_dict, overrides)
-  config = dataclasses.replace(file_config, dtype=overrides.get("dtype", file_config.dtype))
-  graphdef, abstract = abstract_params(config)
-  keys = checkpoint_io.list_keys(path)
-  prefix = "ema" if use_ema and any(k.startswith("ema/") for k in keys) else "params"
-  if not any(k.startswith(prefix + "/") for k in keys):
-    prefix = None  # A bare parameter file (as the converter writes).
-  target = abstract if prefix is None else {prefix: abstract}
-  loaded, _ = checkpoint_io.load_params(path, target, allow_unexpected=prefix is not None)
-  params = loaded if prefix is None else loaded[prefix]
-  return config, graphdef, params
+NETWORK = network_spec.ScoreNetwork(
+    architecture=ARCHITECTURE, conditioning="level", config_class=NCSNConfig,
+    presets={"mnist": NCSNConfig.mnist, "cifar10": NCSNConfig.cifar10},
+    fields=("channels", "image_size", "ngf", "num_classes", "dtype"), build=build,
+    abstract_params=abstract_params, make_score_fn=make_score_fn, weights_stem="ncsn")
+load_weights = NETWORK.load_weights
 
 
 def check_sigmas(path: str, sigmas) -> None:
@@ -212,9 +184,7 @@ def check_sigmas(path: str, sigmas) -> None:
 
 def shipped_weights(dataset: str) -> str | None:
   """The package's default weights for `dataset` (basis_jax/weights/ncsn_<dataset>.npz)."""
-  path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights",
-                      f"ncsn_{dataset}.npz")
-  return path if os.path.exists(path) else None
+  return NETWORK.shipped_weights(dataset)
 
 
 def load(prior_config, schedule=None) -> Prior:
@@ -224,14 +194,14 @@ def load(prior_config, schedule=None) -> Prior:
   preset when the package has one, else a random initialisation, only with
   allow_random_weights=True.
   """
-  config = config_from_prior_config(prior_config)
+  config = NETWORK.config_from(prior_config)
   weights = prior_config.get("weights") or shipped_weights(prior_config.get("dataset", "mnist"))
   if weights:
     # The dataset preset fixes the image shape; the file fixes the rest.
     expected = {"channels": config.channels, "image_size": config.image_size,
-                **_overrides(prior_config)}
-    config, graphdef, params = load_weights(weights, expected,
-                                            use_ema=prior_config.get("use_ema", True))
+                **NETWORK.explicit_fields(prior_config)}
+    config, graphdef, params, _ = load_weights(weights, expected,
+                                               use_ema=prior_config.get("use_ema", True))
   else:
     shipped = {"mnist": "configs/mnist_unet.py", "cifar10": "configs/cifar_unet.py"}
     base.require_random_weights_allowed(

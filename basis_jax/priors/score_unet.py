@@ -33,7 +33,6 @@ import dataclasses
 import functools
 import logging
 import math
-import os
 from typing import Any
 
 import jax
@@ -41,9 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import checkpoint_io, data as data_lib, likelihood, overview
+from basis_jax import data as data_lib, likelihood, overview
 from basis_jax.errors import ConfigError
-from basis_jax.priors import base
+from basis_jax.priors import base, network_spec
 from basis_jax.priors.base import Prior
 
 ARCHITECTURE = "score_unet"
@@ -247,41 +246,17 @@ def make_score_fn(graphdef):
   return score_fn
 
 
-_PRESETS = {"mnist": ScoreUNetConfig.mnist, "cifar10": ScoreUNetConfig.cifar10}
-_FIELDS = ("channels", "image_size", "widths", "embed_dim", "groups", "dtype")
-
-
-def _overrides(prior_config) -> dict[str, Any]:
-  return base.explicit_fields(prior_config, _FIELDS)
-
-
-def config_from_prior_config(prior_config) -> ScoreUNetConfig:
-  """ScoreUNetConfig from a config section: the 'dataset' preset, then explicit overrides."""
-  return base.preset_config(prior_config, _PRESETS, _FIELDS, ARCHITECTURE)
-
-
-def load_weights(path: str, expected: dict[str, Any] | None = None, *, use_ema: bool = True):
-  """Reads a training file; returns (config, graphdef, params, metadata).
-
-  The architecture comes from the file; `expected` fields (the dataset preset's image
-  shape, explicit config.prior fields) must agree with it, except the compute dtype.
-  """
-  expected = dict(expected or {})
-  file_config, metadata = base.file_architecture(path, ARCHITECTURE, ScoreUNetConfig.from_dict,
-                                                 expected)
-  config = dataclasses.replace(file_config, dtype=expected.get("dtype", file_config.dtype))
-  graphdef, abstract = abstract_params(config)
-  prefix = "ema" if use_ema and any(k.startswith("ema/") for k in checkpoint_io.list_keys(path)) \
-      else "params"
-  loaded, _ = checkpoint_io.load_params(path, {prefix: abstract}, allow_unexpected=True)
-  return config, graphdef, loaded[prefix], metadata
+NETWORK = network_spec.ScoreNetwork(
+    architecture=ARCHITECTURE, conditioning="sigma", config_class=ScoreUNetConfig,
+    presets={"mnist": ScoreUNetConfig.mnist, "cifar10": ScoreUNetConfig.cifar10},
+    fields=("channels", "image_size", "widths", "embed_dim", "groups", "dtype"), build=build,
+    abstract_params=abstract_params, make_score_fn=make_score_fn, weights_stem=ARCHITECTURE)
+load_weights = NETWORK.load_weights
 
 
 def shipped_weights(dataset: str) -> str | None:
   """The package's trained weights for `dataset` (basis_jax/weights/score_unet_<dataset>.npz)."""
-  path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights",
-                      f"{ARCHITECTURE}_{dataset}.npz")
-  return path if os.path.exists(path) else None
+  return NETWORK.shipped_weights(dataset)
 
 
 def check_sigma_range(sigmas, trained: tuple[float, float] | None, source: str) -> None:
@@ -305,12 +280,12 @@ def load(prior_config, schedule=None) -> Prior:
   """
   if schedule is None:
     raise ConfigError("The score_unet prior is conditioned on σ and needs the schedule.")
-  config = config_from_prior_config(prior_config)
+  config = NETWORK.config_from(prior_config)
   dataset = prior_config.get("dataset", "mnist")
   weights = prior_config.get("weights") or shipped_weights(dataset)
   if weights:
     expected = {"channels": config.channels, "image_size": config.image_size,
-                **_overrides(prior_config)}
+                **NETWORK.explicit_fields(prior_config)}
     config, graphdef, params, metadata = load_weights(weights, expected,
                                                       use_ema=prior_config.get("use_ema", True))
     trained = tuple(metadata["sigma_range"]) if "sigma_range" in metadata else None
