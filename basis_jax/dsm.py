@@ -1,4 +1,6 @@
-"""Denoising score matching (training the score networks) and annealed Langevin sampling.
+"""Denoising score matching: the objective the score networks are trained with.
+
+(Their sample grids use the separator's own Langevin loop, `sampler.make_prior_sampler`.)
 
 The loss is the one the NCSN reference trains with: for data x in [0,1] (dequantised), a
 noise level σ drawn per sample and x̃ = x + σ·ε,
@@ -121,33 +123,3 @@ def fixed_noise_loss(score_fn: ScoreFn, params, x, key, conds, sigmas):
 def fixed_level_loss(score_fn: ScoreFn, params, x, key, sigmas):
   """`fixed_noise_loss` at every level of a ladder (level-conditioned networks)."""
   return fixed_noise_loss(score_fn, params, x, key, jnp.arange(len(sigmas)), sigmas)
-
-
-def annealed_langevin(score_fn: ScoreFn, params, key, shape, sigmas, steps_per_level: int,
-                      step_lr: float, conds=None):
-  """Unconditional samples by plain annealed Langevin dynamics (NCSN, Algorithm 1).
-
-  η_i = δ·σ_i²/σ_L²; x ← x + η_i·s(x, c_i) + √(2η_i)·z, from x ~ U(0,1), where c_i is
-  level i's cond (`conds[i]`; the level index i by default). Returns x clipped to [0,1].
-  """
-  sigmas = jnp.asarray(sigmas, jnp.float32)
-  conds = jnp.arange(sigmas.shape[0]) if conds is None else jnp.asarray(conds)
-  init_key, key = jax.random.split(key)
-  x = jax.random.uniform(init_key, shape, jnp.float32)
-
-  def level_body(x, inputs):
-    level, level_key = inputs
-    eta = step_lr * (sigmas[level] / sigmas[-1]) ** 2
-    levels = jnp.broadcast_to(conds[level], shape[:1])
-
-    def step(x, step_key):
-      noise = jax.random.normal(step_key, shape, jnp.float32)
-      return x + eta * score_fn(params, x, levels) + jnp.sqrt(2.0 * eta) * noise, None
-
-    x, _ = jax.lax.scan(step, x, jax.random.split(level_key, steps_per_level))
-    return x, None
-
-  num_levels = sigmas.shape[0]
-  x, _ = jax.lax.scan(level_body, x,
-                      (jnp.arange(num_levels), jax.random.split(key, num_levels)))
-  return jnp.clip(x, 0.0, 1.0)

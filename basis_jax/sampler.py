@@ -246,6 +246,27 @@ def make_separator(
   return separate
 
 
+def make_prior_sampler(score_fn: ScoreFn, schedule: Schedule, component_shape,
+                       options: SamplerOptions | None = None):
+  """Unconditional annealed Langevin (NCSN's Algorithm 1) with the separator's own loop.
+
+  It is the BASIS update with no data term: one component, g = identity, likelihood weight
+  0, so η, the noise and the level scan are those of `make_separator` (one Langevin loop
+  in the project). Default start U(0, 1), result clipped to [0, 1]. Returns
+  `sample(params, key, num) -> [num, H, W, C]`; `num` must be static under jit.
+  """
+  options = options or SamplerOptions(init="uniform", clamp=(0.0, 1.0))
+  unconditional = dataclasses.replace(schedule, likelihood_weight=0.0)
+  separate = make_separator(score_fn, mixing_lib.Sum((1.0,)), unconditional,
+                            component_shape=component_shape, options=options)
+
+  def sample(params, key, num: int):
+    nothing_observed = jnp.zeros((num,) + separate.mixture_shape, jnp.float32)
+    return separate(params, nothing_observed, key)["components"][:, 0]
+
+  return sample
+
+
 def validate_mixtures(mixtures, mixture_shape: tuple[int, ...]) -> np.ndarray:
   """Checks a host batch of mixtures before anything is compiled."""
   mixtures = np.asarray(mixtures)

@@ -30,7 +30,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from basis_jax import atomic, data as data_lib, dsm, schedules, sharding
-from basis_jax import overview, train_resume, visualize
+from basis_jax import overview, sampler, train_resume, visualize
 from basis_jax.errors import ConfigError, UserError
 from basis_jax import priors
 
@@ -154,11 +154,12 @@ def _train_step(graphdef, make_score_fn, noise, optimizer: OptimizerSettings, em
 
 
 @functools.lru_cache(maxsize=4)
-def _sampler(graphdef, make_score_fn, sigmas, conds, steps_per_level: int, step_lr: float,
-             shape: tuple):
-  score_fn = make_score_fn(graphdef)
-  return jax.jit(lambda params, key: dsm.annealed_langevin(
-      score_fn, params, key, shape, sigmas, steps_per_level, step_lr, conds=conds))
+def _sampler(graphdef, name: str, sigmas, steps_per_level: int, step_lr: float, shape: tuple):
+  """Unconditional samples with the separator's own Langevin loop (sampler.py)."""
+  score_fn = priors.score_network(name).score_at_levels(graphdef, sigmas)
+  schedule = schedules.Schedule(sigmas, steps_per_level, step_lr)
+  sample = sampler.make_prior_sampler(score_fn, schedule, shape[1:])
+  return jax.jit(lambda params, key: sample(params, key, shape[0]))
 
 
 @functools.lru_cache(maxsize=4)
@@ -231,14 +232,13 @@ class _BatchSource:
     return sharding.global_batch(self.mesh, local, self.batch_size)
 
 
-def _sampling_ladder(config):
-  """(sigmas, conds) of the sample grids: the ladder itself, or config.sampling's σs."""
+def _sampling_ladder(config) -> tuple[float, ...]:
+  """The σ of the sample grids: the trained ladder itself, or config.sampling's σs."""
   noise = noise_of(config)
   if isinstance(noise, dsm.LevelNoise):
-    return noise.sigmas, None
+    return noise.sigmas
   s = config.sampling
-  sigmas = schedules.geometric_sigmas(s.sigma_max, s.sigma_min, s.num_levels)
-  return sigmas, sigmas
+  return schedules.geometric_sigmas(s.sigma_max, s.sigma_min, s.num_levels)
 
 
 def _write_samples(config, graphdef, state, workdir, step) -> None:
@@ -246,8 +246,7 @@ def _write_samples(config, graphdef, state, workdir, step) -> None:
   s = config.sampling
   cfg = model_config(config)
   shape = (s.num_samples, cfg.image_size, cfg.image_size, cfg.channels)
-  sigmas, conds = _sampling_ladder(config)
-  sample = _sampler(graphdef, network(config).make_score_fn, sigmas, conds,
+  sample = _sampler(graphdef, config.model.get("name", "ncsn"), _sampling_ladder(config),
                     s.steps_per_level, s.step_lr, shape)
   params = state.get("ema", state["params"])
   x = np.asarray(sample(params, jax.random.fold_in(jax.random.key(config.seed + 1), step)))

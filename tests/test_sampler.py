@@ -273,3 +273,19 @@ def test_several_samples_chosen_by_smallest_residual():
   residual = np.abs(best.sum(1) - mixtures[:3]).reshape(3, -1)
   np.testing.assert_allclose(np.sqrt((residual**2).sum(1)), out["residual_norm"].min(1),
                              rtol=1e-4)
+
+
+def test_prior_sampler_samples_a_gaussian():
+  """Unconditional annealed Langevin (the separator's loop with no data term)."""
+  mean, std = 0.5, 0.1
+  sigmas = tuple(np.geomspace(0.5, 0.01, 5))
+
+  def gaussian_score(params, x, level):
+    del params
+    return -(x - mean) / (std**2 + jnp.asarray(sigmas)[level] ** 2)
+
+  schedule = schedules.Schedule(sigmas, steps_per_level=50, step_lr=2e-4)
+  sample = sampler.make_prior_sampler(gaussian_score, schedule, (4, 4, 1))
+  x = jax.jit(sample, static_argnums=2)(None, jax.random.key(0), 256)
+  assert x.shape == (256, 4, 4, 1)
+  assert abs(float(x.mean()) - mean) < 0.02 and abs(float(x.std()) - std) < 0.02

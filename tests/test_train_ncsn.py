@@ -99,20 +99,6 @@ def test_dsm_loss_is_zero_for_the_exact_score_of_a_point_mass():
                              8.0, rtol=0.5)  # ½‖ε‖² with D=16.
 
 
-def test_annealed_langevin_samples_a_gaussian():
-  mean, std = 0.5, 0.1
-  sigmas = tuple(np.geomspace(0.5, 0.01, 5))
-
-  def gaussian_score(params, x, levels):
-    del params
-    var = std**2 + jnp.asarray(sigmas)[levels][:, None, None, None] ** 2
-    return -(x - mean) / var
-
-  x = dsm.annealed_langevin(gaussian_score, None, jax.random.key(0), (256, 4, 4, 1), sigmas,
-                            steps_per_level=50, step_lr=2e-4)
-  assert abs(float(x.mean()) - mean) < 0.02 and abs(float(x.std()) - std) < 0.02
-
-
 def test_data_of_the_wrong_shape_is_a_clear_error(tmp_path):
   config = _tiny_config(tmp_path)
   images = train_ncsn.load_images(config.data, (28, 28, 1))

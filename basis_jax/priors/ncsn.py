@@ -220,7 +220,7 @@ def load(prior_config, schedule=None) -> Prior:
                      f"was built for {config.num_classes} noise levels.")
   if weights and schedule is not None:
     check_sigmas(weights, schedule.sigmas)
-  return Prior(name="ncsn", score_fn=make_score_fn(graphdef), params=params,
+  return Prior(name="ncsn", score_fn=NETWORK.score_at_levels(graphdef, None), params=params,
                image_shape=(config.image_size, config.image_size, config.channels),
                num_levels=config.num_classes,
                weights_digest=data_lib.file_digest(weights) if weights else None)

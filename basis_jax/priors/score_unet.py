@@ -298,11 +298,8 @@ def load(prior_config, schedule=None) -> Prior:
     logging.warning("score_unet prior: random weights (seed %s), as asked; separations will "
                     "be meaningless.", prior_config.get("seed", 0))
     graphdef, params = nnx.split(build(config, prior_config.get("seed", 0)), nnx.Param)
-  sigmas = jnp.asarray(schedule.sigmas, jnp.float32)
   net_score = make_score_fn(graphdef)
-
-  def score_fn(params, x, level):
-    return net_score(params, x, sigmas[level])
+  score_fn = NETWORK.score_at_levels(graphdef, schedule.sigmas)
 
   return Prior(name=ARCHITECTURE, score_fn=score_fn, params=params,
                image_shape=(config.image_size, config.image_size, config.channels),
