@@ -289,7 +289,7 @@ def weights_path(path: str | None = None) -> str:
 
 
 def load(path: str | None = None) -> InceptionV3FID:
-  """The FID Inception with converted weights (`.npz`), or pytorch-fid's `.pth` (torch).
+  """The FID Inception with converted weights (`.npz`; convert_weights/inception.py makes it).
 
   The path defaults to $BASIS_INCEPTION_WEIGHTS, then ~/.cache/basis_jax/inception_fid.npz.
   """
@@ -304,11 +304,13 @@ def load(path: str | None = None) -> InceptionV3FID:
         f'or point ${WEIGHTS_ENV} (or experiments.evaluate --config.inception_weights) at '
         'the converted .npz.')
   if path.endswith('.pth'):
-    from convert_weights import inception as converter  # pylint: disable=g-import-not-at-top
-    params = converter.convert_file(path)
-  else:
-    with np.load(path) as f:
-      params = {k: f[k] for k in f.files}
+    # The library reads converted weights only; converting is convert_weights' job (which
+    # imports this module, so importing it back here would make a circle).
+    raise InputFileError(
+        f"{path} is pytorch-fid's PyTorch file; IS/FID read the converted .npz.",
+        hint=f'python -m convert_weights.inception --input {path} --output {DEFAULT_WEIGHTS}')
+  with np.load(path) as f:
+    params = {k: f[k] for k in f.files}
   source = str(params.pop(SOURCE_DIGEST_KEY, ''))
   if not source.startswith(TORCH_WEIGHTS_SHA256_PREFIX):
     from basis_jax import errors  # pylint: disable=g-import-not-at-top

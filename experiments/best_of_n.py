@@ -5,8 +5,7 @@
     python -m experiments.best_of_n --config=CONFIG --workdir=DIR \
         --config.sampler.num_samples=10 ...
 
-CONFIG is any separation config whose prior has a log-density (configs/mnist_glow.py
-documents its run).
+CONFIG is any separation config whose prior has a log-density (`Prior.log_density_fn`).
 
 Keeps, per mixture, the sample with the highest Σ_j log p_σL(x_j) under the run's prior(s)
 and writes DIR/best_of_n.npz (`components` [N, k, H, W, C], `index` [N], `scores` [N, S])

@@ -1,24 +1,9 @@
-"""Train an NCSN prior: `python -m experiments.train_ncsn --config=CONFIG --workdir=DIR`.
-
-Re-running the same command on the same workdir resumes from its latest checkpoint.
+"""`python -m experiments.train_ncsn --config=CONFIG --workdir=DIR`: an alias of
+experiments.train (it trains every score network, not only NCSN), kept because the configs'
+and docs' commands and running jobs use this name.
 """
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from basis_jax import cli, train_ncsn
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, weights, samples, metrics.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  train_ncsn.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
+from experiments import train
 
 if __name__ == "__main__":
-  cli.run(main, log_name="train.log", cpu_device_per_core=True)
+  train.run()

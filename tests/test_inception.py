@@ -99,6 +99,9 @@ def test_converter_reads_pth(tmp_path):
   np.testing.assert_array_equal(params['fc.kernel'], state['fc.weight'].T)
   np.testing.assert_array_equal(params['Conv2d_1a_3x3.conv.kernel'],
                                 state['Conv2d_1a_3x3.conv.weight'].transpose(2, 3, 1, 0))
+  with pytest.raises(errors.InputFileError, match='converted .npz') as refused:
+    inception.load(path)  # The library reads converted weights only (no import circle).
+  assert 'python -m convert_weights.inception --input' in refused.value.hint
   os.rename(path, str(tmp_path / inception.TORCH_WEIGHTS_NAME))  # wrong bytes, real name
   with pytest.raises(ValueError, match='6726825d'):
     converter.convert_file(str(tmp_path / inception.TORCH_WEIGHTS_NAME))

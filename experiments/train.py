@@ -1,0 +1,31 @@
+"""Train a score network: `python -m experiments.train --config=CONFIG --workdir=DIR`.
+
+The network is the prior `config.model.name` names, any whose module defines a `NETWORK`
+spec (basis_jax/priors/network_spec.py). Re-running the same command on the same
+workdir resumes from its latest checkpoint. `experiments.train_ncsn` is the same program
+under its older name.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from basis_jax import cli, train_ncsn
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, weights, samples, metrics.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  train_ncsn.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+def run():
+  cli.run(main, log_name="train.log", cpu_device_per_core=True)
+
+
+if __name__ == "__main__":
+  run()
