@@ -1,0 +1,151 @@
+"""The project classifier and the label-recovery measure: tiny models, synthetic data."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from basis_jax import checkpoint_io, classifier, classifier_training, metrics, sharding
+from basis_jax.checkpoint_io import CheckpointError
+from configs import train_classifier_cifar10
+
+TINY = classifier.ClassifierConfig(stem=4, widths=(4, 8), num_classes=10)
+SIDE = 8  # The network pools globally, so small images keep the tests fast.
+
+
+def test_label_recovery_counts_swapped_components():
+  true = np.array([[3, 7], [3, 7], [3, 7], [3, 7]])
+  predicted = np.array([[3, 7],    # in order
+                        [7, 3],    # swapped: still both recovered
+                        [3, 3],    # one
+                        [1, 2]])   # none
+  np.testing.assert_allclose(classifier.label_recovery(predicted, true), [1, 1, 0.5, 0])
+
+
+def test_label_recovery_of_one_image_repeated_is_at_most_one_label():
+  # The Average baseline gives every component the same image m/k, so the classifier
+  # predicts one class k times: of k distinct labels at most one is recovered.
+  rng = np.random.default_rng(0)
+  true = np.stack([rng.choice(10, 2, replace=False) for _ in range(200)])
+  for predicted_class in (true[:, 0], true[:, 1], rng.integers(0, 10, 200)):
+    predicted = np.repeat(predicted_class[:, None], 2, 1)
+    recovery = classifier.label_recovery(predicted, true)
+    assert recovery.max() <= 0.5
+  assert classifier.label_recovery(np.repeat(true[:, :1], 2, 1), true).mean() == 0.5
+
+
+def test_average_baseline_through_the_model_recovers_at_most_half():
+  model = classifier.create(TINY)
+  rng = np.random.default_rng(1)
+  mixtures = rng.random((6, SIDE, SIDE, 3)).astype(np.float32) * 2
+  average = metrics.average_baseline(mixtures, 2)
+  true = np.stack([rng.choice(10, 2, replace=False) for _ in range(6)])
+  assert classifier.separation_label_recovery(model, average, true).max() <= 0.5
+
+
+def test_label_recovery_refuses_mismatched_shapes():
+  with pytest.raises(ValueError, match="must both be"):
+    classifier.label_recovery(np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+def test_colorization_accuracy_uses_each_image_set():
+  model = classifier.create(TINY)
+  rng = np.random.default_rng(2)
+  colour = rng.random((5, SIDE, SIDE, 3)).astype(np.float32)
+  labels = classifier.predict(model, colour)
+  gray = colour.mean(-1, keepdims=True)
+  result = classifier.colorization_accuracy(model, colour, gray, colour, labels)
+  assert result["true_colour"] == 1.0 and result["colorized"] == 1.0
+  expected = np.mean(classifier.predict(model, np.repeat(gray, 3, -1)) == labels)
+  assert result["grayscale"] == expected
+
+
+def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch():
+  model = classifier.create(TINY)
+  graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+  config = train_classifier_cifar10.get_config()
+  config.optim.update(lr=0.3, warmup_steps=1)
+  tx = classifier_training.make_optimizer(config.optim, 100)
+  opt_state = tx.init(params)
+  step = classifier_training.make_train_step(graphdef, tx, label_smoothing=0.0,
+                                             crop_padding=0,
+                                             mesh=sharding.make_mesh(jax.devices()[:1]))
+  rng = np.random.default_rng(3)
+  images = rng.random((16, SIDE, SIDE, 3)).astype(np.float32)
+  labels = rng.integers(0, 10, 16).astype(np.int32)
+  losses = []
+  for _ in range(6):
+    params, stats, opt_state, loss, _ = step(params, stats, opt_state, images, labels,
+                                             jax.random.key(0))
+    losses.append(float(loss))
+  assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_augment_keeps_shape_and_pixels():
+  images = jax.random.uniform(jax.random.key(0), (4, 8, 8, 3))
+  out = classifier_training.augment(jax.random.key(1), images, 2)
+  assert out.shape == images.shape
+  # Flips and reflect-padded crops only move pixels: each output is a sub-image of the padded input.
+  assert float(out.max()) <= float(images.max()) and float(out.min()) >= float(images.min())
+
+
+def test_save_load_round_trip(tmp_path):
+  model = classifier.create(TINY, seed=4)
+  path = str(tmp_path / "classifier.npz")
+  classifier.save(path, model, {"test_accuracy": 0.5})
+  loaded, metadata = classifier.load(path)
+  assert metadata["test_accuracy"] == 0.5 and loaded.config == TINY
+  images = np.random.default_rng(5).random((3, SIDE, SIDE, 3)).astype(np.float32)
+  np.testing.assert_array_equal(np.asarray(model(images)), np.asarray(loaded(images)))
+
+
+def test_load_refuses_a_missing_file(tmp_path):
+  with pytest.raises(CheckpointError, match="not found"):
+    classifier.load(str(tmp_path / "nothing.npz"))
+
+
+def test_load_refuses_another_architecture(tmp_path):
+  path = str(tmp_path / "prior.npz")
+  checkpoint_io.save_params(path, {"w": np.zeros(3)}, {"architecture": "score_unet"})
+  with pytest.raises(CheckpointError, match="'score_unet'"):
+    classifier.load(path)
+
+
+def test_load_names_mismatched_parameters(tmp_path):
+  path = str(tmp_path / "classifier.npz")
+  classifier.save(path, classifier.create(TINY))
+  with np.load(path) as data:
+    arrays = dict(data)
+  meta = json.loads(arrays["__metadata__"].tobytes())
+  meta["config"]["widths"] = [4, 16]  # The file claims widths its arrays do not have.
+  arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+  np.savez(path, **arrays)
+  with pytest.raises(CheckpointError, match="wrong shape"):
+    classifier.load(path)
+
+
+def test_default_config_builds_the_documented_model():
+  config = train_classifier_cifar10.get_config()
+  model = nnx.eval_shape(lambda: classifier.create(classifier_training.model_config(config)))
+  assert classifier.count_params(model) == 168_226
+
+
+def test_label_recovery_experiment_maps_indices_to_labels_and_checks_the_data(tmp_path):
+  from experiments import label_recovery  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(6)
+  x = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+  y = np.arange(6) % 10
+  np.savez(tmp_path / "cifar.npz", x_test=x, y_test=y)
+  indices = np.array([[0, 3], [5, 1]])
+  truth = x[indices].astype(np.float32) / 255
+  (tmp_path / "config.json").write_text(json.dumps(
+      {"data": {"source": "cifar10", "path": "/elsewhere/cifar.npz", "split": "test"}}))
+  separations = {"indices": indices, "ground_truth": truth}
+  labels = label_recovery.ground_truth_labels(str(tmp_path), separations,
+                                              str(tmp_path / "cifar.npz"))
+  np.testing.assert_array_equal(labels, y[indices])
+  np.savez(tmp_path / "other.npz", x_test=x[::-1], y_test=y)
+  with pytest.raises(ValueError, match="another dataset file"):
+    label_recovery.ground_truth_labels(str(tmp_path), separations, str(tmp_path / "other.npz"))
