@@ -39,6 +39,7 @@ from ml_collections.config_flags import config_flags as config_flags_lib
 from basis_jax.errors import ConfigError, UserError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 _TRACEBACK_FLAG = "traceback"
 _FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -60,6 +61,12 @@ def run(main: Callable[[list[str]], Any], log_name: str | None = None, *,
       if flags.FLAGS[_TRACEBACK_FLAG].value:
         raise
       _exit_with(e)
+    except KeyboardInterrupt as e:  # Ctrl-C: one line, not a traceback; 130 as shells use.
+      if flags.FLAGS[_TRACEBACK_FLAG].value:
+        raise
+      sys.stdout.flush()
+      sys.stderr.write(f"\n{e or 'interrupted; re-run the same command to resume'}\n")
+      sys.exit(EXIT_INTERRUPTED)
 
   app.run(wrapped, flags_parser=_parse_flags)
 

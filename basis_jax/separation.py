@@ -197,12 +197,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   on disk and in the index: a seam for callers (tests kill the run there).
   """
   sharding.initialize_distributed(config.get("distributed"))
+  workdir_lib.validate_run(config, workdir)
+  progress = _LevelProgress()
+  job = build_job(config, progress=progress)  # Before the workdir: a refused run leaves none.
   work = workdir_lib.Workdir(workdir)
   if log_file:
     _log_to(work.file("separate.log" if jax.process_index() == 0 else
                       f"separate.p{jax.process_index()}.log"))
-  progress = _LevelProgress()
-  job = build_job(config, progress=progress)
   work.check_config(config, allow_config_change, [p.weights_digest for p in job.priors])
   if jax.process_count() == 1:  # With several processes another may be writing already.
     work.remove_stale_temporaries()
@@ -229,52 +230,60 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   finished = sum(b - a for a, b in done)
   t_start = time.time()
   ran = 0
-  for number, (start, stop) in enumerate(chunks):
-    rows = stop - start
-    positions = sharding.pad_batch(np.arange(start, stop, dtype=np.int32), num_devices)
-    batch = sharding.pad_batch(prior_mixtures[start:stop], num_devices)
-    global_rows = len(positions)
-    lo, hi = sharding.process_row_range(mesh, global_rows)
-    args = (params, sharding.global_batch(mesh, batch[lo:hi], global_rows), key,
-            sharding.global_batch(mesh, positions[lo:hi], global_rows))
-    if global_rows not in compiled:
-      compiled[global_rows] = jitted.lower(*args).compile()
-      _check_memory(compiled[global_rows], global_rows, config.get("max_device_memory_gb", 0.0))
-    progress.start(f"chunk {number + 1}/{len(chunks)} [{start}, {stop})")
-    t0 = time.time()
-    out = compiled[global_rows](*args)
-    local = {name: sharding.local_rows(value) for name, value in out.items()}
-    seconds = time.time() - t0
-    keep = np.arange(lo, hi) < rows  # Drop the padding rows.
-    local = {name: value[keep] for name, value in local.items()}
-    mine = positions[lo:hi][keep]
-    sampler.check_diverged(local, mine, job.schedule)
-    for name in ("components", "snapshots"):
-      if name in local:
-        local[name] = job.priors[0].from_prior(local[name])
-    if mine.size:
-      atomic.save_npz(work.chunk_file(start, stop, jax.process_index()), positions=mine,
-                      **{name: local[name] for name in workdir_lib.RESULT_FIELDS if name in local})
-    _sync(f"chunk_{start}")
-    ran += rows
-    finished += rows
-    rate = ran / (time.time() - t_start)
-    if jax.process_index() == 0:
-      index["chunks"].append({"range": [start, stop], "processes": jax.process_count()})
-      atomic.write_json(work.file("index.json"), index)
-      record = {"chunk": [start, stop], "seconds": seconds,
-                "residual_norm_mean": float(np.mean(local["residual_norm"])),
-                "score_norm_per_level": np.mean(local["score_norm"].reshape(
-                    -1, job.schedule.num_levels), axis=0).tolist()}
-      if mixture_set.ground_truth is not None and job.options.num_samples == 1:
-        record["psnr_mean"] = float(np.mean(_best_permutation_psnr(
-            local["components"], mixture_set.ground_truth[mine])))
-      with open(work.file("metrics.jsonl"), "a") as f:
-        f.write(json.dumps(record) + "\n")
-    if on_chunk_recorded is not None:
-      on_chunk_recorded(number + 1)
-    logging.info("Chunk %d/%d: %d/%d mixtures done, %.2f mixtures/s, ETA %.0f s.", number + 1,
-                 len(chunks), finished, num_mixtures, rate, (num_mixtures - finished) / rate)
+  done_here = 0  # Chunks of this run on disk, for the Ctrl-C message.
+  try:
+    for number, (start, stop) in enumerate(chunks):
+      rows = stop - start
+      positions = sharding.pad_batch(np.arange(start, stop, dtype=np.int32), num_devices)
+      batch = sharding.pad_batch(prior_mixtures[start:stop], num_devices)
+      global_rows = len(positions)
+      lo, hi = sharding.process_row_range(mesh, global_rows)
+      args = (params, sharding.global_batch(mesh, batch[lo:hi], global_rows), key,
+              sharding.global_batch(mesh, positions[lo:hi], global_rows))
+      if global_rows not in compiled:
+        compiled[global_rows] = jitted.lower(*args).compile()
+        _check_memory(compiled[global_rows], global_rows, config.get("max_device_memory_gb", 0.0))
+      progress.start(f"chunk {number + 1}/{len(chunks)} [{start}, {stop})")
+      t0 = time.time()
+      out = compiled[global_rows](*args)
+      local = {name: sharding.local_rows(value) for name, value in out.items()}
+      seconds = time.time() - t0
+      keep = np.arange(lo, hi) < rows  # Drop the padding rows.
+      local = {name: value[keep] for name, value in local.items()}
+      mine = positions[lo:hi][keep]
+      sampler.check_diverged(local, mine, job.schedule)
+      for name in ("components", "snapshots"):
+        if name in local:
+          local[name] = job.priors[0].from_prior(local[name])
+      if mine.size:
+        fields = {name: local[name] for name in workdir_lib.RESULT_FIELDS if name in local}
+        atomic.save_npz(work.chunk_file(start, stop, jax.process_index()), positions=mine,
+                        **fields)
+      _sync(f"chunk_{start}")
+      ran += rows
+      finished += rows
+      rate = ran / (time.time() - t_start)
+      if jax.process_index() == 0:
+        index["chunks"].append({"range": [start, stop], "processes": jax.process_count()})
+        atomic.write_json(work.file("index.json"), index)
+        record = {"chunk": [start, stop], "seconds": seconds,
+                  "residual_norm_mean": float(np.mean(local["residual_norm"])),
+                  "score_norm_per_level": np.mean(local["score_norm"].reshape(
+                      -1, job.schedule.num_levels), axis=0).tolist()}
+        if mixture_set.ground_truth is not None and job.options.num_samples == 1:
+          record["psnr_mean"] = float(np.mean(_best_permutation_psnr(
+              local["components"], mixture_set.ground_truth[mine])))
+        with open(work.file("metrics.jsonl"), "a") as f:
+          f.write(json.dumps(record) + "\n")
+      if on_chunk_recorded is not None:
+        on_chunk_recorded(number + 1)
+      logging.info("Chunk %d/%d: %d/%d mixtures done, %.2f mixtures/s, ETA %.0f s.", number + 1,
+                   len(chunks), finished, num_mixtures, rate, (num_mixtures - finished) / rate)
+
+      done_here = number + 1
+  except KeyboardInterrupt:
+    raise KeyboardInterrupt(f"interrupted after chunk {done_here}/{len(chunks)}; "
+                            "re-run the same command to resume") from None
 
   if jax.process_index() == 0:
     return assemble(work, config, mixture_set, job)

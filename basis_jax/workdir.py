@@ -45,6 +45,27 @@ def _config_dict(config) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
+def validate_run(config, path: str) -> None:
+  """Refuses settings that would hang, run away or fail midway, before anything is written."""
+  batch_size = config.get("batch_size")
+  if batch_size is not None and int(batch_size) < 1:
+    raise ConfigError(f"batch_size must be at least 1, got {batch_size}.",
+                      hint="--config.batch_size=N sets how many mixtures run per chunk.")
+  for name, value in (("num_mixtures", config.get("num_mixtures")),
+                      ("mixture.num_mixtures", config.get("mixture", {}).get("num_mixtures"))):
+    # 0 used to fall through to "the whole test set" (10,000 mixtures): ask for that by number.
+    if value is not None and int(value) < 1:
+      raise ConfigError(f"{name} must be at least 1, got {value}.",
+                        hint="to separate the whole test set give its size, e.g. "
+                             f"--config.{name}=10000.")
+  parent = os.path.abspath(path)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise errors.UserError(f"cannot create workdir {path}: {parent} is a file.",
+                           hint="choose a --workdir whose parent is a directory.")
+
+
 class Workdir:
   """Files of one run; process 0 writes shared files, every process its own chunk parts."""
 
@@ -115,6 +136,8 @@ class Workdir:
 def plan_chunks(num_mixtures: int, batch_size: int,
                 done: list[list[int]]) -> list[tuple[int, int]]:
   """Contiguous [start, stop) chunks of at most batch_size covering what is not done."""
+  if batch_size < 1:  # The loop below would never advance.
+    raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
   finished = np.zeros(num_mixtures, bool)
   for start, stop in done:
     finished[start:stop] = True
