@@ -292,7 +292,12 @@ def load_cifar10_files(path: str, split: str = 'test', *,
     for name in names:
       file = os.path.join(folder, name)
       if not os.path.exists(file):
-        raise InputFileError(f'CIFAR-10 batch {name} not found in {folder}.')
+        npz = sorted(f for f in os.listdir(folder) if f.endswith('.npz'))
+        hint = (f'an .npz is read when data.path names the file: '
+                f'--config.data.path={os.path.join(folder, npz[0])}' if npz else
+                'data.path takes the cifar-10-batches-py folder, cifar-10-python.tar.gz '
+                'or an .npz file.')
+        raise InputFileError(f'CIFAR-10 batch {name} not found in {folder}.', hint=hint)
       if verify_checksums:
         verify_checksum(file, CIFAR10_MD5[name], 'md5')
       with open(file, 'rb') as f:
@@ -341,8 +346,11 @@ def _load_cifar10_npz(path: str, split: str) -> Dataset:
           for a, b in zip(offsets[:-1], offsets[1:])])
       labels = arrays[f'y_{split}']
     else:
-      raise InputFileError(f'{path} holds {sorted(keys)}; expected x_{split} and y_{split} '
-                           f'(or {split}_jpeg_data, {split}_jpeg_offsets and y_{split}).')
+      raise InputFileError(
+          f'{path} holds {sorted(keys)}; expected x_{split} and y_{split} '
+          f'(or {split}_jpeg_data, {split}_jpeg_offsets and y_{split}).',
+          hint=f'save it as np.savez(path, x_{split}=images_uint8_NHWC, y_{split}=labels), '
+               'or point data.path at the cifar-10-batches-py folder.')
   if images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(labels):
     raise InputFileError(f'{path}: images {images.shape} and labels {labels.shape} are not '
                          'CIFAR-10 shaped ([N,32,32,3] and [N]).')

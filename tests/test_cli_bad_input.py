@@ -60,3 +60,16 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
   last = rest.strip().splitlines()[-1]
   assert last.startswith("interrupted after chunk "), last
   assert last.endswith("/100000; re-run the same command to resume"), last
+
+
+def test_cifar10_path_hints(tmp_path):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from basis_jax import data, errors  # pylint: disable=import-outside-toplevel
+  np.savez(tmp_path / "cifar.npz", images=np.zeros((2, 32, 32, 3), np.uint8))
+  with pytest.raises(errors.InputFileError) as folder:
+    data.load_cifar10_files(str(tmp_path), "test")
+  assert folder.value.hint.endswith(f"--config.data.path={tmp_path / 'cifar.npz'}")
+  with pytest.raises(errors.InputFileError) as keys:
+    data.load_cifar10_files(str(tmp_path / "cifar.npz"), "test")
+  assert "holds ['images']; expected x_test and y_test" in str(keys.value)
+  assert keys.value.hint.startswith("save it as np.savez(path, x_test=")
