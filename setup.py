@@ -22,6 +22,8 @@ setuptools.setup(
         "ml_collections",
         "clu",
         "pillow",
+        # Every run writes its figures (separations.png, psnr_histogram.png) with it.
+        "matplotlib",
         "tensorflow-datasets",
     ],
     extras_require={

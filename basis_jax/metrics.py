@@ -14,7 +14,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from basis_jax import atomic
 
@@ -157,48 +156,38 @@ def matched_ssim(estimates: np.ndarray, ground_truth: np.ndarray,
 # ----------------------------------------------------------------------------- histogram
 
 
-def write_histogram_png(values: np.ndarray, path: str, *, bins: int = 40,
-                        value_range: tuple[float, float] | None = None,
-                        title: str = 'PSNR of separated components',
-                        xlabel: str = 'PSNR (dB)', size: tuple[int, int] = (640, 400)
-                        ) -> np.ndarray:
-  """A histogram (as the paper's Figure 6) drawn with Pillow; returns the bin counts."""
+def histogram_figure(values: np.ndarray, *, bins: int = 40,
+                     value_range: tuple[float, float] | None = None,
+                     title: str = 'PSNR of separated components', xlabel: str = 'PSNR (dB)'):
+  """(matplotlib Figure, bin counts) of a histogram as the paper's Figure 6."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use('Agg')  # Files only: no display on servers and in tests.
+  from matplotlib import pyplot as plt, ticker  # pylint: disable=import-outside-toplevel
   values = np.asarray(values, np.float64).ravel()
   values = values[np.isfinite(values)]
   if value_range is None:
     lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
     lo, hi = math.floor(lo), math.ceil(hi) if hi > lo else math.floor(lo) + 1
     value_range = (lo, hi)
-  counts, edges = np.histogram(values, bins=bins, range=value_range)
-  width, height = size
-  left, right, top, bottom = 60, 20, 30, 45
-  img = Image.new('RGB', size, 'white')
-  draw = ImageDraw.Draw(img)
-  font = ImageFont.load_default()
-  plot_w, plot_h = width - left - right, height - top - bottom
-  peak = max(int(counts.max()) if counts.size else 1, 1)
-  bar_w = plot_w / bins
-  for i, count in enumerate(counts):
-    x0 = left + i * bar_w
-    y0 = top + plot_h * (1 - count / peak)
-    draw.rectangle([x0, y0, x0 + bar_w - 1, top + plot_h], fill=(70, 110, 180))
-  draw.line([left, top + plot_h, left + plot_w, top + plot_h], fill='black')
-  draw.line([left, top, left, top + plot_h], fill='black')
-  for t in range(6):  # x ticks
-    frac = t / 5
-    x = left + frac * plot_w
-    label = f'{edges[0] + frac * (edges[-1] - edges[0]):.1f}'
-    draw.line([x, top + plot_h, x, top + plot_h + 4], fill='black')
-    draw.text((x - 3 * len(label), top + plot_h + 6), label, fill='black', font=font)
-  for t in range(5):  # y ticks
-    frac = t / 4
-    y = top + plot_h * (1 - frac)
-    label = str(int(round(frac * peak)))
-    draw.line([left - 4, y, left, y], fill='black')
-    draw.text((left - 8 - 6 * len(label), y - 6), label, fill='black', font=font)
-  draw.text((left + plot_w / 2 - 3 * len(xlabel), height - 18), xlabel, fill='black',
-            font=font)
-  draw.text((left, 8), f'{title} (n={values.size})', fill='black', font=font)
+  figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+  counts, _, _ = axes.hist(values, bins=bins, range=value_range, color='#466eb4')
+  axes.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # Counts are whole numbers.
+  axes.set_xlabel(xlabel)
+  axes.set_ylabel('count')
+  axes.set_title(f'{title} (n={values.size})')
+  figure.tight_layout()
+  return figure, counts.astype(np.int64)
+
+
+def write_histogram_png(values: np.ndarray, path: str, *, bins: int = 40,
+                        value_range: tuple[float, float] | None = None,
+                        title: str = 'PSNR of separated components',
+                        xlabel: str = 'PSNR (dB)') -> np.ndarray:
+  """Writes `histogram_figure` as a PNG; returns the bin counts."""
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+  figure, counts = histogram_figure(values, bins=bins, value_range=value_range, title=title,
+                                    xlabel=xlabel)
   with atomic.atomic_open(path, 'wb') as f:
-    img.save(f, format='PNG')
+    figure.savefig(f, format='png')
+  plt.close(figure)
   return counts

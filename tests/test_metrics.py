@@ -101,3 +101,14 @@ def test_histogram_png(tmp_path):
   assert counts.sum() == 500 and len(counts) == 25
   with Image.open(path) as img:
     assert img.size == (640, 400)
+
+
+def test_histogram_y_ticks_are_whole_counts_at_whole_positions():
+  # A peak of 6 once read "0 2 3 4 6" at 0, 1.5, 3, 4.5, 6.
+  figure, counts = metrics.histogram_figure([1.0] * 6 + [2.0, 3.0], bins=4)
+  assert counts.max() == 6
+  figure.canvas.draw()
+  ticks = figure.axes[0].get_yticks()
+  assert np.all(ticks == np.round(ticks))
+  labels = [t.get_text().replace('\u2212', '-') for t in figure.axes[0].get_yticklabels()]
+  assert [float(t) for t in labels] == list(ticks)
