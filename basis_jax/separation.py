@@ -290,6 +290,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   return None
 
 
+def summary_line(summary: dict) -> str:
+  """One line for the end of a run: mixtures, BASIS vs Average PSNR (mean ± 95 % interval)."""
+  text = f"{summary['num_mixtures']} mixtures"
+  if "psnr" in summary:
+    basis, average = summary["psnr"], summary["average_baseline_psnr"]
+    text += (f": BASIS {basis['mean']:.1f} ± {basis['ci95']:.1f} dB vs Average "
+             f"{average['mean']:.1f} ± {average['ci95']:.1f} dB PSNR (mean ± 95 % interval)")
+  return text
+
+
 def _sync(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
@@ -346,8 +356,9 @@ def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.Mixtur
         _best_permutation_psnr(average, mixture_set.ground_truth))
   atomic.write_json(work.file("metrics.json"), summary)
   shown = components if job.options.num_samples == 1 else components[:, 0]
-  grid = visualize.separation_grid(mixture_set.mixtures, shown, mixture_set.ground_truth,
-                                   max_rows=config.get("output", {}).get("grid_rows", 8))
-  visualize.save_png(work.file("separations.png"), grid, scale=2)
-  logging.info("Wrote %s (%s).", work.file("separations.npz"), summary)
+  figure = visualize.separation_figure(mixture_set.mixtures, shown, mixture_set.ground_truth,
+                                       max_rows=config.get("output", {}).get("grid_rows", 8))
+  visualize.save_figure(work.file("separations.png"), figure)
+  logging.info("%s; wrote %s, separations.png and metrics.json.", summary_line(summary),
+               work.file("separations.npz"))
   return summary

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from basis_jax import atomic
+from basis_jax import atomic, metrics
 
 
 def _to_rgb_uint8(images: np.ndarray, data_range) -> np.ndarray:
@@ -69,3 +69,46 @@ def save_png(path: str, image: np.ndarray, scale: int = 1) -> None:
     picture = picture.resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
   with atomic.atomic_open(path, "wb") as f:
     picture.save(f, format="PNG")
+
+
+def separation_figure(mixtures, components, ground_truth=None, data_range=(0.0, 1.0),
+                      max_rows: int = 8, tile_inches: float = 1.1):
+  """A labelled matplotlib Figure: mixture | truth 1..k | separated 1..k, one mixture a row.
+
+  With ground truth, separated j is the estimate the evaluation matches to truth j (its
+  best PSNR permutation), so a row reads "truth 1 beside separated 1".
+  """
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")  # Files only: no display on servers and in tests.
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+  n, k = min(max_rows, mixtures.shape[0]), components.shape[1]
+  components = components[:n]
+  if ground_truth is not None:
+    ground_truth = ground_truth[:n]
+    permutation = metrics.separation_psnr(components, ground_truth,
+                                          data_range[1] - data_range[0])["permutation"]
+    components = metrics.apply_permutation(components, permutation)
+  mixture_range = (min(data_range[0], float(np.min(mixtures[:n]))),
+                   max(data_range[1], float(np.max(mixtures[:n]))))
+  titles = ["mixture"]
+  columns = [(mixtures[:n], mixture_range)]
+  for name, images in (("truth", ground_truth), ("separated", components)):
+    if images is not None:
+      titles += [f"{name} {j + 1}" for j in range(k)]
+      columns += [(images[:, j], data_range) for j in range(k)]
+  figure, axes = plt.subplots(n, len(columns), squeeze=False,
+                              figsize=(tile_inches * len(columns), tile_inches * n + 0.3))
+  for col, (images, value_range) in enumerate(columns):
+    axes[0, col].set_title(titles[col], fontsize=9)
+    for row in range(n):
+      axes[row, col].imshow(_to_rgb_uint8(images[row], value_range), interpolation="nearest")
+      axes[row, col].axis("off")
+  figure.tight_layout(pad=0.3)
+  return figure
+
+
+def save_figure(path: str, figure, dpi: int = 100) -> None:
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+  with atomic.atomic_open(path, "wb") as f:
+    figure.savefig(f, format="png", dpi=dpi)
+  plt.close(figure)
