@@ -241,7 +241,8 @@ def markdown_table(results: dict[str, Any]) -> str:
   if 'inception' in results:
     inc = results['inception']
     if 'error' in inc:
-      lines += [f"IS/FID not computed: {inc['error']}", '']
+      # The full reason is in eval.json and was logged once already.
+      lines += ["IS/FID not computed: eval.json's inception.error says why.", '']
     else:
       lines += [f"IS (10 splits) and FID against {inc.get('reference', 'no reference')}.",
                 '', '| images | IS | FID |', '|---|---|---|']
@@ -354,7 +355,9 @@ def evaluate(workdir: str, *, ssim: bool = False, inception: str = 'auto',
     counts = metrics.write_histogram_png(psnr['component_psnr'], hist_path,
                                          bins=histogram_bins)
     results['histogram'] = {'path': hist_path, 'counts': counts.tolist()}
-  if inception != 'never':
+  if inception == 'auto' and sep.components.shape[-1] != 3:
+    pass  # IS/FID are defined on RGB images (CIFAR-10); an MNIST run needs no warning.
+  elif inception != 'never':
     try:
       results['inception'] = inception_results(
           sep, weights=inception_weights, reference_data=reference_data,
