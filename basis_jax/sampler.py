@@ -210,7 +210,9 @@ def make_separator(
       bounded = jnp.all(jnp.isfinite(flat) & (jnp.abs(flat) <= options.divergence_bound), -1)
       diverged_level = jnp.where((diverged_level < 0) & ~bounded, level, diverged_level)
       if progress is not None:
-        jax.debug.callback(progress, level)
+        # Handing over a value computed from this level's x makes the callback wait for the
+        # level's work; with `level` alone XLA may run it first (a level ahead of the work).
+        jax.debug.callback(lambda level, _: progress(level), level, diverged_level)
       outputs = {"score_norm": score_norm}
       if options.snapshots:
         outputs["snapshots"] = x

@@ -144,15 +144,19 @@ class _LevelProgress:
     self.num_levels = 0
     self.chunk = ""
     self.last = -1
+    self.started = 0.0
 
   def start(self, chunk: str):
-    self.chunk, self.last = chunk, -1
+    """Called once the chunk's program is compiled, so the ETA counts only computation."""
+    self.chunk, self.last, self.started = chunk, -1, time.time()
 
   def __call__(self, level):
     level = int(np.asarray(level).reshape(-1)[0])
     if level != self.last:  # Each device reports; log once.
       self.last = level
-      logging.info("%s level %d/%d done", self.chunk, level + 1, self.num_levels)
+      per_level = (time.time() - self.started) / (level + 1)
+      logging.info("%s level %d/%d done, chunk ETA %.0f s", self.chunk, level + 1,
+                   self.num_levels, per_level * (self.num_levels - level - 1))
 
 
 class ChunkMemoryError(ConfigError, MemoryError):
@@ -228,7 +232,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
                num_devices)
   compiled = {}
   finished = sum(b - a for a, b in done)
-  t_start = time.time()
+  computing = 0.0  # Seconds spent running chunks, not compiling them: the ETA's rate.
   ran = 0
   done_here = 0  # Chunks of this run on disk, for the Ctrl-C message.
   try:
@@ -262,7 +266,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
       _sync(f"chunk_{start}")
       ran += rows
       finished += rows
-      rate = ran / (time.time() - t_start)
+      computing += seconds
+      rate = ran / computing
       if jax.process_index() == 0:
         index["chunks"].append({"range": [start, stop], "processes": jax.process_count()})
         atomic.write_json(work.file("index.json"), index)
