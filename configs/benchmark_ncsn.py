@@ -3,20 +3,20 @@
   python -m experiments.benchmark --config=configs/benchmark_ncsn.py:mnist --workdir=/tmp/bench
   python -m experiments.benchmark --config=configs/benchmark_ncsn.py:cifar10 --workdir=/tmp/bench
 
-CPU smoke run (tiny network, few steps):
+CPU smoke run (a width-8 MNIST network, 2 levels × 2 steps, one batch size, one precision,
+no baselines, ablations or probes; checks the plumbing, measures nothing worth quoting):
 
-  python -m experiments.benchmark --config=configs/benchmark_ncsn.py:mnist \
-    --config.ngf=8 --config.batch_sizes='(2,4)' --config.steps_per_level=2 --workdir=/tmp/b
+  python -m experiments.benchmark --config=configs/benchmark_ncsn.py:smoke --workdir=/tmp/b
 """
 
 import ml_collections
 
 
 def get_config(model="mnist"):
-  if model not in ("mnist", "cifar10"):
-    raise ValueError(f"Unknown benchmark model {model!r}; use :mnist or :cifar10.")
+  if model not in ("mnist", "cifar10", "smoke"):
+    raise ValueError(f"Unknown benchmark model {model!r}; use :mnist, :cifar10 or :smoke.")
   config = ml_collections.ConfigDict()
-  config.model = model
+  config.model = "mnist" if model == "smoke" else model
   config.ngf = 0  # 0: the published width (64 MNIST, 128 CIFAR-10).
   config.num_components = 2
   config.num_levels = 10
@@ -46,4 +46,8 @@ def get_config(model="mnist"):
   # Kernel probes, JAX and PyTorch: one 3×3 conv at the network's widest shape and a 2048²
   # matmul per device; every row then reports its fraction of its framework's conv probe.
   config.conv_probe = True
+  if model == "smoke":
+    config.update(ngf=8, num_levels=2, steps_per_level=2, batch_sizes=(2,),
+                  precisions=("default",), repeats=1, baseline=False, ablations=(),
+                  torch_baseline=False, conv_probe=False)
   return config
