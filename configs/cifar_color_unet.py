@@ -25,8 +25,7 @@ def get_config(variant: str = "test"):
   if variant not in VARIANTS:
     raise ValueError(f"Unknown variant {variant!r}; use one of {VARIANTS}.")
   config = base_separation.get_config()
-  config.prior = mnist_unet.unet_prior()
-  config.prior.dataset = "cifar10"
+  config.prior = mnist_unet.unet_prior("cifar10")
   config.schedule.update(sigma_max=1.0, sigma_min=0.01, num_levels=10, steps_per_level=50,
                          step_lr=2e-5, likelihood_weight=3.0)
   config.mixing.update(kind="grayscale", alphas=(1.0,))

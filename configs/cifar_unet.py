@@ -24,27 +24,11 @@ they are to be re-chosen on CIFAR-10 held-out mixtures with the shipped weights
 (docs/score_unet_cifar10.md records what was measured).
 """
 
-from configs import base_separation
 from configs import mnist_unet
 
-VARIANTS = ("agnostic", "class_split", "heldout")
 HELDOUT_FIRST = 48_000  # configs/train_score_unet_cifar10.py holds out the last 2,000.
 
 
 def get_config(variant: str = "agnostic"):
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown variant {variant!r}; use one of {VARIANTS}.")
-  config = base_separation.get_config()
-  config.prior = mnist_unet.unet_prior()
-  config.prior.dataset = "cifar10"  # Empty weights: basis_jax/weights/score_unet_cifar10.npz.
-  config.schedule.update(sigma_max=1.0, sigma_min=0.01, num_levels=10, steps_per_level=50,
-                         step_lr=3e-5, likelihood_weight=1.0)
-  config.mixing.update(kind="sum", alphas=(1.0, 1.0))
-  config.sampler.update(init="uniform", init_range=(0.0, 1.0), clamp=(0.0, 1.0),
-                        hard_constraint=True)
-  config.data.update(source="cifar10", split="test")
-  config.mixture.update(kind="agnostic" if variant == "heldout" else variant,
-                        num_components=2)
-  if variant == "heldout":
-    config.data.update(split="train", first_example=HELDOUT_FIRST)
-  return config
+  return mnist_unet.sum_config("cifar10", variant, likelihood_weight=1.0,
+                               heldout_first=HELDOUT_FIRST)

@@ -23,6 +23,10 @@ def test_heldout_variants_separate_exactly_the_images_training_held_out():
   config = cifar_unet.get_config()
   assert train.sigmas.sigma_min < config.schedule.sigma_min < config.schedule.sigma_max
   assert config.schedule.sigma_max < train.sigmas.sigma_max
+  # The likelihood bound spans the CIFAR-10 training range, not MNIST's [0.005, 17].
+  for config in (cifar_unet.get_config(), cifar_color_unet.get_config()):
+    bound = config.prior.likelihood
+    assert (bound.sigma_min, bound.sigma_max) == (train.sigmas.sigma_min, 54.0)
 
 
 def _weights_for(tmp_path, name, image_size, channels):
