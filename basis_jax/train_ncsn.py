@@ -102,6 +102,13 @@ def _train_step(graphdef, make_score_fn, noise, optimizer: OptimizerSettings, em
   return jax.jit(step, donate_argnums=0)
 
 
+def train_step(config, graphdef):
+  """`config`'s jitted training step: (state, uint8 images, key) -> (state, metrics)."""
+  return _train_step(graphdef, network(config).make_score_fn, noise_of(config),
+                     _optimizer_settings(config.optim), float(config.ema_rate),
+                     bool(config.training.random_flip))
+
+
 @functools.lru_cache(maxsize=4)
 def _sampler(graphdef, name: str, sigmas, steps_per_level: int, step_lr: float, shape: tuple):
   """Unconditional samples with the separator's own Langevin loop (sampler.py)."""
@@ -250,7 +257,7 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
   sharding.initialize_distributed(config.get("distributed"))
   os.makedirs(workdir, exist_ok=True)
   cfg = model_config(config)
-  noise = noise_of(config)
+  noise_of(config)  # Refuses a bad config.sigmas before the data is read.
   batch_size = config.training.batch_size
   mesh = sharding.make_mesh()
   if batch_size % jax.device_count():
@@ -285,11 +292,8 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
     logging.info("Resumed from step %d.", int(state["step"]))
   overview.log_parameter_overview(state["params"], network(config).architecture)
 
-  optimizer = _optimizer_settings(config.optim)
-  rate = learning_rate(optimizer)
-  step_fn = _train_step(graphdef, network(config).make_score_fn, noise,
-                        optimizer, float(config.ema_rate),
-                        bool(config.training.random_flip))
+  rate = learning_rate(_optimizer_settings(config.optim))
+  step_fn = train_step(config, graphdef)
   heldout_every = int(config.get("heldout_every", 0)) if heldout_images is not None else 0
   heldout = _HeldoutLoss(config, graphdef, heldout_images) if heldout_every else None
   base_key = jax.random.key(config.seed)

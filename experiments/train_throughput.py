@@ -33,10 +33,7 @@ def measure(config, steps: int) -> dict:
   mesh = sharding.make_mesh()
   graphdef, state = train_ncsn.init_state(config)
   state = jax.device_put(state, sharding.replicated(mesh))
-  step = train_ncsn._train_step(  # pylint: disable=protected-access
-      graphdef, train_ncsn.network(config).make_score_fn, train_ncsn.noise_of(config),
-      train_ncsn._optimizer_settings(config.optim),  # pylint: disable=protected-access
-      float(config.ema_rate), bool(config.training.random_flip))
+  step = train_ncsn.train_step(config, graphdef)
   b = config.training.batch_size
   images = np.random.default_rng(0).integers(
       0, 256, (b, cfg.image_size, cfg.image_size, cfg.channels), dtype=np.uint8)
