@@ -8,8 +8,10 @@ setuptools.setup(
     description="Source separation with deep generative priors (BASIS) on JAX/Flax.",
     license="Apache-2.0",
     python_requires=">=3.11",
+    # benchmarks/ (measuring tools) installs beside the library for experiments.benchmark;
+    # basis_jax never imports it.
     packages=setuptools.find_packages(include=["basis_jax", "basis_jax.*", "experiments",
-                                               "configs", "convert_weights"]),
+                                               "configs", "convert_weights", "benchmarks"]),
     package_data={"basis_jax": ["weights/*"]},
     install_requires=[
         # jax 0.10.x is the newest on Python 3.11, 0.11.x on 3.12; both are supported.

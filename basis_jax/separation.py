@@ -28,7 +28,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, benchmarking, errors, metrics, mixing as mixing_lib
+from basis_jax import atomic, errors, memory, metrics, mixing as mixing_lib
 from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
 from basis_jax import schedules, sharding, visualize, workdir as workdir_lib
 from basis_jax.errors import ConfigError
@@ -165,7 +165,7 @@ class ChunkMemoryError(ConfigError, MemoryError):
 
 def _check_memory(compiled, batch_rows: int, cap_gb: float) -> None:
   """Refuses a chunk whose compiled program needs more device memory than allowed."""
-  needed, _ = benchmarking.peak_memory_bytes(compiled)
+  needed, _ = memory.peak_memory_bytes(compiled)
   if needed is None:
     return
   if not cap_gb:

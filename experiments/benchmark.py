@@ -10,7 +10,8 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import atomic, cli, ncsn_benchmark
+from basis_jax import atomic, cli
+from benchmarks import ncsn_sampler
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config file.",
                                           lock_config=True)
@@ -21,8 +22,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  results = ncsn_benchmark.run(_CONFIG.value)
-  report = ncsn_benchmark.report(results)
+  results = ncsn_sampler.run(_CONFIG.value)
+  report = ncsn_sampler.report(results)
   print(report)
   os.makedirs(_WORKDIR.value, exist_ok=True)
   atomic.write_json(os.path.join(_WORKDIR.value, "benchmark.json"), results)

@@ -18,8 +18,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from basis_jax import cli, benchmarking
+from basis_jax import cli
 from basis_jax.priors import ncsn, score_unet
+from benchmarks import measure
 
 _BATCH = flags.DEFINE_integer("batch", 64, "Training batch.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (after one warm-up).")
@@ -53,7 +54,7 @@ def _measure(name, model, cond, batch, steps):
     return optax.apply_updates(p, u), o
 
   opt = tx.init(params)
-  flops = benchmarking.matmul_flops(apply, params, x[:1], c[:1])
+  flops = measure.matmul_flops(apply, params, x[:1], c[:1])
   params, opt = step(params, opt)
   jax.block_until_ready(params)
   t = time.perf_counter()
@@ -100,7 +101,7 @@ def main(argv):
     rows.append(_measure("ncsn F=64 (published)", ncsn.build(ncsn.NCSNConfig.mnist()),
                          lambda b: jnp.zeros((b,), jnp.int32), _BATCH.value, max(2, _STEPS.value // 5)))
   print(f"jax {jax.__version__}, batch {_BATCH.value}, {jax.device_count()} CPU device(s)")
-  print(benchmarking.markdown_table(rows, [
+  print(measure.markdown_table(rows, [
       ("name", "network"), ("params", "params"), ("gflop", "fwd GFLOP/img"),
       ("step_ms", "train step ms"), ("img_s", "train img/s"), ("gflops", "achieved GFLOP/s"),
       ("fwd_ms", "fwd ms/img")]))

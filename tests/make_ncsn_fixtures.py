@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import torch
 
-from basis_jax import torch_ncsn
+from tests.reference import torch_ncsn
 
 GOLDEN = {"mnist": (1, 28), "cifar10": (3, 32)}
 NGF, BATCH, LEVELS = 4, 2, 10
@@ -44,7 +44,7 @@ def main():
 def provenance() -> str:
   """What wrote the fixture, as JSON (every golden file carries one)."""
   return json.dumps({"generator": "tests/make_ncsn_fixtures.py",
-                     "reference": "basis_jax/torch_ncsn.py", "torch": torch.__version__,
+                     "reference": "tests/reference/torch_ncsn.py", "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()})
 
 

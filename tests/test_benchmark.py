@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax import benchmarking, ncsn_benchmark
 from basis_jax.priors import ncsn
+from benchmarks import measure, ncsn_sampler
 from configs import benchmark_ncsn
 
 # float32 on both sides; oneDNN's choice of convolution algorithm varies between runs, which
@@ -31,7 +31,7 @@ def test_flop_count_matches_the_reference_figures(arch, gflop):
   graphdef, params = nnx.split(nnx.eval_shape(lambda: ncsn.build(arch)), nnx.Param)
   score = ncsn.make_score_fn(graphdef)
   shape = (1, arch.image_size, arch.image_size, arch.channels)
-  flops = benchmarking.matmul_flops(lambda p, x: score(p, x, jnp.int32(0)), params,
+  flops = measure.matmul_flops(lambda p, x: score(p, x, jnp.int32(0)), params,
                                     jnp.zeros(shape))
   saving = _conv_mean_pool_saving(arch.image_size, arch.ngf, 2 * arch.ngf)
   assert (flops + saving) / 1e9 == pytest.approx(gflop, abs=0.005)
@@ -48,7 +48,7 @@ def _tiny_network(channels=1, size=28):
 def test_torch_model_holds_the_jax_weights(channels, size):
   """from_jax runs the converter's mapping backwards: the same score at every level."""
   pytest.importorskip("torch")
-  from basis_jax import torch_ncsn  # pylint: disable=import-outside-toplevel
+  from tests.reference import torch_ncsn  # pylint: disable=import-outside-toplevel
   arch, score_fn, params = _tiny_network(channels, size)
   model = torch_ncsn.from_jax(params, channels, arch.ngf)
   x = np.asarray(jax.random.uniform(jax.random.key(0), (2, size, size, channels)))
@@ -56,14 +56,16 @@ def test_torch_model_holds_the_jax_weights(channels, size):
     for level in (0, 5, 9):
       expected = np.asarray(jax.jit(score_fn)(params, x, jnp.int32(level)))
       got = torch_ncsn.score(model, x, level)
-      assert benchmarking.relative_error(got, expected) < PARITY, level
+      assert measure.relative_error(got, expected) < PARITY, level
 
 
 def test_torch_variants_take_the_same_step():
   """The released loop's autograd data term (weight 2 on ‖Σx − m‖² without ½) equals the
   fused step's written-out term, and both equal the formula of sampler.py."""
   torch = pytest.importorskip("torch")
-  from basis_jax import torch_ncsn  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from benchmarks import torch_loop
+  from tests.reference import torch_ncsn
   arch, score_fn, params = _tiny_network()
   model = torch_ncsn.from_jax(params, 1, arch.ngf)
   rng = np.random.default_rng(0)
@@ -73,7 +75,7 @@ def test_torch_variants_take_the_same_step():
   labels = torch.full((3,), 4, dtype=torch.long)
   step = dict(step_size=1e-3, inv_gamma2=7.0, weight=2.0)
   outputs = {}
-  for name, fn in torch_ncsn.VARIANTS.items():
+  for name, fn in torch_loop.VARIANTS.items():
     torch.manual_seed(11)  # Both draw the components' noise in the same order.
     xs = [x.clone().requires_grad_(name == "released_loop") for x in start]
     outputs[name] = [x.detach().numpy() for x in fn(model, xs, mixtures, labels, **step)]
@@ -84,7 +86,7 @@ def test_torch_variants_take_the_same_step():
     nhwc = x.numpy().transpose(0, 2, 3, 1)
     score = np.asarray(score_fn(params, nhwc, jnp.int32(4))).transpose(0, 3, 1, 2)
     expected = x.numpy() + 1e-3 * (score + 2.0 * 7.0 * residual) + noise[j]
-    for name in torch_ncsn.VARIANTS:
+    for name in torch_loop.VARIANTS:
       np.testing.assert_allclose(outputs[name][j], expected, atol=1e-5, err_msg=name)
 
 
@@ -92,7 +94,7 @@ def test_ratios_are_the_torch_time_over_the_row_time():
   torch_rows = [{"variant": "released_loop", "ms_per_step": 300.0},
                 {"variant": "fused_no_grad", "ms_per_step": 200.0}]
   rows = [{"ms_per_step": 100.0}, {"note": "out of memory"}]
-  ncsn_benchmark.add_ratios(rows, torch_rows)
+  ncsn_sampler.add_ratios(rows, torch_rows)
   assert rows[0]["x_torch_released_loop"] == 3.0 and rows[0]["x_torch_fused_no_grad"] == 2.0
   assert "x_torch_released_loop" not in rows[1]
 
@@ -109,17 +111,17 @@ def test_benchmark_runs_and_reports_on_cpu():
   config.baseline_steps = 3
   config.torch_steps = 2
   config.conv_probe = False
-  results = ncsn_benchmark.run(config)
+  results = ncsn_sampler.run(config)
   row = results["sweep"][0]
   assert row["batch"] % row["devices"] == 0 and row["batch"] >= 3  # Padded to the mesh.
   assert row["seconds"] > 0 and row["ms_per_step"] == pytest.approx(row["seconds"] * 100)
   assert row["seconds_full_schedule"] == pytest.approx(row["ms_per_step"])  # 1000 steps.
   assert results["baseline"]["steps_timed"] == 3 and results["baseline"]["extrapolated"]
   assert results["precisions"][0]["score_rel_error"] == 0.0
-  text = ncsn_benchmark.report(results)
+  text = ncsn_sampler.report(results)
   assert "Reference-structure loop" in text and "| highest | " in text
   if results["pytorch"] is None:
-    assert ncsn_benchmark._import_torch_ncsn() is None  # pylint: disable=protected-access
+    assert ncsn_sampler._import_torch() is None  # pylint: disable=protected-access
     return
   pytorch = results["pytorch"]
   assert [r["variant"] for r in pytorch["rows"]] == ["released_loop", "fused_no_grad"]
@@ -142,7 +144,7 @@ def test_hardware_probes_and_fractions():
   config = benchmark_ncsn.get_config("mnist")
   config.batch_sizes = (3,)
   arch = ncsn.NCSNConfig.mnist(ngf=4)
-  probes = benchmarking.hardware_probes(config, arch, repeats=1, matmul_size=64)
+  probes = measure.hardware_probes(config, arch, repeats=1, matmul_size=64)
   devices = jax.local_device_count()
   batch = -(-3 * 2 // devices) * devices  # N·k images, padded to the mesh.
   jax_rows = [r for r in probes if r["framework"].startswith("jax")]
@@ -156,16 +158,16 @@ def test_hardware_probes_and_fractions():
       flops = 2 * 64**3 * (devices if row["framework"].startswith("jax") else 1)
     assert row["gflops"] * row["ms"] * 1e6 == pytest.approx(flops, rel=1e-9)
   assert all(r["workers"] == f"{devices} devices" for r in jax_rows)
-  rate = benchmarking.probe_rate(probes, "jax", "3×3 conv", "float32")
+  rate = measure.probe_rate(probes, "jax", "3×3 conv", "float32")
   assert rate == jax_rows[0]["gflops"]
-  assert benchmarking.probe_rate(probes, "jax", "3×3 conv", "int8") is None
+  assert measure.probe_rate(probes, "jax", "3×3 conv", "int8") is None
   rows = [{"precision": "default", "tflops": 0.05}, {"precision": "bf16", "tflops": 0.05},
           {"batch": 3, "note": "out of memory"}]
-  ncsn_benchmark.add_probe_fractions(rows, probes)
+  ncsn_sampler.add_probe_fractions(rows, probes)
   assert rows[0]["frac_conv_probe"] == pytest.approx(50.0 / rate)
   assert rows[1]["frac_conv_probe"] == pytest.approx(50.0 / jax_rows[2]["gflops"])
   assert "frac_conv_probe" not in rows[2]
-  text = ncsn_benchmark.report({"info": {"model": "mnist", "num_devices": devices,
+  text = ncsn_sampler.report({"info": {"model": "mnist", "num_devices": devices,
                                          "device": "cpu", "jax": jax.__version__,
                                          "num_levels": 10, "steps_per_level": 1,
                                          "num_components": 2, "cpu_count": 2,

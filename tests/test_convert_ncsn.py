@@ -13,7 +13,7 @@ from basis_jax.priors import ncsn
 from convert_weights import ncsn as convert_ncsn
 
 torch = pytest.importorskip("torch")
-from basis_jax import torch_ncsn  # pylint: disable=wrong-import-position
+from tests.reference import torch_ncsn  # pylint: disable=wrong-import-position
 
 NGF = 2
 

@@ -13,12 +13,12 @@ torch = pytest.importorskip("torch")
 from basis_jax import checkpoint_io  # noqa: E402
 from basis_jax.priors import glow  # noqa: E402
 from convert_weights import glow as convert_glow  # noqa: E402
-from tests import glow_torch_port  # noqa: E402
+from tests.reference import torch_glow  # noqa: E402
 
 
 def randomized_torch_glow(seed=0, **kwargs):
   torch.manual_seed(seed)
-  model = glow_torch_port.TorchGlow(**kwargs)
+  model = torch_glow.TorchGlow(**kwargs)
   with torch.no_grad():
     for name, p in model.named_parameters():
       # Off the zero init, and small enough to keep the flow well conditioned.

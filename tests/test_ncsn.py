@@ -116,7 +116,7 @@ def test_parity_with_golden_fixture(dataset, tmp_path):
 
 def _torch_parity(dataset, ngf, tmp_path, batch=2):
   torch = pytest.importorskip("torch")
-  from basis_jax import torch_ncsn  # pylint: disable=import-outside-toplevel
+  from tests.reference import torch_ncsn  # pylint: disable=import-outside-toplevel
   channels = 1 if dataset == "mnist" else 3
   size = 28 if dataset == "mnist" else 32
   pth = str(tmp_path / "checkpoint.pth")

@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import benchmarking, mixing, sampler, schedules, sharding
+from basis_jax import memory, mixing, sampler, schedules, sharding
 from basis_jax.priors import ncsn
+from benchmarks import measure
 
 
 def _network(config, dtype):
@@ -59,19 +60,19 @@ def _time_sampler(config, score_fn, params, arch, batch, precision, *, unroll=1,
   run_params = (params,) * k if per_component else params
   args = (jax.device_put(run_params, rep), mixtures, jax.random.key(0), indices)
   jitted = sharding.jit_batch_fn(separate, mesh)
-  with benchmarking.precision_scope(precision):
+  with measure.precision_scope(precision):
     t0 = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     compile_s = time.perf_counter() - t0
-  times = benchmarking.time_compiled(compiled, args, config.repeats)
+  times = measure.time_compiled(compiled, args, config.repeats)
   seconds = float(np.median(times))
-  flops_per_image = benchmarking.matmul_flops(
+  flops_per_image = measure.matmul_flops(
       lambda x: score_fn(params, x, jnp.int32(0)), jnp.zeros((1,) + shape))
   total_flops = flops_per_image * rows * k * schedule.num_steps
   tflops = total_flops / seconds / 1e12
-  peaks = benchmarking.PEAK_TFLOPS.get(jax.local_devices()[0].device_kind, {})
+  peaks = measure.PEAK_TFLOPS.get(jax.local_devices()[0].device_kind, {})
   floor_key = "bf16" if precision == "bf16" else "fp32"
-  memory, memory_kind = benchmarking.peak_memory_bytes(compiled)
+  peak_bytes, memory_kind = memory.peak_memory_bytes(compiled)
   return {
       "precision": precision, "batch": rows, "devices": devices, "unroll": unroll,
       "fused_components": not per_component, "compile_s": compile_s, "seconds": seconds,
@@ -81,7 +82,7 @@ def _time_sampler(config, score_fn, params, arch, batch, precision, *, unroll=1,
       "gflop_per_image": flops_per_image / 1e9, "tflops": tflops,
       "frac_bf16_peak": tflops / peaks["bf16"] if peaks else None,
       "frac_own_floor": tflops / peaks[floor_key] if peaks else None,
-      "peak_memory_gib": None if memory is None else memory / 2**30,
+      "peak_memory_gib": None if peak_bytes is None else peak_bytes / 2**30,
       "memory_kind": memory_kind,
   }
 
@@ -91,7 +92,7 @@ def _score_errors(config, precisions) -> dict[str, float]:
   arch, score_fn, params = _network(config, "float32")
   shape = (16, arch.image_size, arch.image_size, arch.channels)
   x = jax.random.uniform(jax.random.key(5), shape)
-  with benchmarking.precision_scope("highest"):
+  with measure.precision_scope("highest"):
     reference = jax.jit(score_fn)(params, x, jnp.int32(config.num_levels - 1))
   errors = {}
   for precision in precisions:
@@ -99,20 +100,23 @@ def _score_errors(config, precisions) -> dict[str, float]:
       _, fn, _ = _network(config, "bfloat16")
     else:
       fn = score_fn
-    with benchmarking.precision_scope(precision):
+    with measure.precision_scope(precision):
       value = jax.jit(fn)(params, x, jnp.int32(config.num_levels - 1))
-    errors[precision] = benchmarking.relative_error(value, reference)
+    errors[precision] = measure.relative_error(value, reference)
   return errors
 
 
-def _import_torch_ncsn():
-  """basis_jax.torch_ncsn when torch is importable, else None (the baseline is skipped)."""
+def _import_torch():
+  """(the reference port, the PyTorch loop) when torch and the tests' reference port are
+  importable (a checkout run from its root), else None: the baseline is skipped."""
+  # pylint: disable=import-outside-toplevel
   try:
-    from basis_jax import torch_ncsn  # pylint: disable=import-outside-toplevel
+    from benchmarks import torch_loop
+    from tests.reference import torch_ncsn
   except ImportError as error:
     logging.info("No PyTorch baseline: %s", error)
     return None
-  return torch_ncsn
+  return torch_ncsn, torch_loop
 
 
 def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
@@ -122,9 +126,10 @@ def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
   Also the relative difference of the two frameworks' scores on the same input, which
   shows that both run the same network.
   """
-  torch_ncsn = _import_torch_ncsn() if config.torch_baseline else None
-  if torch_ncsn is None:
+  modules = _import_torch() if config.torch_baseline else None
+  if modules is None:
     return None
+  torch_ncsn, torch_loop = modules
   import torch  # pylint: disable=import-outside-toplevel
   # PyTorch runs where JAX runs; a CPU baseline beside GPU rows would compare devices.
   device = "cuda" if jax.default_backend() == "gpu" else "cpu"
@@ -137,9 +142,9 @@ def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
   shape = (arch.image_size, arch.image_size, arch.channels)
   probe = jax.random.uniform(jax.random.key(5), (2,) + shape)
   graphdef, _ = ncsn.abstract_params(arch)
-  with benchmarking.precision_scope("highest"):
+  with measure.precision_scope("highest"):
     expected = jax.jit(ncsn.make_score_fn(graphdef))(params, probe, jnp.int32(0))
-  score_error = benchmarking.relative_error(torch_ncsn.score(model, np.asarray(probe), 0),
+  score_error = measure.relative_error(torch_ncsn.score(model, np.asarray(probe), 0),
                                             expected)
   # PyTorch's own count of what its model executes (the reference's conv-then-pool in
   # res2.0: 2 % more than the JAX program, which merges it; ncsn_layers.ConvMeanPool).
@@ -151,7 +156,7 @@ def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
   mixtures = np.asarray(_mixtures(batch, shape))
   rows = []
   for variant in ("released_loop", "fused_no_grad"):
-    times = torch_ncsn.time_steps(
+    times = torch_loop.time_steps(
         model, mixtures, config.num_components, variant=variant,
         step_size=float(schedule.step_sizes()[0]),
         inv_gamma2=float(1.0 / schedule.likelihood_variances()[0]),
@@ -184,7 +189,7 @@ def add_probe_fractions(rows, probes) -> None:
     if "tflops" not in row:
       continue
     dtype = "bfloat16" if row["precision"] == "bf16" else "float32"
-    rate = benchmarking.probe_rate(probes, "jax", "3×3 conv", dtype)
+    rate = measure.probe_rate(probes, "jax", "3×3 conv", dtype)
     if rate:
       row["frac_conv_probe"] = 1e3 * row["tflops"] / rate  # Both GFLOP/s after the 1e3.
 
@@ -246,7 +251,7 @@ def run(config) -> dict[str, Any]:
     schedule = _schedule(config)
     shape = (arch.image_size, arch.image_size, arch.channels)
     mixtures = _mixtures(first, shape)
-    seconds, steps = benchmarking.reference_loop(
+    seconds, steps = measure.reference_loop(
         fn, params, mixtures, schedule, config.num_components, jax.random.key(0),
         num_steps=config.baseline_steps or None)
     per_step = seconds / steps
@@ -262,9 +267,9 @@ def run(config) -> dict[str, Any]:
   if pytorch:
     add_ratios(pytorch["rows"] + sweep + precisions + ablations + ([baseline] if baseline else []),
                pytorch["rows"])
-  probes = benchmarking.hardware_probes(config, arch) if config.conv_probe else None
+  probes = measure.hardware_probes(config, arch) if config.conv_probe else None
   add_probe_fractions(sweep + precisions + ablations, probes)
-  torch_conv = benchmarking.probe_rate(probes, "pytorch", "3×3 conv", "float32")
+  torch_conv = measure.probe_rate(probes, "pytorch", "3×3 conv", "float32")
   if pytorch and torch_conv:
     for row in pytorch["rows"]:
       row["frac_conv_probe"] = row["gflops"] / torch_conv
@@ -298,7 +303,7 @@ def report(results) -> str:
               "CPU threads), same weights "
               f"(score rel. diff. vs JAX {pytorch['score_rel_error_vs_jax']:.1e}), "
               "one level, per step", "",
-              benchmarking.markdown_table(pytorch["rows"], [
+              measure.markdown_table(pytorch["rows"], [
                   ("variant", "variant"), ("batch", "mixtures"), ("steps_timed", "steps timed"),
                   ("ms_per_step", "ms / step"), ("ms_per_step_min", "fastest step ms"),
                   ("gflops", "GFLOP/s"), ("frac_conv_probe", "of conv probe"),
@@ -307,24 +312,24 @@ def report(results) -> str:
   if results.get("probes"):
     parts += ["## Kernel probes (one 3×3 conv at the network's widest shape; a square "
               "matmul per device)", "",
-              benchmarking.markdown_table(results["probes"], [
+              measure.markdown_table(results["probes"], [
                   ("framework", "framework"), ("kernel", "kernel"), ("dtype", "dtype"),
                   ("workers", "run on"), ("shape", "shape"), ("ms", "ms"),
                   ("gflops", "GFLOP/s")]), ""]
   baseline = results["baseline"]
   if baseline:
     parts += ["## Reference-structure loop (per-component jitted score, eager update)", "",
-              benchmarking.markdown_table([baseline], [
+              measure.markdown_table([baseline], [
                   ("batch", "mixtures"), ("steps_timed", "steps timed"),
                   ("ms_per_step", "ms / step"), ("seconds_full_schedule", "s / batch (L×T)"),
                   ("extrapolated", "extrapolated"), ("x_torch_released_loop", "× torch loop"),
                   ("x_torch_fused_no_grad", "× torch no-grad")]), ""]
-  parts += ["## Batch sweep", "", benchmarking.markdown_table(
+  parts += ["## Batch sweep", "", measure.markdown_table(
       results["sweep"], TIMING_COLUMNS + [("memory_kind", "memory"), ("note", "note")]), ""]
-  parts += ["## Precision modes (first batch size)", "", benchmarking.markdown_table(
+  parts += ["## Precision modes (first batch size)", "", measure.markdown_table(
       results["precisions"], TIMING_COLUMNS + [("score_rel_error", "score rel. err.")]), ""]
   if results["ablations"]:
-    parts += ["## Ablations (first batch size)", "", benchmarking.markdown_table(
+    parts += ["## Ablations (first batch size)", "", measure.markdown_table(
         results["ablations"], [("ablation", "ablation")] + TIMING_COLUMNS), ""]
   return "\n".join(parts)
 

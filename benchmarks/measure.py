@@ -97,17 +97,6 @@ def time_compiled(compiled, args, repeats: int) -> list[float]:
   return times
 
 
-def peak_memory_bytes(compiled) -> tuple[int | None, str]:
-  """Device memory the compiled program needs: XLA's per-program analysis (arguments,
-  outputs and temporaries, less aliased buffers). The allocator's `peak_bytes_in_use` is
-  not used: it is a process-wide high-water mark that earlier, larger runs would set."""
-  analysis = compiled.memory_analysis()
-  if analysis is None:
-    return None, "n/a"
-  return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes +
-             analysis.temp_size_in_bytes - analysis.alias_size_in_bytes), "XLA analysis"
-
-
 def reference_loop(score_fn, params, mixtures, schedule, num_components: int, key,
                    num_steps: int | None = None) -> tuple[float, int]:
   """Times the reference's loop structure; returns (seconds, steps run).
