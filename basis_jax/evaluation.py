@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from basis_jax import atomic, metrics
+from basis_jax import atomic, metrics, selection
 from basis_jax.errors import ConfigError, InputFileError, MissingFileError
 
 SEPARATIONS_FILE = 'separations.npz'
@@ -30,6 +30,8 @@ class Separations:
   indices: np.ndarray | None = None
   alphas: tuple[float, ...] | None = None
   config: dict[str, Any] | None = None
+  # With a selection (config.select): every sample [N, S, k, H, W, C] beside the chosen one.
+  samples: np.ndarray | None = None
 
   @property
   def num_components(self) -> int:
@@ -48,7 +50,8 @@ def load_separations(workdir: str) -> Separations:
   """Reads `workdir/separations.npz` (and `config.json` when present), checking shapes.
 
   `components` may be [N, k, H, W, C] or, with S posterior samples, [N, S, k, H, W, C];
-  the result always has the sample axis.
+  the result always has the sample axis. A run that chose one of S samples per mixture
+  (config.select) also has `samples` [N, S, k, H, W, C].
   """
   path = os.path.join(workdir, SEPARATIONS_FILE)
   if not os.path.exists(path):
@@ -83,9 +86,15 @@ def load_separations(workdir: str) -> Separations:
     alphas = tuple(float(a) for a in np.atleast_1d(alphas))
     if len(alphas) == 1:
       alphas *= components.shape[2]
+  samples = arrays.get('samples')
+  if samples is not None and (samples.ndim != 6 or samples.shape[0] != len(components)
+                              or samples.shape[2:] != components.shape[2:]):
+    raise InputFileError(f'{path}: samples {samples.shape} do not match components '
+                         f'{components.shape}.')
   return Separations(mixtures.astype(np.float32), components.astype(np.float32),
                      None if truth is None else truth.astype(np.float32),
-                     arrays.get('indices'), alphas, config)
+                     arrays.get('indices'), alphas, config,
+                     None if samples is None else samples.astype(np.float32))
 
 
 def average_baseline(sep: Separations) -> np.ndarray:
@@ -112,6 +121,13 @@ def psnr_results(sep: Separations, ssim: bool = False) -> dict[str, Any]:
          'average': metrics.summarize(baseline['mixture']),
          'component_psnr': component, 'n_mixtures': n, 'n_samples': s,
          'fraction_components_above_29_5': float(np.mean(component > 29.5))}
+  if sep.samples is not None and s == 1:
+    # What choosing among the S samples was worth, on the same run.
+    out['selection'] = {name: metrics.summarize(values) for name, values in
+                        selection.sample_psnr_summary(sep.samples, sep.components[:, 0],
+                                                      sep.ground_truth).items()}
+    out['selection']['select'] = _nested_get(sep.config, 'select') or 'unknown'
+    out['selection']['num_samples'] = int(sep.samples.shape[1])
   if ssim:
     values = np.stack([metrics.matched_ssim(sep.components[:, i], sep.ground_truth,
                                             per_sample[i]['permutation'])
@@ -233,6 +249,16 @@ def markdown_table(results: dict[str, Any]) -> str:
     for label, prefix in (('Average', 'average_psnr'), ('BASIS', 'psnr')):
       lines.append(f"| {label} | {results[prefix + '_mean']:.2f} | "
                    f"{results[prefix + '_std']:.2f} | ±{results[prefix + '_ci95']:.2f} |")
+    if 'selection' in results:
+      chosen = results['selection']
+      lines += ['', f"BASIS keeps one of {chosen['num_samples']} samples per mixture, chosen by "
+                f"{chosen['select']}; the same run's samples scored otherwise:", '',
+                '| estimate | PSNR (dB) | 95% CI |', '|---|---|---|']
+      for label, key in (('chosen sample (BASIS above)', 'chosen'),
+                         ('one sample (mean over the S)', 'single_sample'),
+                         ('oracle: best of the S by PSNR', 'oracle'),
+                         ('posterior mean of the S (aligned)', 'posterior_mean')):
+        lines.append(f"| {label} | {chosen[key]['mean']:.2f} | ±{chosen[key]['ci95']:.2f} |")
     if 'ssim_mean' in results:
       lines += ['', '| method | SSIM |', '|---|---|',
                 f"| Average | {results['average_ssim_mean']:.4f} |",
@@ -264,6 +290,8 @@ def psnr_summary_fields(psnr: dict[str, Any]) -> dict[str, Any]:
     if key in psnr:
       for stat in ('mean', 'std', 'ci95'):
         out[f'{prefix}_{stat}'] = psnr[key][stat]
+  if 'selection' in psnr:
+    out['selection'] = psnr['selection']
   return out
 
 

@@ -30,6 +30,8 @@ from basis_jax.priors.base import ScoreFn, _identity_level
 from basis_jax.schedules import Schedule
 
 INITS = ("uniform", "normal")
+# rank_fn(params, x [M, k, H, W, C], mixtures [M, ...]) -> [M], higher is better.
+RankFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 
 class SamplingDivergedError(UserError, FloatingPointError):
@@ -63,6 +65,12 @@ class SamplerOptions:
   # A state with |x| above this at the end of a level counts as diverged, like a non-finite
   # one: a state that explodes to huge finite values would otherwise be hidden by the clamp.
   divergence_bound: float = 1e3
+  # After `prune_after` levels (0: never) keep the `survivors` best of the S chains of each
+  # mixture (ranked like the final choice, on the denoised state) and run only those on:
+  # selection before the cost is spent. A survivor's noise is its chain's, so it ends
+  # exactly where that chain would have ended without pruning.
+  prune_after: int = 0
+  survivors: int = 1
 
   def __post_init__(self):
     if self.init not in INITS:
@@ -75,6 +83,17 @@ class SamplerOptions:
       raise ConfigError(f"unroll must be >= 1, got {self.unroll}.")
     if not self.divergence_bound > 0:
       raise ConfigError(f"divergence_bound must be > 0, got {self.divergence_bound}.")
+    if int(self.prune_after) != self.prune_after or self.prune_after < 0:
+      raise ConfigError(f"prune_after must be an integer >= 0 (levels), got {self.prune_after}.")
+    if self.prune_after and not 1 <= self.survivors < self.num_samples:
+      raise ConfigError(f"Pruning keeps survivors (got {self.survivors}) of num_samples "
+                        f"(got {self.num_samples}) chains: it needs 1 <= survivors < "
+                        "num_samples.")
+
+  @property
+  def final_samples(self) -> int:
+    """Chains per mixture that run to the last level."""
+    return self.survivors if self.prune_after else self.num_samples
 
 
 def _as_tuple(value, k, name):
@@ -95,6 +114,7 @@ def make_separator(
     select_level: Callable | Sequence[Callable] | None = None,
     options: SamplerOptions = SamplerOptions(),
     progress: Callable[[int], None] | None = None,
+    rank_fn: RankFn | None = None,
 ) -> Callable[..., dict[str, jax.Array]]:
   """Builds `separate(params, mixtures, key, indices) -> dict` (pure, jit-able).
 
@@ -108,15 +128,22 @@ def make_separator(
     select_level: per-level parameter slicing (Glow); called once per level.
     options: see `SamplerOptions`.
     progress: host function called with the level index after each level.
+    rank_fn: `rank_fn(params, x [M, k, H, W, C], mixtures [M, ...]) -> [M]`, higher is
+      better (`basis_jax.selection`): with S > 1 samples it picks each mixture's result
+      (and the survivors when `options.prune_after` is set).
 
   The returned function takes params, mixtures [N, *mixture_shape], a PRNG key and
   int32 indices [N] (the global index of each mixture; noise derives from it) and returns
-  `components` [N, k, H, W, C] (or [N, S, k, H, W, C] with S = num_samples > 1),
-  `diverged_level` [N] or [N, S] (first level whose final state is non-finite or beyond
-  `options.divergence_bound` in absolute value, -1 if none; checked before the clamp),
+  `components` [N, k, H, W, C] (or [N, S, k, H, W, C] with S = num_samples > 1 and no
+  rank_fn), `diverged_level` [N] or [N, S] (first level whose final state is non-finite or
+  beyond `options.divergence_bound` in absolute value, -1 if none; checked before the clamp),
   `residual_norm` (‖g(x) − m‖ per sample at the end), `score_norm` [N, (S,) L] (mean
   per-component score norm at each level's last step) and, with snapshots, `snapshots`
-  [N, (S,) L, k, H, W, C].
+  [N, (S,) L, k, H, W, C]. With a rank_fn and S > 1, `components` is each mixture's chosen
+  sample and beside it: `samples` [N, S', k, H, W, C] (the S' = `options.final_samples`
+  chains that ran to the end), `sample_scores` [N, S'], `chosen` [N] (index into samples),
+  `sample_index` [N, S'] (each kept chain's number among the S) and, with pruning,
+  `prune_scores` [N, S]; the per-sample fields then describe the S' kept chains.
   """
   k = mixing.num_components
   if num_components is not None and num_components != k:
@@ -130,6 +157,14 @@ def make_separator(
   component_shape = tuple(int(d) for d in component_shape)
   if len(component_shape) != 3:
     raise ConfigError(f"component_shape must be (H, W, C), got {component_shape}.")
+  if options.prune_after:
+    if rank_fn is None:
+      raise ConfigError("Pruning chains (prune_after > 0) needs a selection criterion to rank "
+                        "them by; none was given (select='none').")
+    if options.prune_after >= schedule.num_levels:
+      raise ConfigError(f"prune_after={options.prune_after} leaves no level to run the "
+                        f"survivors on (the schedule has {schedule.num_levels}); use 1 .. "
+                        f"{schedule.num_levels - 1}.")
 
   # One prior for all components, or one (score_fn, params, select_level) per component.
   score_fns = _as_tuple(score_fn, k, "score_fn")
@@ -137,11 +172,14 @@ def make_separator(
   if score_fns is not None:
     selects = _as_tuple(select_level, k, "select_level") or (select_shared,) * k
 
+  sigmas = np.asarray(schedule.sigmas, np.float32)
   step_sizes = jnp.asarray(schedule.step_sizes())
   inv_gamma2 = jnp.asarray(1.0 / schedule.likelihood_variances())
   weight = float(schedule.likelihood_weight)
   num_steps_per_level = schedule.steps_per_level
   num_samples = options.num_samples
+  selecting = rank_fn is not None and num_samples > 1
+  prune_after = options.prune_after
 
   def prior_score(level_params, x, level):
     """Scores for x [M, k, H, W, C], the prior called on whole batches."""
@@ -175,20 +213,12 @@ def make_separator(
 
   batched_data_step = jax.vmap(data_step, in_axes=(0, 0, 0, 0, None, None))
 
-  def separate(params, mixtures, key, indices=None):
-    num_mixtures = mixtures.shape[0]
-    if indices is None:
-      indices = jnp.arange(num_mixtures, dtype=jnp.int32)
-    # One key per (mixture, sample); samples of a mixture are contiguous rows.
-    mixture_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
-    sample_keys = jax.vmap(lambda mk: jax.vmap(lambda s: jax.random.fold_in(mk, s))(
-        jnp.arange(num_samples)))(mixture_keys).reshape((-1,) + mixture_keys.shape[1:])
-    init_keys, step_keys = jnp.split(jax.vmap(lambda sk: jax.random.split(sk, 2))(sample_keys),
-                                     2, axis=1)
-    init_keys, step_keys = init_keys[:, 0], step_keys[:, 0]
-    obs = jnp.repeat(mixtures.astype(jnp.float32), num_samples, axis=0)
-    x0 = jax.vmap(init_one)(init_keys)
-    rows = x0.shape[0]
+  def clamped(x):
+    return x if options.clamp is None else jnp.clip(x, *options.clamp)
+
+  def run_levels(params, x, diverged_level, obs, step_keys, first: int, last: int):
+    """Levels [first, last) for the rows of x: (x, diverged_level, per-level outputs)."""
+    rows = x.shape[0]
 
     def level_body(carry, level_inputs):
       x, diverged_level = carry
@@ -218,27 +248,83 @@ def make_separator(
         outputs["snapshots"] = x
       return (x, diverged_level), outputs
 
-    levels = jnp.arange(schedule.num_levels, dtype=jnp.int32)
+    levels = jnp.arange(first, last, dtype=jnp.int32)
     (x, diverged_level), per_level = jax.lax.scan(
-        level_body, (x0, jnp.full((rows,), -1, jnp.int32)), (levels, step_sizes, inv_gamma2))
+        level_body, (x, diverged_level),
+        (levels, step_sizes[first:last], inv_gamma2[first:last]))
+    # Per-level outputs with the level axis after the rows: [rows, levels, ...].
+    return x, diverged_level, {name: jnp.moveaxis(v, 0, 1) for name, v in per_level.items()}
+
+  def ranked(params, x, obs, num_rows):
+    """rank_fn's scores [N, num_rows]; a non-finite score ranks last."""
+    scores = rank_fn(params, clamped(x), obs).reshape(-1, num_rows)
+    return jnp.where(jnp.isfinite(scores), scores, -jnp.inf)
+
+  def prune(params, x, obs, level):
+    """Scores [N, S] of the chains after `level` (on the denoised state, E[x₀ | x] = x +
+    σ²·s(x, σ) by Tweedie's formula) and the survivors' chain numbers [N, r], ascending."""
+    denoised = x + sigmas[level] ** 2 * prior_score(select(params, level), x, level)
+    scores = ranked(params, denoised, obs, num_samples)
+    _, best = jax.lax.top_k(scores, options.survivors)
+    return scores, jnp.sort(best, axis=1)
+
+  def separate(params, mixtures, key, indices=None):
+    num_mixtures = mixtures.shape[0]
+    if indices is None:
+      indices = jnp.arange(num_mixtures, dtype=jnp.int32)
+    # One key per (mixture, sample); samples of a mixture are contiguous rows.
+    mixture_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
+    sample_keys = jax.vmap(lambda mk: jax.vmap(lambda s: jax.random.fold_in(mk, s))(
+        jnp.arange(num_samples)))(mixture_keys).reshape((-1,) + mixture_keys.shape[1:])
+    init_keys, step_keys = jnp.split(jax.vmap(lambda sk: jax.random.split(sk, 2))(sample_keys),
+                                     2, axis=1)
+    init_keys, step_keys = init_keys[:, 0], step_keys[:, 0]
+    obs = jnp.repeat(mixtures.astype(jnp.float32), num_samples, axis=0)
+    x = jax.vmap(init_one)(init_keys)
+    diverged_level = jnp.full((x.shape[0],), -1, jnp.int32)
+    extra = {}
+    if prune_after:
+      x, diverged_level, early = run_levels(params, x, diverged_level, obs, step_keys,
+                                            0, prune_after)
+      prune_scores, kept = prune(params, x, obs, prune_after - 1)
+      rows = (jnp.arange(num_mixtures)[:, None] * num_samples + kept).reshape(-1)
+      x, diverged_level, obs, step_keys = (a[rows] for a in (x, diverged_level, obs, step_keys))
+      x, diverged_level, late = run_levels(params, x, diverged_level, obs, step_keys,
+                                           prune_after, schedule.num_levels)
+      per_level = {name: jnp.concatenate([early[name][rows], late[name]], axis=1)
+                   for name in late}
+      extra = {"prune_scores": prune_scores, "sample_index": kept}
+    else:
+      x, diverged_level, per_level = run_levels(params, x, diverged_level, obs, step_keys,
+                                                0, schedule.num_levels)
+    rows = x.shape[0]
+    kept_per_mixture = rows // num_mixtures
     residual = jax.vmap(lambda xi, m: mixing(xi) - m)(x, obs)
     residual_norm = jnp.sqrt(jnp.sum(residual.reshape(rows, -1)**2, axis=-1))
-    if options.clamp is not None:
-      x = jnp.clip(x, *options.clamp)
+    x = clamped(x)
 
     def unflatten(a):
-      if num_samples == 1:
+      if kept_per_mixture == 1 and not selecting:
         return a
-      return a.reshape((num_mixtures, num_samples) + a.shape[1:])
+      return a.reshape((num_mixtures, kept_per_mixture) + a.shape[1:])
 
     result = {
         "components": unflatten(x),
         "diverged_level": unflatten(diverged_level),
         "residual_norm": unflatten(residual_norm),
-        "score_norm": unflatten(jnp.moveaxis(per_level["score_norm"], 0, 1)),
+        "score_norm": unflatten(per_level["score_norm"]),
     }
     if options.snapshots:
-      result["snapshots"] = unflatten(jnp.moveaxis(per_level["snapshots"], 0, 1))
+      result["snapshots"] = unflatten(per_level["snapshots"])
+    if selecting:
+      samples = result["components"]
+      scores = ranked(params, x, obs, kept_per_mixture)
+      chosen = jnp.argmax(scores, axis=1).astype(jnp.int32)
+      every_chain = jnp.broadcast_to(jnp.arange(num_samples, dtype=jnp.int32),
+                                     (num_mixtures, num_samples))
+      result.update({"sample_index": every_chain, **extra, "samples": samples,
+                     "sample_scores": scores, "chosen": chosen,
+                     "components": samples[jnp.arange(num_mixtures), chosen]})
     return result
 
   separate.component_shape = component_shape

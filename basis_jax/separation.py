@@ -30,7 +30,7 @@ import numpy as np
 
 from basis_jax import atomic, errors, memory, metrics, mixing as mixing_lib
 from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
-from basis_jax import schedules, sharding, visualize, workdir as workdir_lib
+from basis_jax import schedules, selection, sharding, visualize, workdir as workdir_lib
 from basis_jax.errors import ConfigError
 
 
@@ -83,7 +83,8 @@ def sampler_options(config, prior: priors_lib.Prior) -> sampler.SamplerOptions:
       **init, clamp=clamp,
       num_samples=s.get("num_samples", 1), hard_constraint=s.get("hard_constraint", False),
       snapshots=s.get("snapshots", False), unroll=s.get("unroll", 1),
-      divergence_bound=s.get("divergence_bound", 1e3))
+      divergence_bound=s.get("divergence_bound", 1e3), prune_after=s.get("prune_after", 0),
+      survivors=s.get("survivors", 1))
 
 
 def build_job(config, progress=None) -> Job:
@@ -94,12 +95,14 @@ def build_job(config, progress=None) -> Job:
   mixing = mixing_lib.from_config(config.mixing, num_components=k)
   priors = build_priors(config, schedule, k)
   options = sampler_options(config, priors[0])
+  rank_fn = selection.make_rank_fn(config.get("select", "none"), priors, mixing,
+                                   schedule.num_levels)
   shared = all(p is priors[0] for p in priors)
   separate = sampler.make_separator(
       priors[0].score_fn if shared else [p.score_fn for p in priors], mixing, schedule,
       component_shape=priors[0].image_shape, num_components=k,
       select_level=priors[0].select_level if shared else [p.select_level for p in priors],
-      options=options, progress=progress)
+      options=options, progress=progress, rank_fn=rank_fn)
   params = priors[0].params if shared else tuple(p.params for p in priors)
   return Job(schedule, mixing, priors, options, params, separate)
 
@@ -203,7 +206,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   sharding.initialize_distributed(config.get("distributed"))
   workdir_lib.validate_run(config, workdir)
   progress = _LevelProgress()
-  job = build_job(config, progress=progress)  # Before the workdir: a refused run leaves none.
+  # Everything that can refuse the run comes before the workdir, so a refused run leaves none.
+  job = build_job(config, progress=progress)
+  mixture_set = load_mixtures(config, job)
+  num_mixtures = mixture_set.mixtures.shape[0]
+  prior_mixtures = mixtures_to_prior_space(mixture_set.mixtures, job)
+  sampler.validate_mixtures(prior_mixtures, job.separate.mixture_shape)
   work = workdir_lib.Workdir(workdir)
   if log_file:
     _log_to(work.file("separate.log" if jax.process_index() == 0 else
@@ -214,10 +222,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   progress.num_levels = job.schedule.num_levels
   for number, prior in enumerate({id(p): p for p in job.priors}.values()):
     overview.log_parameter_overview(prior.params, f"Prior {number} ({prior.name})")
-  mixture_set = load_mixtures(config, job)
-  num_mixtures = mixture_set.mixtures.shape[0]
-  prior_mixtures = mixtures_to_prior_space(mixture_set.mixtures, job)
-  sampler.validate_mixtures(prior_mixtures, job.separate.mixture_shape)
   mesh = sharding.make_mesh()
   num_devices = mesh.devices.size
   jitted = sharding.jit_batch_fn(job.separate, mesh)
@@ -256,7 +260,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
       local = {name: value[keep] for name, value in local.items()}
       mine = positions[lo:hi][keep]
       sampler.check_diverged(local, mine, job.schedule)
-      for name in ("components", "snapshots"):
+      for name in ("components", "samples", "snapshots"):
         if name in local:
           local[name] = job.priors[0].from_prior(local[name])
       if mine.size:
@@ -275,7 +279,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
                   "residual_norm_mean": float(np.mean(local["residual_norm"])),
                   "score_norm_per_level": np.mean(local["score_norm"].reshape(
                       -1, job.schedule.num_levels), axis=0).tolist()}
-        if mixture_set.ground_truth is not None and job.options.num_samples == 1:
+        if mixture_set.ground_truth is not None and local["components"].ndim == 5:
           record["psnr_mean"] = float(np.mean(_best_permutation_psnr(
               local["components"], mixture_set.ground_truth[mine])))
         with open(work.file("metrics.jsonl"), "a") as f:
@@ -351,16 +355,23 @@ def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.Mixtur
              "num_samples": job.options.num_samples,
              "residual_norm_mean": float(fields["residual_norm"].mean())}
   components = fields["components"]
-  if mixture_set.ground_truth is not None and job.options.num_samples == 1:
+  if "samples" in fields:
+    summary["select"] = config.get("select", "none")
+  if mixture_set.ground_truth is not None and components.ndim == 5:
     psnr = _best_permutation_psnr(components, mixture_set.ground_truth)
     summary["psnr"] = metrics.summarize(psnr)
+    if "samples" in fields:  # What the choice is worth: against one sample, the oracle, the mean.
+      for name, values in selection.sample_psnr_summary(
+          fields["samples"], components, mixture_set.ground_truth).items():
+        if name != "chosen":
+          summary[f"psnr_{name}"] = metrics.summarize(values)
     average = metrics.average_baseline(mixture_set.mixtures, job.mixing.num_components,
                                        mixture_set.alphas,
                                        channels=mixture_set.ground_truth.shape[-1])
     summary["average_baseline_psnr"] = metrics.summarize(
         _best_permutation_psnr(average, mixture_set.ground_truth))
   atomic.write_json(work.file("metrics.json"), summary)
-  shown = components if job.options.num_samples == 1 else components[:, 0]
+  shown = components if components.ndim == 5 else components[:, 0]
   figure = visualize.separation_figure(mixture_set.mixtures, shown, mixture_set.ground_truth,
                                        max_rows=config.get("output", {}).get("grid_rows", 8))
   visualize.save_figure(work.file("separations.png"), figure)

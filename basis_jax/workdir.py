@@ -21,9 +21,18 @@ RESULT_INVARIANT_KEYS = ("batch_size", "distributed", "output", "max_device_memo
 # Keys that change which mixtures (and ground truth) exist: finished chunks hold components
 # of the old mixtures, so --allow_config_change cannot keep them beside the new ones.
 MIXTURE_DEFINING_KEYS = ("data", "mixture", "mixing")
+# Keys that change what a chunk holds (how many samples, which one is chosen): chunks of the
+# old and new settings cannot be assembled into one separations.npz.
+RESULT_SHAPE_KEYS = ("sampler.num_samples", "select", "sampler.prune_after", "sampler.survivors",
+                     "sampler.snapshots")
 # The digest of each component's prior weights file, saved in config.json beside the config
 # (a weights file rewritten under the same path changes results without changing the config).
 WEIGHTS_KEY = "prior_weights_sha256"
+
+# Keys added to separation configs after runs were saved with them absent, and the value that
+# reproduces those runs: resuming such a run is not a change of settings.
+ADDED_KEY_DEFAULTS = {"select": "none", "sampler.prune_after": 0, "sampler.survivors": 1}
+
 
 def config_differences(saved: dict, current: dict, prefix: str = "",
                        invariant=RESULT_INVARIANT_KEYS) -> list[str]:
@@ -33,7 +42,9 @@ def config_differences(saved: dict, current: dict, prefix: str = "",
     name = prefix + key
     if not prefix and key in invariant:
       continue
-    a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+    # A key added since a run was saved reads as its neutral default; a removed one as None.
+    absent = ADDED_KEY_DEFAULTS.get(name)
+    a, b = saved.get(key, absent), current.get(key, absent)
     if isinstance(a, dict) and isinstance(b, dict):
       keys += config_differences(a, b, name + ".", invariant)
     elif a != b:
@@ -122,6 +133,13 @@ class Workdir:
             f"The workdir {self.path} holds separations of other mixtures; these keys change "
             f"which mixtures exist: {', '.join(defining)}. Finished chunks cannot be kept "
             "beside them (not even with --allow_config_change).", hint="Use a new --workdir.")
+      shaping = [k for k in changed if k in RESULT_SHAPE_KEYS]
+      if shaping:
+        raise errors.ConfigError(
+            f"The workdir {self.path} holds chunks of another sampling or selection setting; "
+            f"these keys changed: {', '.join(shaping)}. Its finished chunks cannot be assembled "
+            "with new ones (not even with --allow_config_change).",
+            hint="re-run with the workdir's settings (its config.json), or use a new --workdir.")
       if changed and not allow_change:
         weights = (f" (prior weights file digests {saved[WEIGHTS_KEY]} -> "
                    f"{current[WEIGHTS_KEY]})" if WEIGHTS_KEY in changed else "")
@@ -154,4 +172,5 @@ def plan_chunks(num_mixtures: int, batch_size: int,
   return chunks
 
 
-RESULT_FIELDS = ("components", "residual_norm", "score_norm", "snapshots")
+RESULT_FIELDS = ("components", "residual_norm", "score_norm", "snapshots", "samples",
+                 "sample_scores", "chosen", "sample_index", "prune_scores")

@@ -16,7 +16,12 @@ Fields:
   sampler: init ('uniform'|'normal'; empty: the prior's own start, `Prior.default_init`:
     U(0, 1), Glow N(½, 1)), init_range (uniform), init_mean (normal), clamp (empty = none), num_samples,
     hard_constraint, snapshots, unroll, divergence_bound (|x| above it at the end of a
-    level counts as diverged, checked before the clamp).
+    level counts as diverged, checked before the clamp), prune_after and survivors (after
+    that many levels keep the `survivors` best of the num_samples chains of each mixture,
+    ranked by `select`; 0: every chain runs to the end).
+  select: 'likelihood' | 'residual' | 'none': which of the num_samples samples of a mixture
+    becomes its components (basis_jax/selection.py); the others are kept beside it
+    (separations.npz `samples`, `sample_scores`, `chosen`). 'none' keeps all S as components.
   data, mixture: where mixtures come from (`basis_jax.data.data_config_defaults` and
     `basis_jax.mixtures.mixture_config_defaults` document every field).
   output: grid_rows.
@@ -48,7 +53,9 @@ def get_config():
   config.sampler = ml_collections.ConfigDict({
       "init": "", "init_range": (0.0, 1.0), "init_mean": 0.0, "clamp": (), "num_samples": 1,
       "hard_constraint": False, "snapshots": False, "unroll": 1, "divergence_bound": 1e3,
+      "prune_after": 0, "survivors": 1,
   })
+  config.select = "none"
   config.data = data.data_config_defaults()
   config.mixture = mixtures.mixture_config_defaults()
   config.output = ml_collections.ConfigDict({"grid_rows": 8})
