@@ -42,6 +42,10 @@ from basis_jax.priors import glow
 CLEAN_FILE = "glow_clean.npz"
 STACKED_FILE = "glow_sigmas.npz"
 LADDER_FILE = "sigmas.json"  # The ascending ladder the workdir is trained for.
+# Config keys a resumed run may change (experiments/finetune_glow.py): they change neither
+# the weights nor the metrics.
+RESUME_INVARIANT_KEYS = ("train.log_every", "train.checkpoint_every", "train.max_restarts",
+                         "allow_config_change")
 # Random streams besides the stages' (which use the stage index 0..L).
 _INIT_STREAM, _EVAL_STREAM = 10_000, 10_001
 

@@ -29,7 +29,7 @@ import optax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from basis_jax import atomic, data as data_lib, dsm, schedules, sharding
+from basis_jax import data as data_lib, dsm, schedules, sharding
 from basis_jax import optim, overview, sampler, train_resume, visualize
 from basis_jax.errors import ConfigError, UserError
 from basis_jax import priors
@@ -267,10 +267,7 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
     raise ConfigError(f"checkpoint_every ({config.checkpoint_every}) must be a multiple of "
                       f"log_every ({config.log_every}): the loss is checked before each save.")
   replicated = sharding.replicated(mesh)
-  train_resume.check_config(config, workdir)
-  if jax.process_index() == 0:
-    atomic.write_json(os.path.join(workdir, "config.json"),
-                      json.loads(config.to_json_best_effort(sort_keys=True)))
+  train_resume.record_config(config, workdir)
 
   images, heldout_images = _split_heldout(
       load_images(config.data, (cfg.image_size, cfg.image_size, cfg.channels)), config)

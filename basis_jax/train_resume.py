@@ -4,7 +4,8 @@
   step and seed; with the optimizer state it is a complete training state (~11 MB for the
   shipped score network) from which `config.init_weights` resumes exactly, because the data
   order and noise derive from (seed, step).
-- `check_config`: a resumed run must train the same thing (changed result keys refused).
+- `check_config` / `record_config`: a resumed run must train the same thing (changed result
+  keys refused, for every trainer), then config.json is written.
 - `truncate_metrics`: metrics.jsonl records past the restored step are dropped.
 """
 
@@ -79,21 +80,34 @@ def save(path: str, state: dict, *, architecture: str, model_config: dict, seed:
   checkpoint_io.save_params(path, tree, meta, compress=include_opt_state)
 
 
-def check_config(config, run_dir: str) -> None:
-  """A resumed run must train the same thing: refuse changed result keys, listed."""
+def check_config(config, run_dir: str, invariant=RESUME_INVARIANT_KEYS) -> None:
+  """A resumed run must train the same thing: refuse changed result keys, listed.
+
+  `invariant` names the keys that may change (dotted for nested ones, e.g. 'train.log_every',
+  a section for all its keys); the comparison itself is `workdir.config_differences`.
+  """
   path = os.path.join(run_dir, "config.json")
   if not os.path.exists(path):
     return
   with open(path) as f:
     saved = json.load(f)
   current = json.loads(config.to_json_best_effort(sort_keys=True))
-  changed = workdir.config_differences(saved, current, invariant=RESUME_INVARIANT_KEYS)
+  changed = [key for key in workdir.config_differences(saved, current, invariant=())
+             if not any(key == name or key.startswith(name + ".") for name in invariant)]
   if changed and not config.get("allow_config_change", False):
     raise ConfigError(
         f"The workdir {run_dir} holds a training run of a different config; these keys change "
         f"what is trained: {', '.join(changed)}.",
         hint="use a new --workdir, or --config.allow_config_change=True to continue anyway "
              "(the run then mixes two settings).")
+
+
+def record_config(config, run_dir: str, invariant=RESUME_INVARIANT_KEYS) -> None:
+  """`check_config`, then config.json beside the run (the config of its latest start)."""
+  check_config(config, run_dir, invariant)
+  if jax.process_index() == 0:
+    atomic.write_json(os.path.join(run_dir, "config.json"),
+                      json.loads(config.to_json_best_effort(sort_keys=True)))
 
 
 def truncate_metrics(path: str, step: int) -> None:

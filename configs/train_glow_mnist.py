@@ -40,6 +40,8 @@ def get_config(size: str = "full"):
   config.data.split = "train"
   config.eval_split = "test"
   config.init_weights = ""
+  # Resume a workdir although a key that changes the weights differs from its config.json.
+  config.allow_config_change = False
   if size == "small":
     config.model.update({"depth": 4, "width": 32})
     config.train.update({"batch_size": 64, "warmup_steps": 100, "train_steps": 1500,

@@ -3,7 +3,9 @@
     python -m experiments.finetune_glow --config=configs/train_glow_mnist.py \
         --workdir=/tmp/glow_mnist --config.data.path=/path/to/mnist
 
-Re-running the same command resumes from the last checkpoint in the workdir. The result,
+Re-running the same command resumes from the last checkpoint in the workdir (with the same
+settings: a changed key that changes the weights is refused unless
+--config.allow_config_change=True). The result,
 WORKDIR/glow_sigmas.npz, is the `weights` of a Glow prior (configs/mnist_glow.py).
 With --config.init_weights=clean.npz the clean stage is skipped (e.g. a converted model).
 """
@@ -18,8 +20,8 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
-from basis_jax import atomic, cli, data as data_lib
-from basis_jax import glow_training
+from basis_jax import cli, data as data_lib
+from basis_jax import glow_training, train_resume
 from basis_jax.priors import glow
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
@@ -32,12 +34,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config, workdir = _CONFIG.value, _WORKDIR.value
-  os.makedirs(workdir, exist_ok=True)
-  with atomic.atomic_open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-
   model_config = glow.GlowConfig.from_config(config.model)
   options = glow_training.options_from_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  # A resumed run with other train.* settings would mix two settings: refused, keys named.
+  train_resume.record_config(config, workdir, invariant=glow_training.RESUME_INVARIANT_KEYS)
   # The Glow's data space: dataset images as the model takes them (MNIST: padded to 32×32×3).
   space = glow.data_space(model_config, config.model.get("data_shape"))
   train_images = space.to_prior(data_lib.load(config.data).images)

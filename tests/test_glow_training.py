@@ -1,6 +1,7 @@
 """Glow training and serial noise fine-tuning (tiny model, CPU, real MNIST when present)."""
 
 import gzip
+import json
 import os
 
 import numpy as np
@@ -97,3 +98,24 @@ def test_resume_with_another_ladder_is_refused(tmp_path):
   with pytest.raises(errors.ConfigError, match=r"fine-tuned at σ = 0.1, .* σ = 0.15 at stage 1"):
     glow_training.train(CONFIG, other, train, test, str(tmp_path))
   assert not (tmp_path / glow_training.STACKED_FILE).exists()
+
+
+def test_resume_with_changed_train_settings_is_refused_naming_the_keys(tmp_path):
+  """experiments.finetune_glow compares the workdir's config.json before writing it."""
+  from tests.test_cli import _assert_user_error, _run  # pylint: disable=import-outside-toplevel
+  command = ["-m", "experiments.finetune_glow", "--config=configs/train_glow_mnist.py:small",
+             f"--workdir={tmp_path}", f"--config.data.path={tmp_path / 'no_data'}"]
+  # Each start records its config, then stops at the missing data (cheap: no training).
+  _assert_user_error(_run(command), "no_data does not exist")
+  saved = (tmp_path / "config.json").read_text()
+  result = _run([*command, "--config.train.learning_rate=5e-4", "--config.train.seed=1",
+                 "--config.train.log_every=7"])
+  _assert_user_error(result, "different config", "train.learning_rate, train.seed")
+  assert "train.log_every" not in result.stderr.splitlines()[-2]
+  assert "--config.allow_config_change=True" in result.stderr.splitlines()[-1]
+  assert (tmp_path / "config.json").read_text() == saved  # The refused start wrote nothing.
+  # Logging keys may change; allow_config_change accepts the rest (and records it).
+  _assert_user_error(_run([*command, "--config.train.log_every=7"]), "no_data does not exist")
+  _assert_user_error(_run([*command, "--config.train.learning_rate=5e-4",
+                           "--config.allow_config_change=True"]), "no_data does not exist")
+  assert json.loads((tmp_path / "config.json").read_text())["train"]["learning_rate"] == 5e-4
