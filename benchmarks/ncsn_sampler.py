@@ -1,18 +1,23 @@
-"""The NCSN sampler benchmark behind experiments/benchmark.py (see BENCHMARKS.md)."""
+"""The NCSN sampler benchmark behind experiments/benchmark.py (see BENCHMARKS.md).
+
+Long phases (compiling, timing, the baselines) log a line when they start, each row is
+logged as one table line when it is measured, and `run`'s `on_row` gets the results so far
+after every row: `save` as `on_row` keeps a stopped run's rows on disk.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import memory, mixing, sampler, schedules, sharding
+from basis_jax import atomic, memory, mixing, sampler, schedules, sharding
 from basis_jax.priors import ncsn
 from benchmarks import measure
 
@@ -43,7 +48,7 @@ def _is_out_of_memory(error: Exception) -> bool:
 
 
 def _time_sampler(config, score_fn, params, arch, batch, precision, *, unroll=1,
-                  per_component=False, mesh=None):
+                  per_component=False, mesh=None, label="sampler"):
   """Compiles and times one sampler configuration; returns a result row."""
   k = config.num_components
   schedule = _schedule(config)
@@ -60,10 +65,13 @@ def _time_sampler(config, score_fn, params, arch, batch, precision, *, unroll=1,
   run_params = (params,) * k if per_component else params
   args = (jax.device_put(run_params, rep), mixtures, jax.random.key(0), indices)
   jitted = sharding.jit_batch_fn(separate, mesh)
+  logging.info("%s, %s, %d mixtures: compiling", label, precision, rows)
   with measure.precision_scope(precision):
     t0 = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     compile_s = time.perf_counter() - t0
+  logging.info("%s: compiled in %.1f s; timing %d run(s) of %d steps", label, compile_s,
+               config.repeats, schedule.num_steps)
   times = measure.time_compiled(compiled, args, config.repeats)
   seconds = float(np.median(times))
   flops_per_image = measure.matmul_flops(
@@ -119,25 +127,27 @@ def _import_torch():
   return torch_ncsn, torch_loop
 
 
-def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
-  """The PyTorch rows on the JAX rows' weights and mixtures: the released loop and the
-  fused no-grad variant, each timed per step at level 0 and extrapolated to report_steps.
+def _torch_baseline(config, arch, params, batch: int, results, measured) -> None:
+  """results['pytorch']: the PyTorch rows on the JAX rows' weights and mixtures, the
+  released loop and the fused no-grad variant, each timed per step at level 0 and
+  extrapolated to report_steps; `measured` is called after each row.
 
   Also the relative difference of the two frameworks' scores on the same input, which
-  shows that both run the same network.
+  shows that both run the same network. Left None without torch.
   """
   modules = _import_torch() if config.torch_baseline else None
   if modules is None:
-    return None
+    return
   torch_ncsn, torch_loop = modules
   import torch  # pylint: disable=import-outside-toplevel
   # PyTorch runs where JAX runs; a CPU baseline beside GPU rows would compare devices.
   device = "cuda" if jax.default_backend() == "gpu" else "cpu"
   if device == "cuda" and not torch.cuda.is_available():
     logging.info("No PyTorch baseline: JAX runs on a GPU but this torch has no CUDA.")
-    return None
+    return
   if config.threads:
     torch.set_num_threads(config.threads)
+  logging.info("PyTorch baseline: loading the JAX weights, checking the score")
   model = torch_ncsn.from_jax(params, arch.channels, arch.ngf, arch.num_classes)
   shape = (arch.image_size, arch.image_size, arch.channels)
   probe = jax.random.uniform(jax.random.key(5), (2,) + shape)
@@ -155,7 +165,11 @@ def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
   schedule = _schedule(config)
   mixtures = np.asarray(_mixtures(batch, shape))
   rows = []
+  results["pytorch"] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                        "device": device, "score_rel_error_vs_jax": score_error, "rows": rows}
   for variant in ("released_loop", "fused_no_grad"):
+    logging.info("PyTorch %s: timing %d steps after a warm-up step", variant,
+                 config.torch_steps)
     times = torch_loop.time_steps(
         model, mixtures, config.num_components, variant=variant,
         step_size=float(schedule.step_sizes()[0]),
@@ -167,9 +181,7 @@ def _torch_baseline(config, arch, params, batch: int) -> dict[str, Any] | None:
                  "gflops": flops_per_step / per_step / 1e9,
                  "seconds_full_schedule": per_step * config.report_steps,
                  "mixtures_per_s": batch / (per_step * config.report_steps)})
-    logging.info("pytorch %s", rows[-1])
-  return {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
-          "score_rel_error_vs_jax": score_error, "rows": rows}
+    measured("pytorch", rows[-1])
 
 
 def add_ratios(rows, torch_rows) -> None:
@@ -194,7 +206,9 @@ def add_probe_fractions(rows, probes) -> None:
       row["frac_conv_probe"] = 1e3 * row["tflops"] / rate  # Both GFLOP/s after the 1e3.
 
 
-def run(config) -> dict[str, Any]:
+def run(config, on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+  """Every table of the benchmark; `on_row(results so far)` after each measured row and
+  once more at the end, when results['complete'] turns True."""
   if config.num_levels != 10:
     logging.warning("NCSN has 10 noise classes; the schedule uses %d levels.", config.num_levels)
   device = jax.local_devices()[0]
@@ -206,44 +220,65 @@ def run(config) -> dict[str, Any]:
           "xla_flags": os.environ.get("XLA_FLAGS", ""),
           "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
   logging.info("Benchmark on %d x %s", info["num_devices"], info["device"])
+  results = {"info": info, "complete": False, "sweep": [], "precisions": [], "ablations": [],
+             "baseline": None, "pytorch": None, "probes": None}
+
+  def measured(section: str, row: dict[str, Any]) -> None:
+    logging.info("%s", format_row(section, row))
+    if on_row is not None:
+      on_row(results)
+
+  logging.info("Building the network (ngf %s) in %s", config.ngf or "published",
+               ", ".join(sorted(set(config.precisions) | {config.sweep_precision})))
   networks = {p: _network(config, "bfloat16" if p == "bf16" else "float32")
               for p in set(config.precisions) | {config.sweep_precision}}
   first = config.batch_sizes[0]
 
-  sweep = []
+  sweep = results["sweep"]
   for batch in config.batch_sizes:
     arch, fn, params = networks[config.sweep_precision]
     try:
-      row = _time_sampler(config, fn, params, arch, batch, config.sweep_precision)
+      row = _time_sampler(config, fn, params, arch, batch, config.sweep_precision,
+                          label="sweep")
     except Exception as error:  # pylint: disable=broad-except
       if not _is_out_of_memory(error):
         raise
       logging.info("Batch %d does not fit: %s", batch, str(error).splitlines()[0])
       sweep.append({"batch": batch, "precision": config.sweep_precision, "note": "out of memory"})
+      measured("sweep", sweep[-1])
       break
     sweep.append(row)
-    logging.info("sweep %s", row)
+    measured("sweep", row)
 
-  precisions = []
+  precisions = results["precisions"]
   for precision in config.precisions:
     arch, fn, params = networks[precision]
-    precisions.append(_time_sampler(config, fn, params, arch, first, precision))
-  errors = _score_errors(config, config.precisions)
-  for row in precisions:
-    row["score_rel_error"] = errors[row["precision"]]
+    precisions.append(_time_sampler(config, fn, params, arch, first, precision,
+                                    label="precision"))
+    measured("precision", precisions[-1])
+  if precisions:
+    logging.info("Score error of each precision against float32 'highest': compiling")
+    errors = _score_errors(config, config.precisions)
+    for row in precisions:
+      row["score_rel_error"] = errors[row["precision"]]
+    logging.info("Score rel. error: %s", ", ".join(f"{p} {e:.1e}" for p, e in errors.items()))
+    if on_row is not None:
+      on_row(results)
 
-  ablations = []
+  ablations = results["ablations"]
   arch, fn, params = networks[config.sweep_precision]
   for name in config.ablations:
     if name == "unroll2":
-      row = _time_sampler(config, fn, params, arch, first, config.sweep_precision, unroll=2)
+      row = _time_sampler(config, fn, params, arch, first, config.sweep_precision, unroll=2,
+                          label=name)
     elif name == "per_component_calls":
       row = _time_sampler(config, fn, params, arch, first, config.sweep_precision,
-                          per_component=True)
+                          per_component=True, label=name)
     else:
       raise ValueError(f"Unknown ablation {name!r}; known: unroll2, per_component_calls.")
     row["ablation"] = name
     ablations.append(row)
+    measured("ablation", row)
 
   baseline = None
   if config.baseline:
@@ -251,6 +286,8 @@ def run(config) -> dict[str, Any]:
     schedule = _schedule(config)
     shape = (arch.image_size, arch.image_size, arch.channels)
     mixtures = _mixtures(first, shape)
+    logging.info("Reference-structure loop, %d mixtures: timing %d steps", first,
+                 min(config.baseline_steps or schedule.num_steps, schedule.num_steps))
     seconds, steps = measure.reference_loop(
         fn, params, mixtures, schedule, config.num_components, jax.random.key(0),
         num_steps=config.baseline_steps or None)
@@ -261,20 +298,59 @@ def run(config) -> dict[str, Any]:
     for row in precisions + ablations + sweep[:1]:
       if "seconds" in row:
         row["speedup_vs_baseline"] = baseline["ms_per_step"] / row["ms_per_step"]
+    results["baseline"] = baseline
+    measured("baseline", baseline)
 
   arch, _, params = networks.get("default") or _network(config, "float32")
-  pytorch = _torch_baseline(config, arch, params, precisions[0]["batch"] if precisions else first)
+  _torch_baseline(config, arch, params, precisions[0]["batch"] if precisions else first,
+                  results, measured)
+  pytorch = results["pytorch"]
   if pytorch:
     add_ratios(pytorch["rows"] + sweep + precisions + ablations + ([baseline] if baseline else []),
                pytorch["rows"])
-  probes = measure.hardware_probes(config, arch) if config.conv_probe else None
+  probes = None
+  if config.conv_probe:
+    logging.info("Kernel probes: timing a 3×3 conv and a matmul per framework and dtype")
+    probes = results["probes"] = measure.hardware_probes(config, arch)
+    for row in probes:
+      measured("probe", row)
   add_probe_fractions(sweep + precisions + ablations, probes)
   torch_conv = measure.probe_rate(probes, "pytorch", "3×3 conv", "float32")
   if pytorch and torch_conv:
     for row in pytorch["rows"]:
       row["frac_conv_probe"] = row["gflops"] / torch_conv
-  return {"info": info, "sweep": sweep, "precisions": precisions, "ablations": ablations,
-          "baseline": baseline, "pytorch": pytorch, "probes": probes}
+  results["complete"] = True
+  if on_row is not None:
+    on_row(results)
+  return results
+
+
+# A measured row as one console line: what it is, then its figures with fixed decimals.
+_ROW_NAME = (("ablation", "{}"), ("variant", "{}"), ("framework", "{}"), ("kernel", "{}"),
+             ("dtype", "{}"), ("precision", "{}"), ("batch", "{} mixtures"),
+             ("workers", "on {}"))
+_ROW_FIGURES = (("compile_s", "compile {:.1f} s"), ("seconds", "{:.3f} s/batch"),
+                ("steps_timed", "{} steps timed"), ("ms_per_step", "{:.2f} ms/step"),
+                ("ms", "{:.3f} ms"), ("mixtures_per_s", "{:.3f} mixtures/s"),
+                ("gflops", "{:.2f} GFLOP/s"), ("tflops", "{:.4f} TFLOP/s"),
+                ("peak_memory_gib", "peak {:.3f} GiB"),
+                ("seconds_full_schedule", "{:.1f} s per L×T"),
+                ("score_rel_error", "score rel. err. {:.1e}"), ("note", "{}"))
+
+
+def format_row(section: str, row: dict[str, Any]) -> str:
+  """'sweep      bf16, 50 mixtures        | compile 12.3 s | 0.532 s/batch | ...'."""
+  name = ", ".join(fmt.format(row[key]) for key, fmt in _ROW_NAME if row.get(key) is not None)
+  figures = [fmt.format(row[key]) for key, fmt in _ROW_FIGURES if row.get(key) is not None]
+  return " | ".join([f"{section:<10} {name:<28}"] + figures)
+
+
+def save(results: dict[str, Any], workdir: str) -> None:
+  """DIR/benchmark.json and DIR/benchmark.md of the results so far, each replaced whole
+  (a run stopped at any moment leaves both files readable, with the rows measured)."""
+  atomic.write_json(os.path.join(workdir, "benchmark.json"), results)
+  with atomic.atomic_open(os.path.join(workdir, "benchmark.md"), "w") as f:
+    f.write(report(results) + "\n")
 
 
 TIMING_COLUMNS = [("precision", "precision"), ("batch", "mixtures"), ("compile_s", "compile s"),
@@ -297,6 +373,9 @@ def report(results) -> str:
                f"XLA_FLAGS={info['xla_flags']!r}; s / L×T extrapolates ms / step to "
                f"{info['report_steps']} steps.")
   parts += [info_line, ""]
+  if not results.get("complete", True):
+    parts += ["**Incomplete**: the run stopped (or is still running); these are the rows "
+              "measured so far.", ""]
   pytorch = results.get("pytorch")
   if pytorch:
     parts += [f"## PyTorch {pytorch['torch']} on {pytorch['device']} ({pytorch['threads']} "
@@ -316,7 +395,7 @@ def report(results) -> str:
                   ("framework", "framework"), ("kernel", "kernel"), ("dtype", "dtype"),
                   ("workers", "run on"), ("shape", "shape"), ("ms", "ms"),
                   ("gflops", "GFLOP/s")]), ""]
-  baseline = results["baseline"]
+  baseline = results.get("baseline")
   if baseline:
     parts += ["## Reference-structure loop (per-component jitted score, eager update)", "",
               measure.markdown_table([baseline], [

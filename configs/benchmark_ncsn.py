@@ -7,6 +7,9 @@ CPU smoke run (a width-8 MNIST network, 2 levels × 2 steps, one batch size, one
 no baselines, ablations or probes; checks the plumbing, measures nothing worth quoting):
 
   python -m experiments.benchmark --config=configs/benchmark_ncsn.py:smoke --workdir=/tmp/b
+
+Each run logs its phases and each measured row as one line, and rewrites
+WORKDIR/benchmark.{json,md} after every row (a stopped run keeps its rows).
 """
 
 import ml_collections

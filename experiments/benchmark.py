@@ -2,15 +2,18 @@
 
   python -m experiments.benchmark --config=configs/benchmark_ncsn.py:mnist --workdir=DIR
 
-Prints markdown tables and writes DIR/benchmark.json and DIR/benchmark.md.
+Logs each long phase as it starts and each row as one line when it is measured; rewrites
+DIR/benchmark.json and DIR/benchmark.md after every row (a stopped run keeps the rows it
+measured, marked incomplete) and prints the markdown tables at the end.
 """
 
+import functools
 import os
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import atomic, cli
+from basis_jax import cli
 from benchmarks import ncsn_sampler
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config file.",
@@ -22,13 +25,14 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  results = ncsn_sampler.run(_CONFIG.value)
-  report = ncsn_sampler.report(results)
-  print(report)
   os.makedirs(_WORKDIR.value, exist_ok=True)
-  atomic.write_json(os.path.join(_WORKDIR.value, "benchmark.json"), results)
-  with atomic.atomic_open(os.path.join(_WORKDIR.value, "benchmark.md"), "w") as f:
-    f.write(report + "\n")
+  try:
+    results = ncsn_sampler.run(
+        _CONFIG.value, on_row=functools.partial(ncsn_sampler.save, workdir=_WORKDIR.value))
+  except KeyboardInterrupt as e:  # cli.run prints this one line.
+    raise KeyboardInterrupt("interrupted; the rows measured so far are in "
+                            f"{os.path.join(_WORKDIR.value, 'benchmark.md')}") from e
+  print(ncsn_sampler.report(results))
 
 
 if __name__ == "__main__":

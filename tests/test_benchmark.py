@@ -1,5 +1,7 @@
 """The benchmark's FLOP count, its PyTorch baseline's fidelity, and a CPU smoke run."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -111,7 +113,12 @@ def test_benchmark_runs_and_reports_on_cpu():
   config.baseline_steps = 3
   config.torch_steps = 2
   config.conv_probe = False
-  results = ncsn_sampler.run(config)
+  completes = []
+  results = ncsn_sampler.run(config, on_row=lambda r: completes.append(r["complete"]))
+  # After the sweep, precision and baseline rows, the score errors, PyTorch's two rows (when
+  # importable), then once complete.
+  assert completes[-1] and not any(completes[:-1])
+  assert len(completes) == 5 + (2 if results["pytorch"] else 0)
   row = results["sweep"][0]
   assert row["batch"] % row["devices"] == 0 and row["batch"] >= 3  # Padded to the mesh.
   assert row["seconds"] > 0 and row["ms_per_step"] == pytest.approx(row["seconds"] * 100)
@@ -176,3 +183,43 @@ def test_hardware_probes_and_fractions():
                                 "sweep": [], "precisions": [], "ablations": [],
                                 "baseline": None, "pytorch": None, "probes": probes})
   assert "Kernel probes" in text and "| matmul |" in text
+
+
+def test_rows_print_as_one_table_line_with_fixed_decimals():
+  row = {"precision": "bf16", "batch": 50, "devices": 2, "compile_s": 12.345678901234567,
+         "seconds": 0.5321234567890123, "ms_per_step": 5.321234567890123,
+         "mixtures_per_s": 93.96500123456789, "tflops": 0.07101234567890123,
+         "peak_memory_gib": None, "score_rel_error": 0.0012345678901234567}
+  assert ncsn_sampler.format_row("sweep", row) == (
+      "sweep      bf16, 50 mixtures            | compile 12.3 s | 0.532 s/batch | "
+      "5.32 ms/step | 93.965 mixtures/s | 0.0710 TFLOP/s | score rel. err. 1.2e-03")
+  torch_row = {"variant": "released_loop", "batch": 2, "steps_timed": 3,
+               "ms_per_step": 41.987654321, "gflops": 8.123456789}
+  assert ncsn_sampler.format_row("pytorch", torch_row) == (
+      "pytorch    released_loop, 2 mixtures    | 3 steps timed | 41.99 ms/step | "
+      "8.12 GFLOP/s")
+
+
+def test_a_stopped_run_keeps_the_rows_it_measured(tmp_path, monkeypatch):
+  """Each row is on disk (benchmark.json and .md, marked incomplete) before the next one is
+  measured, so a run stopped during the second measurement keeps the first."""
+  config = benchmark_ncsn.get_config("smoke")
+  time_sampler = ncsn_sampler._time_sampler  # pylint: disable=protected-access
+  calls = []
+
+  def first_then_stop(*args, **kwargs):
+    calls.append(kwargs["label"])
+    if len(calls) == 2:
+      raise KeyboardInterrupt  # As Ctrl-C (or a kill) during the second measurement.
+    return time_sampler(*args, **kwargs)
+
+  monkeypatch.setattr(ncsn_sampler, "_time_sampler", first_then_stop)
+  with pytest.raises(KeyboardInterrupt):
+    ncsn_sampler.run(config, on_row=lambda results: ncsn_sampler.save(results, tmp_path))
+  assert calls == ["sweep", "precision"]
+  saved = json.loads((tmp_path / "benchmark.json").read_text())
+  assert not saved["complete"] and saved["precisions"] == []
+  [row] = saved["sweep"]
+  assert row["batch"] >= 2 and row["ms_per_step"] > 0
+  text = (tmp_path / "benchmark.md").read_text()
+  assert "**Incomplete**" in text and f"| {row['precision']} | {row['batch']} | " in text
