@@ -14,7 +14,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from basis_jax import cli
-from benchmarks import ncsn_sampler
+from benchmarks import ncsn_sampler, report
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config file.",
                                           lock_config=True)
@@ -28,11 +28,11 @@ def main(argv):
   os.makedirs(_WORKDIR.value, exist_ok=True)
   try:
     results = ncsn_sampler.run(
-        _CONFIG.value, on_row=functools.partial(ncsn_sampler.save, workdir=_WORKDIR.value))
+        _CONFIG.value, on_row=functools.partial(report.save, workdir=_WORKDIR.value))
   except KeyboardInterrupt as e:  # cli.run prints this one line.
     raise KeyboardInterrupt("interrupted; the rows measured so far are in "
                             f"{os.path.join(_WORKDIR.value, 'benchmark.md')}") from e
-  print(ncsn_sampler.report(results))
+  print(report.markdown(results))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from basis_jax.priors import ncsn
-from benchmarks import measure, ncsn_sampler
+from benchmarks import measure, ncsn_sampler, report
 from configs import benchmark_ncsn
 
 # float32 on both sides; oneDNN's choice of convolution algorithm varies between runs, which
@@ -125,7 +125,7 @@ def test_benchmark_runs_and_reports_on_cpu():
   assert row["seconds_full_schedule"] == pytest.approx(row["ms_per_step"])  # 1000 steps.
   assert results["baseline"]["steps_timed"] == 3 and results["baseline"]["extrapolated"]
   assert results["precisions"][0]["score_rel_error"] == 0.0
-  text = ncsn_sampler.report(results)
+  text = report.markdown(results)
   assert "Reference-structure loop" in text and "| highest | " in text
   if results["pytorch"] is None:
     assert ncsn_sampler._import_torch() is None  # pylint: disable=protected-access
@@ -174,7 +174,7 @@ def test_hardware_probes_and_fractions():
   assert rows[0]["frac_conv_probe"] == pytest.approx(50.0 / rate)
   assert rows[1]["frac_conv_probe"] == pytest.approx(50.0 / jax_rows[2]["gflops"])
   assert "frac_conv_probe" not in rows[2]
-  text = ncsn_sampler.report({"info": {"model": "mnist", "num_devices": devices,
+  text = report.markdown({"info": {"model": "mnist", "num_devices": devices,
                                          "device": "cpu", "jax": jax.__version__,
                                          "num_levels": 10, "steps_per_level": 1,
                                          "num_components": 2, "cpu_count": 2,
@@ -190,12 +190,12 @@ def test_rows_print_as_one_table_line_with_fixed_decimals():
          "seconds": 0.5321234567890123, "ms_per_step": 5.321234567890123,
          "mixtures_per_s": 93.96500123456789, "tflops": 0.07101234567890123,
          "peak_memory_gib": None, "score_rel_error": 0.0012345678901234567}
-  assert ncsn_sampler.format_row("sweep", row) == (
+  assert report.format_row("sweep", row) == (
       "sweep      bf16, 50 mixtures            | compile 12.3 s | 0.532 s/batch | "
       "5.32 ms/step | 93.965 mixtures/s | 0.0710 TFLOP/s | score rel. err. 1.2e-03")
   torch_row = {"variant": "released_loop", "batch": 2, "steps_timed": 3,
                "ms_per_step": 41.987654321, "gflops": 8.123456789}
-  assert ncsn_sampler.format_row("pytorch", torch_row) == (
+  assert report.format_row("pytorch", torch_row) == (
       "pytorch    released_loop, 2 mixtures    | 3 steps timed | 41.99 ms/step | "
       "8.12 GFLOP/s")
 
@@ -215,7 +215,7 @@ def test_a_stopped_run_keeps_the_rows_it_measured(tmp_path, monkeypatch):
 
   monkeypatch.setattr(ncsn_sampler, "_time_sampler", first_then_stop)
   with pytest.raises(KeyboardInterrupt):
-    ncsn_sampler.run(config, on_row=lambda results: ncsn_sampler.save(results, tmp_path))
+    ncsn_sampler.run(config, on_row=lambda results: report.save(results, tmp_path))
   assert calls == ["sweep", "precision"]
   saved = json.loads((tmp_path / "benchmark.json").read_text())
   assert not saved["complete"] and saved["precisions"] == []
