@@ -1,10 +1,12 @@
-"""Training the NCSN score network with annealed denoising score matching.
+"""Training a score network (any `priors` NETWORK spec) with denoising score matching.
 
-`train_and_evaluate(config, workdir)` runs the whole loop (see configs/train_ncsn_*.py for
-the fields). What makes it resumable bit for bit: the data order of epoch e is a numpy
+`train_and_evaluate(config, workdir)` runs the training loop every trainer shares
+(`basis_jax.training_loop`) with DSM as its objective (see configs/train_*.py for the
+fields). What makes it resumable bit for bit: the data order of epoch e is a numpy
 permutation seeded by (seed, e), the noise of step s comes from fold_in(key(seed), s), and
 the orbax checkpoint holds step, params, optimizer state and EMA, so a resumed run feeds
-the same compiled step exactly the same inputs.
+the same compiled step exactly the same inputs. A non-finite loss stops the run (no
+restarts: the learning rate is a schedule inside the optimizer state).
 
 Data-parallel: one `jit` over a 1-D device mesh ('batch'); the batch axis is sharded with
 NamedSharding, parameters and optimizer state are replicated (no pmap).
@@ -16,10 +18,8 @@ Outputs in WORKDIR: checkpoints/ (orbax), weights.npz (compact: params + EMA, re
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
-import time
 from typing import Any
 
 import jax
@@ -30,12 +30,11 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from basis_jax import data as data_lib, dsm, schedules, sharding
-from basis_jax import optim, overview, sampler, train_resume, visualize
-from basis_jax.errors import ConfigError, UserError
+from basis_jax import optim, overview, sampler, train_resume, training_loop, visualize
+from basis_jax.errors import ConfigError
 from basis_jax import priors
 
-class NonFiniteLossError(UserError, FloatingPointError):
-  """Training produced a non-finite loss; nothing after the last good checkpoint is kept."""
+NonFiniteLossError = training_loop.NonFiniteLossError
 
 
 def network(config):
@@ -166,25 +165,19 @@ def load_images(data_config, image_shape: tuple[int, int, int]) -> np.ndarray:
   return np.round(images * 255.0).astype(np.uint8)  # data.load returns u/255 exactly.
 
 
-class _BatchSource:
-  """Global batch for step s, deterministic in (seed, s); each process takes its rows."""
+class _Batches:
+  """Global batch for step s (the loop's seeded order); each process takes its rows."""
 
   def __init__(self, images: np.ndarray, batch_size: int, seed: int, mesh):
     if len(images) < batch_size:
       raise ConfigError(f"The dataset has {len(images)} images, fewer than one batch "
                         f"({batch_size}).")
-    self.images, self.batch_size, self.seed, self.mesh = images, batch_size, seed, mesh
-    self.steps_per_epoch = len(images) // batch_size
-    self._epoch, self._order = None, None
+    self.images, self.batch_size, self.mesh = images, batch_size, mesh
+    self.order = training_loop.BatchOrder(len(images), batch_size, stream=(seed,))
     self.rows = sharding.process_row_range(mesh, batch_size)
 
   def __call__(self, step: int) -> jax.Array:
-    epoch, within = divmod(step, self.steps_per_epoch)
-    if epoch != self._epoch:
-      self._epoch = epoch
-      self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
-    idx = self._order[within * self.batch_size:(within + 1) * self.batch_size]
-    local = self.images[idx[self.rows[0]:self.rows[1]]]
+    local = self.images[self.order(step)[self.rows[0]:self.rows[1]]]
     return sharding.global_batch(self.mesh, local, self.batch_size)
 
 
@@ -247,6 +240,80 @@ class _HeldoutLoss:
     return out
 
 
+class _ScoreMatching:
+  """Denoising score matching as the training loop's objective (training_loop.Objective)."""
+
+  non_finite = "The training loss became non-finite"
+  non_finite_hint = ("resume with a lower config.optim.lr or a config.optim.grad_clip "
+                     "(and --config.allow_config_change=True).")
+
+  def __init__(self, config, graphdef, batches: _Batches, heldout: _HeldoutLoss | None,
+               workdir: str):
+    self.config, self.graphdef, self.batches, self.workdir = config, graphdef, batches, workdir
+    self.step_fn = train_step(config, graphdef)
+    self.key = jax.random.key(config.seed)
+    self.rate = learning_rate(_optimizer_settings(config.optim))
+    self.heldout = heldout
+
+  def step(self, state, step: int, lr_scale: float):
+    del lr_scale  # 1: no restarts (the learning rate is a schedule inside the optimizer).
+    return self.step_fn(state, self.batches(step), training_loop.step_key(self.key, step))
+
+  def report(self, state, window, steps: int, done: int, last: bool):
+    counts = window["level_counts"]
+    per_level = np.where(counts > 0, window["level_sums"] / np.maximum(counts, 1), np.nan)
+    loss = float(window["loss"]) / steps
+    record = {"loss": loss, "grad_norm": float(window["grad_norm"]) / steps,
+              "loss_per_level": [None if np.isnan(v) else float(v) for v in per_level],
+              # The learning rate of this window's last update.
+              "lr": float(self.rate(done - 1)) if callable(self.rate) else self.rate}
+    every = int(self.config.get("heldout_every", 0))
+    if self.heldout is not None and (done % every == 0 or last):
+      record.update(self.heldout(state))
+      ema = record.get("heldout_loss_ema")
+      logging.info("held-out loss per band: %s%s", _numbers(record["heldout_loss"]),
+                   "" if ema is None else f"  (EMA: {_numbers(ema)})")
+    return f"loss {loss:.4f}  per band: {_numbers(per_level)}", record
+
+  def after_step(self, done: int, state) -> None:
+    if self.config.sampling.every and done % self.config.sampling.every == 0:
+      _write_samples(self.config, self.graphdef, state, self.workdir, done)
+
+
+def _numbers(values) -> str:
+  return " ".join(f"{v:.3g}" for v in values)
+
+
+class _Checkpoints:
+  """Orbax checkpoints of the replicated state, and weights.npz (compact) beside each."""
+
+  def __init__(self, workdir: str, config, replicated):
+    self.workdir, self.config, self.replicated = workdir, config, replicated
+    self.manager = ocp.CheckpointManager(
+        os.path.abspath(os.path.join(workdir, "checkpoints")),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.max_to_keep, create=True))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, progress: training_loop.Progress) -> None:
+    del progress  # The step is in the state; no restarts.
+    self.manager.save(step, args=ocp.args.StandardSave(state))
+    if jax.process_index() == 0:
+      save_compact(os.path.join(self.workdir, "weights.npz"), state, self.config)
+
+  def restore(self, state):
+    abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.replicated), state)
+    state = self.manager.restore(self.manager.latest_step(),
+                                 args=ocp.args.StandardRestore(abstract))
+    return state, training_loop.Progress(int(state["step"]))
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
 def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> dict[str, Any]:
   """Trains until `config.num_steps` (or `stop_after` more steps); returns the final state.
 
@@ -271,107 +338,32 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
 
   images, heldout_images = _split_heldout(
       load_images(config.data, (cfg.image_size, cfg.image_size, cfg.channels)), config)
-  batches = _BatchSource(images, batch_size, config.seed, mesh)
+  batches = _Batches(images, batch_size, config.seed, mesh)
   logging.info("Training on %d images (%s), batch %d over %d devices, %d steps/epoch%s.",
                len(images), config.data.source, batch_size, jax.device_count(),
-               batches.steps_per_epoch,
+               batches.order.steps_per_epoch,
                "" if heldout_images is None else f", {len(heldout_images)} held out")
 
   graphdef, state = init_state(config)
   state = jax.device_put(state, replicated)
-  manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.max_to_keep, create=True))
-  if manager.latest_step() is not None:
-    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-                            state)
-    state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
-    logging.info("Resumed from step %d.", int(state["step"]))
-  overview.log_parameter_overview(state["params"], network(config).architecture)
-
-  rate = learning_rate(_optimizer_settings(config.optim))
-  step_fn = train_step(config, graphdef)
-  heldout_every = int(config.get("heldout_every", 0)) if heldout_images is not None else 0
-  heldout = _HeldoutLoss(config, graphdef, heldout_images) if heldout_every else None
-  base_key = jax.random.key(config.seed)
-  start = int(state["step"])
-  end = config.num_steps if stop_after is None else min(config.num_steps, start + stop_after)
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  train_resume.truncate_metrics(metrics_path, start)
-  window, window_start, window_steps = None, time.time(), 0
-  # A wall-clock budget (runs on leased machines end hard): stop early, checkpoint first.
-  deadline = time.time() + config.max_seconds if config.get("max_seconds", 0) else None
-  for step in range(start, end):
-    state, metrics = step_fn(state, batches(step), jax.random.fold_in(base_key, step))
-    # Summed on device, so logging does not force a host sync every step.
-    window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
-    window_steps += 1
-    done = step + 1
-    last = done == end or (deadline is not None and _all_past(deadline))
-    if config.log_every and (done % config.log_every == 0 or last):
-      window = jax.device_get(window)
-      if not np.isfinite(window["loss"]):
-        manager.wait_until_finished()
-        raise NonFiniteLossError(
-            f"The training loss became non-finite between steps {done - window_steps} and "
-            f"{done}; the last good checkpoint (step {manager.latest_step()}) is kept.",
-            hint="resume with a lower config.optim.lr or a config.optim.grad_clip "
-                 "(and --config.allow_config_change=True).")
-      # The learning rate of this window's last update.
-      record = {"lr": float(rate(done - 1)) if callable(rate) else rate}
-      if heldout is not None and (done % heldout_every == 0 or last):
-        record.update(heldout(state))
-      _log_progress(window, window_steps, time.time() - window_start, done,
-                    config.num_steps, metrics_path, record)
-      window, window_start, window_steps = None, time.time(), 0
-    if config.checkpoint_every and (done % config.checkpoint_every == 0 or last):
-      manager.save(done, args=ocp.args.StandardSave(state))
-      if jax.process_index() == 0:
-        save_compact(os.path.join(workdir, "weights.npz"), state, config)
-    if config.sampling.every and done % config.sampling.every == 0:
-      _write_samples(config, graphdef, state, workdir, done)
-    if last:
-      if done < end:
-        logging.info("Stopping at step %d: max_seconds=%s reached.", done, config.max_seconds)
-      break
-  manager.wait_until_finished()
-  manager.close()
+  checkpoints = _Checkpoints(workdir, config, replicated)
+  try:
+    if checkpoints.latest_step() is not None:
+      state, _ = checkpoints.restore(state)
+      logging.info("Resumed from step %d.", int(state["step"]))
+    overview.log_parameter_overview(state["params"], network(config).architecture)
+    heldout_every = int(config.get("heldout_every", 0)) if heldout_images is not None else 0
+    heldout = _HeldoutLoss(config, graphdef, heldout_images) if heldout_every else None
+    metrics = training_loop.MetricsLog(os.path.join(workdir, "metrics.jsonl"))
+    metrics.truncate(int(state["step"]))
+    # max_seconds: runs on leased machines end hard; stop early, checkpoint first.
+    settings = training_loop.LoopSettings(
+        num_steps=config.num_steps, log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every,
+        max_seconds=float(config.get("max_seconds", 0) or 0))
+    state, _ = training_loop.run(_ScoreMatching(config, graphdef, batches, heldout, workdir),
+                                 state, training_loop.Progress(int(state["step"])), settings,
+                                 checkpoints, metrics, stop_after=stop_after)
+  finally:
+    checkpoints.close()
   return state
-
-
-def _all_past(deadline: float) -> bool:
-  """Whether the wall-clock budget is spent, decided by process 0 for every process (a
-  collective checkpoint must happen at the same step everywhere)."""
-  past = time.time() > deadline
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    past = bool(multihost_utils.broadcast_one_to_all(np.asarray(past)))
-  return past
-
-
-def _log_progress(window, steps: int, elapsed: float, done: int, total: int,
-                  metrics_path: str, extra: dict | None = None) -> None:
-  """The progress line (loss, per-level loss, steps/s, ETA) and a metrics.jsonl record."""
-  rate = steps / max(elapsed, 1e-9)
-  eta = (total - done) / rate
-  counts = window["level_counts"]
-  per_level = np.where(counts > 0, window["level_sums"] / np.maximum(counts, 1), np.nan)
-  loss = float(window["loss"]) / steps
-  logging.info("step %d/%d  loss %.4f  %.2f steps/s  ETA %s  per band: %s", done, total,
-               loss, rate, _hms(eta), " ".join(f"{v:.3g}" for v in per_level))
-  if extra and "heldout_loss" in extra:
-    logging.info("held-out loss per band: %s%s", " ".join(f"{v:.3g}" for v in
-                                                          extra["heldout_loss"]),
-                 "" if "heldout_loss_ema" not in extra else "  (EMA: " + " ".join(
-                     f"{v:.3g}" for v in extra["heldout_loss_ema"]) + ")")
-  if jax.process_index() == 0:
-    with open(metrics_path, "a") as f:
-      f.write(json.dumps({"step": done, "loss": loss, "steps_per_sec": rate,
-                          "grad_norm": float(window["grad_norm"]) / steps,
-                          "loss_per_level": [None if np.isnan(v) else float(v)
-                                             for v in per_level], **(extra or {})}) + "\n")
-
-
-def _hms(seconds: float) -> str:
-  seconds = int(seconds)
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -6,7 +6,7 @@
   order and noise derive from (seed, step).
 - `check_config` / `record_config`: a resumed run must train the same thing (changed result
   keys refused, for every trainer), then config.json is written.
-- `truncate_metrics`: metrics.jsonl records past the restored step are dropped.
+(The loop itself, with its metrics.jsonl writer, is `basis_jax.training_loop`.)
 """
 
 from __future__ import annotations
@@ -108,16 +108,3 @@ def record_config(config, run_dir: str, invariant=RESUME_INVARIANT_KEYS) -> None
   if jax.process_index() == 0:
     atomic.write_json(os.path.join(run_dir, "config.json"),
                       json.loads(config.to_json_best_effort(sort_keys=True)))
-
-
-def truncate_metrics(path: str, step: int) -> None:
-  """Drops metrics.jsonl records past the resumed step (logged before a kill, then redone)."""
-  if not os.path.exists(path) or jax.process_index() != 0:
-    return
-  with open(path) as f:
-    lines = [line for line in f if line.strip()]
-  kept = [line for line in lines if json.loads(line)["step"] <= step]
-  if len(kept) != len(lines):
-    with atomic.atomic_open(path, "w") as f:
-      f.writelines(kept)
-    logging.info("metrics.jsonl: dropped %d records past step %d.", len(lines) - len(kept), step)
