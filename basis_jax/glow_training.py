@@ -6,11 +6,13 @@ The run is a sequence of stages: stage 0 trains the clean model (σ = 0) from sc
 appendix does (the large-σ models would otherwise collapse to non-invertible maps). Each
 stage has a fresh Adamax state with a linear learning-rate warm-up.
 
-Everything random is a function of (seed, stage, step): the batch order, the
-dequantisation noise and the σ noise. An Orbax checkpoint of (stage, step, params,
-optimizer state, learning-rate scale) therefore resumes exactly. A non-finite loss or
-gradient (Glow lost invertibility) is not applied; the run goes back to the last good
-checkpoint with half the learning rate, up to `max_restarts` times.
+Each stage is one run of the loop every trainer shares (`basis_jax.training_loop`), with
+the negative log-likelihood of noisy data as its objective and (seed, stage) as its random
+stream: the batch order, the dequantisation noise and the σ noise are functions of (seed,
+stage, step), so an Orbax checkpoint of (stage, step, params, optimizer state,
+learning-rate scale) resumes exactly. A non-finite loss or gradient (Glow lost
+invertibility) is not applied; the loop goes back to the last good checkpoint with half the
+learning rate, up to `max_restarts` times, then stops with a user error.
 
 Outputs in the workdir: `glow_clean.npz` (after stage 0), `sigma_XX.npz` per finished σ,
 `glow_sigmas.npz` (all σ stacked on a leading axis, largest σ first, as
@@ -25,7 +27,6 @@ import functools
 import json
 import logging
 import os
-import time
 from typing import Any
 
 import jax
@@ -35,7 +36,7 @@ import optax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from basis_jax import atomic, errors, schedules
+from basis_jax import atomic, errors, schedules, training_loop
 from basis_jax.errors import ConfigError, InputFileError
 from basis_jax.priors import glow
 
@@ -46,12 +47,14 @@ LADDER_FILE = "sigmas.json"  # The ascending ladder the workdir is trained for.
 # the weights nor the metrics.
 RESUME_INVARIANT_KEYS = ("train.log_every", "train.checkpoint_every", "train.max_restarts",
                          "allow_config_change")
+_STAGE_STRIDE = 10**7  # Checkpoint number = stage · stride + step.
 # Random streams besides the stages' (which use the stage index 0..L).
 _INIT_STREAM, _EVAL_STREAM = 10_000, 10_001
 
 
-class InvertibilityError(FloatingPointError):
-  """Training produced a non-finite loss or gradient and could not recover."""
+# Training produced a non-finite loss or gradient and did not recover: a user error (the fix
+# is a setting), raised by the shared loop's non-finite policy.
+InvertibilityError = training_loop.NonFiniteLossError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,18 +105,6 @@ def _stage_sigma(options: TrainOptions, stage: int) -> float:
 
 def _stage_steps(options: TrainOptions, stage: int) -> int:
   return options.train_steps if stage == 0 else options.finetune_steps
-
-
-def batch_indices(num_images: int, batch_size: int, seed: int, stage: int, step: int):
-  """Indices of one training batch: epochs of seeded permutations, a pure function of
-  (seed, stage, step) so a resumed run sees the same batches."""
-  per_epoch = max(1, num_images // batch_size)
-  epoch, offset = divmod(step, per_epoch)
-  perm = np.random.default_rng([seed, stage, epoch]).permutation(num_images)
-  picked = perm[offset * batch_size:(offset + 1) * batch_size]
-  if picked.size < batch_size:  # Fewer images than one batch: sample with replacement.
-    picked = np.random.default_rng([seed, stage, epoch, 1]).integers(0, num_images, batch_size)
-  return picked
 
 
 def learning_rate(options: TrainOptions, step: int, lr_scale: float) -> float:
@@ -188,9 +179,10 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
                            f"model of {model_config}.")
     model = nnx.merge(weights.graphdef, weights.state)
   else:
-    init = train_images[batch_indices(len(train_images), options.init_batch_size,
-                                      options.seed, _INIT_STREAM, 0)]
-    init_x = glow.dequantize(init, jax.random.fold_in(key, _INIT_STREAM), model_config.n_bits)
+    init_order = training_loop.BatchOrder(len(train_images), options.init_batch_size,
+                                          stream=(options.seed, _INIT_STREAM))
+    init_x = glow.dequantize(train_images[init_order(0)],
+                             jax.random.fold_in(key, _INIT_STREAM), model_config.n_bits)
     model = glow.create(model_config, seed=options.seed, init_batch=init_x)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   first_stage = 1 if init_weights else 0
@@ -218,44 +210,40 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
 
   eval_x = eval_images[:options.eval_batch_size]
   eval_key = jax.random.fold_in(key, _EVAL_STREAM)
-  steps_this_call = 0
+  steps_left = stop_after_steps
   metrics = _read_metrics(workdir)
   while progress["stage"] < num_stages:
     stage, sigma = progress["stage"], _stage_sigma(options, progress["stage"])
     num_steps = _stage_steps(options, stage)
     name = "clean" if stage == 0 else f"σ={sigma:.4g} ({stage}/{num_stages - 1})"
+    if steps_left is not None and steps_left <= 0:
+      manager.wait_until_finished()
+      return {"stopped": True, "metrics": metrics}
     if progress["step"] == 0 and manager.latest_step() != _total_step(progress):
       opt_state = jax.device_put(opt_init(params), device)
       progress["stage_start_bpd"] = float(eval_bpd(params, rest, eval_x, eval_key, sigma))
       _save_checkpoint(manager, params, opt_state, progress)
+    # One run of the shared loop per stage: its batches, noise and checkpoints are the stage's.
+    checkpoints = _StageCheckpoints(manager, progress, device)
+    objective = _NoisyLikelihood(train_step, rest, train_images, options, stage, sigma,
+                                 jax.random.fold_in(key, stage))
+    settings = training_loop.LoopSettings(
+        num_steps=num_steps, log_every=options.log_every,
+        checkpoint_every=options.checkpoint_every, max_restarts=options.max_restarts,
+        name=f"[{name}] ")
+    start = progress["step"]
+    state, done = training_loop.run(
+        objective, {"params": params, "opt_state": opt_state},
+        training_loop.Progress(start, progress["lr_scale"], progress["restarts"]), settings,
+        checkpoints, stop_after=steps_left)
+    params, opt_state = state["params"], state["opt_state"]
+    progress.update(step=done.step, lr_scale=done.lr_scale, restarts=done.restarts)
+    if steps_left is not None:
+      steps_left -= done.step - start
+    if done.step < num_steps:
+      manager.wait_until_finished()
+      return {"stopped": True, "metrics": metrics}
     before = progress["stage_start_bpd"]
-    t0, last_log = time.time(), progress["step"]
-    while progress["step"] < num_steps:
-      step = progress["step"]
-      images = train_images[batch_indices(len(train_images), options.batch_size,
-                                          options.seed, stage, step)]
-      step_key = jax.random.fold_in(jax.random.fold_in(key, stage), step)
-      lr = learning_rate(options, step, progress["lr_scale"])
-      params, opt_state, loss, finite = train_step(params, rest, opt_state, images, step_key,
-                                                   sigma, lr)
-      if not bool(finite):
-        params, opt_state, progress = _recover(manager, params, opt_state, progress, name,
-                                               options)
-        params, opt_state = jax.device_put((params, opt_state), device)
-        continue
-      progress["step"] += 1
-      steps_this_call += 1
-      if progress["step"] % options.log_every == 0 or progress["step"] == num_steps:
-        rate = (progress["step"] - last_log) / max(time.time() - t0, 1e-9)
-        logging.info("[%s] step %d/%d  bits/dim %.4f  lr %.2e  %.2f steps/s", name,
-                     progress["step"], num_steps, float(loss), lr, rate)
-        t0, last_log = time.time(), progress["step"]
-      if progress["step"] % options.checkpoint_every == 0 and progress["step"] < num_steps:
-        _save_checkpoint(manager, params, opt_state, progress)
-      if stop_after_steps is not None and steps_this_call >= stop_after_steps:
-        _save_checkpoint(manager, params, opt_state, progress)
-        manager.wait_until_finished()
-        return {"stopped": True, "metrics": metrics}
     after = float(eval_bpd(params, rest, eval_x, eval_key, sigma))
     record = {"stage": stage, "sigma": sigma, "steps": num_steps, "bpd_before": before,
               "bpd_after": after, "lr_scale": progress["lr_scale"]}
@@ -270,6 +258,62 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   manager.wait_until_finished()
   _write_stacked(workdir, model_config, options)
   return {"stopped": False, "metrics": metrics, "sigmas": options.ascending_sigmas}
+
+
+class _NoisyLikelihood:
+  """Glow's objective for one stage (training_loop.Objective): mean bits/dim of dequantised
+  images plus N(0, σ²), the stage's batches and keys drawn from the (seed, stage) stream."""
+
+  non_finite = "Glow lost invertibility (non-finite loss or gradient)"
+  non_finite_hint = ("lower train.learning_rate, lengthen train.warmup_steps, or fine-tune "
+                     "with smaller σ steps.")
+
+  def __init__(self, train_step, rest, images, options: TrainOptions, stage: int,
+               sigma: float, stage_key):
+    self.train_step, self.rest, self.images, self.options = train_step, rest, images, options
+    self.sigma, self.key, self.lr = sigma, stage_key, 0.0
+    self.order = training_loop.BatchOrder(len(images), options.batch_size,
+                                          stream=(options.seed, stage))
+
+  def step(self, state, step: int, lr_scale: float):
+    self.lr = learning_rate(self.options, step, lr_scale)
+    params, opt_state, loss, finite = self.train_step(
+        state["params"], self.rest, state["opt_state"], self.images[self.order(step)],
+        training_loop.step_key(self.key, step), self.sigma, self.lr)
+    return ({"params": params, "opt_state": opt_state},
+            {"loss": loss, "non_finite": jnp.logical_not(finite).astype(jnp.int32)})
+
+  def report(self, state, window, steps: int, done: int, last: bool):
+    del state, done, last
+    return f"bits/dim {float(window['loss']) / steps:.4f}  lr {self.lr:.2e}", {}
+
+  def after_step(self, done: int, state) -> None:
+    del done, state
+
+
+class _StageCheckpoints:
+  """One stage's checkpoints in the run's Orbax manager (numbered stage·10⁷ + step), with
+  the stage's progress (σ-stage, step, learning-rate scale, restarts, starting bits/dim)."""
+
+  def __init__(self, manager, progress: dict, device):
+    self.manager, self.progress, self.device = manager, dict(progress), device
+
+  def latest_step(self) -> int | None:
+    latest = self.manager.latest_step()
+    if latest is None or latest // _STAGE_STRIDE != self.progress["stage"]:
+      return None
+    return latest % _STAGE_STRIDE
+
+  def save(self, step: int, state, progress: training_loop.Progress) -> None:
+    self.progress.update(step=step, lr_scale=progress.lr_scale, restarts=progress.restarts)
+    _save_checkpoint(self.manager, state["params"], state["opt_state"], self.progress)
+
+  def restore(self, state):
+    params, opt_state, restored = _restore(self.manager, state["params"], state["opt_state"],
+                                           self.progress)
+    params, opt_state = jax.device_put((params, opt_state), self.device)
+    return ({"params": params, "opt_state": opt_state},
+            training_loop.Progress(restored["step"], restored["lr_scale"], restored["restarts"]))
 
 
 def _check_images(images, config, name):
@@ -327,7 +371,7 @@ def _write_stacked(workdir, config, options):
 
 
 def _total_step(progress) -> int:
-  return progress["stage"] * 10**7 + progress["step"]
+  return progress["stage"] * _STAGE_STRIDE + progress["step"]
 
 
 def _checkpoint_tree(params, opt_state, progress):
@@ -351,23 +395,6 @@ def _restore(manager, params, opt_state, progress):
   nnx.replace_by_pure_dict(params, restored["params"])
   progress = {k: np.asarray(v).item() for k, v in restored["progress"].items()}
   return params, restored["opt_state"], progress
-
-
-def _recover(manager, params, opt_state, progress, name, options):
-  restarts = progress["restarts"] + 1
-  if restarts > options.max_restarts:
-    raise InvertibilityError(
-        f"[{name}] Glow lost invertibility (non-finite loss or gradient) at step "
-        f"{progress['step']} and did not recover after {options.max_restarts} restart(s) "
-        "from the last good checkpoint with a halved learning rate. Lower "
-        "train.learning_rate, lengthen train.warmup_steps, or fine-tune with smaller σ steps.")
-  logging.warning("[%s] Glow lost invertibility (non-finite loss or gradient) at step %d; "
-                  "restarting from the last good checkpoint with half the learning rate "
-                  "(restart %d/%d).", name, progress["step"], restarts, options.max_restarts)
-  params, opt_state, restored = _restore(manager, params, opt_state, progress)
-  restored["restarts"] = restarts
-  restored["lr_scale"] = progress["lr_scale"] * 0.5
-  return params, opt_state, restored
 
 
 def _read_metrics(workdir):
