@@ -27,6 +27,7 @@ import functools
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import jax
@@ -46,7 +47,7 @@ LADDER_FILE = "sigmas.json"  # The ascending ladder the workdir is trained for.
 # Config keys a resumed run may change (experiments/finetune_glow.py): they change neither
 # the weights nor the metrics.
 RESUME_INVARIANT_KEYS = ("train.log_every", "train.checkpoint_every", "train.max_restarts",
-                         "allow_config_change")
+                         "train.max_seconds", "allow_config_change")
 _STAGE_STRIDE = 10**7  # Checkpoint number = stage · stride + step.
 # Random streams besides the stages' (which use the stage index 0..L).
 _INIT_STREAM, _EVAL_STREAM = 10_000, 10_001
@@ -73,6 +74,7 @@ class TrainOptions:
   log_every: int = 50
   checkpoint_every: int = 500
   max_restarts: int = 3
+  max_seconds: float = 0.0  # Wall-clock budget of one call (0: none): checkpoint, then stop.
 
   def __post_init__(self):
     sigmas = tuple(float(s) for s in self.sigmas)
@@ -211,6 +213,8 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   eval_x = eval_images[:options.eval_batch_size]
   eval_key = jax.random.fold_in(key, _EVAL_STREAM)
   steps_left = stop_after_steps
+  # Each stage's run takes the budget left (and at least one step, as every run of the loop).
+  deadline = time.time() + options.max_seconds if options.max_seconds else None
   metrics = _read_metrics(workdir)
   while progress["stage"] < num_stages:
     stage, sigma = progress["stage"], _stage_sigma(options, progress["stage"])
@@ -230,7 +234,7 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
     settings = training_loop.LoopSettings(
         num_steps=num_steps, log_every=options.log_every,
         checkpoint_every=options.checkpoint_every, max_restarts=options.max_restarts,
-        name=f"[{name}] ")
+        max_seconds=max(deadline - time.time(), 1e-9) if deadline else 0.0, name=f"[{name}] ")
     start = progress["step"]
     state, done = training_loop.run(
         objective, {"params": params, "opt_state": opt_state},

@@ -34,7 +34,9 @@ def get_config(size: str = "full"):
       "train_steps": 200_000,
       "finetune_steps": 9_400,  # ~10 epochs of 60k images, as the BASIS appendix reports.
       "seed": 0, "init_batch_size": 256, "eval_batch_size": 500, "log_every": 100,
-      "checkpoint_every": 2000, "max_restarts": 3})
+      "checkpoint_every": 2000, "max_restarts": 3,
+      # A wall-clock budget per start (0: none): checkpoint, stop; re-running resumes.
+      "max_seconds": 0.0})
   config.data = data_lib.data_config_defaults()
   config.data.source = "mnist"
   config.data.split = "train"

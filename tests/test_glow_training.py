@@ -1,5 +1,6 @@
 """Glow training and serial noise fine-tuning (tiny model, CPU, real MNIST when present)."""
 
+import dataclasses
 import gzip
 import json
 import os
@@ -51,8 +52,12 @@ def test_resume_is_exact(tmp_path):
   train, test = mnist16("train", 200), mnist16("test", 50)
   opts = options(train_steps=6, finetune_steps=4, sigmas=(0.5, 0.05), checkpoint_every=3)
   glow_training.train(CONFIG, opts, train, test, str(tmp_path / "a"))
-  # Interrupted twice (mid-stage and across a stage boundary), then finished.
-  for stop in (5, 3, None):
+  # A wall-clock budget stops after the first step, checkpointed.
+  budget = glow_training.train(CONFIG, dataclasses.replace(opts, max_seconds=1e-6), train,
+                               test, str(tmp_path / "b"))
+  assert budget["stopped"] and len(os.listdir(tmp_path / "b" / "checkpoints")) == 2  # 0, 1.
+  # Interrupted twice more (mid-stage and across a stage boundary), then finished.
+  for stop in (4, 3, None):
     result = glow_training.train(CONFIG, opts, train, test, str(tmp_path / "b"),
                                  stop_after_steps=stop)
     assert result["stopped"] == (stop is not None)
