@@ -12,7 +12,9 @@ stream: the batch order, the dequantisation noise and the σ noise are functions
 stage, step), so an Orbax checkpoint of (stage, step, params, optimizer state,
 learning-rate scale) resumes exactly. A non-finite loss or gradient (Glow lost
 invertibility) is not applied; the loop goes back to the last good checkpoint with half the
-learning rate, up to `max_restarts` times, then stops with a user error.
+learning rate, up to `max_restarts` times, then stops with a user error. Data-parallel as
+the loop is: the batch sharded over all devices (batch_size must divide), parameters
+replicated; more than one device changes the weights only by float rounding.
 
 Outputs in the workdir: `glow_clean.npz` (after stage 0), `sigma_XX.npz` per finished σ,
 `glow_sigmas.npz` (all σ stacked on a leading axis, largest σ first, as
@@ -37,7 +39,7 @@ import optax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from basis_jax import atomic, errors, schedules, training_loop
+from basis_jax import atomic, errors, schedules, sharding, training_loop
 from basis_jax.errors import ConfigError, InputFileError
 from basis_jax.priors import glow
 
@@ -171,6 +173,9 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   """
   _check_images(train_images, model_config, "train_images")
   _check_images(eval_images, model_config, "eval_images")
+  mesh = sharding.make_mesh()
+  training_loop.check_batch_size(options.batch_size, mesh, "train.batch_size")
+  replicated = sharding.replicated(mesh)
   os.makedirs(workdir, exist_ok=True)
   key = jax.random.key(options.seed)
   if init_weights:
@@ -198,7 +203,6 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
               "stage_start_bpd": 0.0}
   opt_init, train_step, eval_bpd = make_steps(graphdef, model_config)
   opt_state = opt_init(params)
-  device = jax.local_devices()[0]
   _check_ladder(workdir, options)
   if manager.latest_step() is not None:
     params, opt_state, progress = _restore(manager, params, opt_state, progress)
@@ -206,9 +210,9 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
                  progress["stage"], progress["step"])
     for stage in range(1, min(progress["stage"], num_stages)):  # Fail now, not at the end.
       _load_stage_file(workdir, options, stage)
-  # Committed to one device, as the step's outputs are: otherwise the first call after a
+  # Replicated over the mesh, as the step's outputs are: otherwise the first call after a
   # start or restore compiles again.
-  params, rest, opt_state = jax.device_put((params, rest, opt_state), device)
+  params, rest, opt_state = jax.device_put((params, rest, opt_state), replicated)
 
   eval_x = eval_images[:options.eval_batch_size]
   eval_key = jax.random.fold_in(key, _EVAL_STREAM)
@@ -224,12 +228,14 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
       manager.wait_until_finished()
       return {"stopped": True, "metrics": metrics}
     if progress["step"] == 0 and manager.latest_step() != _total_step(progress):
-      opt_state = jax.device_put(opt_init(params), device)
+      opt_state = jax.device_put(opt_init(params), replicated)
       progress["stage_start_bpd"] = float(eval_bpd(params, rest, eval_x, eval_key, sigma))
       _save_checkpoint(manager, params, opt_state, progress)
     # One run of the shared loop per stage: its batches, noise and checkpoints are the stage's.
-    checkpoints = _StageCheckpoints(manager, progress, device)
-    objective = _NoisyLikelihood(train_step, rest, train_images, options, stage, sigma,
+    checkpoints = _StageCheckpoints(manager, progress, replicated)
+    batches = training_loop.MeshBatches(train_images, options.batch_size,
+                                        (options.seed, stage), mesh)
+    objective = _NoisyLikelihood(train_step, rest, batches, options, sigma,
                                  jax.random.fold_in(key, stage))
     settings = training_loop.LoopSettings(
         num_steps=num_steps, log_every=options.log_every,
@@ -264,25 +270,23 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   return {"stopped": False, "metrics": metrics, "sigmas": options.ascending_sigmas}
 
 
-class _NoisyLikelihood:
-  """Glow's objective for one stage (training_loop.Objective): mean bits/dim of dequantised
-  images plus N(0, σ²), the stage's batches and keys drawn from the (seed, stage) stream."""
+class _NoisyLikelihood(training_loop.Objective):
+  """Glow's objective for one stage: mean bits/dim of dequantised images plus N(0, σ²), the
+  stage's batches and keys drawn from the (seed, stage) stream."""
 
   non_finite = "Glow lost invertibility (non-finite loss or gradient)"
   non_finite_hint = ("lower train.learning_rate, lengthen train.warmup_steps, or fine-tune "
                      "with smaller σ steps.")
 
-  def __init__(self, train_step, rest, images, options: TrainOptions, stage: int,
-               sigma: float, stage_key):
-    self.train_step, self.rest, self.images, self.options = train_step, rest, images, options
+  def __init__(self, train_step, rest, batches: training_loop.MeshBatches,
+               options: TrainOptions, sigma: float, stage_key):
+    self.train_step, self.rest, self.batches, self.options = train_step, rest, batches, options
     self.sigma, self.key, self.lr = sigma, stage_key, 0.0
-    self.order = training_loop.BatchOrder(len(images), options.batch_size,
-                                          stream=(options.seed, stage))
 
   def step(self, state, step: int, lr_scale: float):
     self.lr = learning_rate(self.options, step, lr_scale)
     params, opt_state, loss, finite = self.train_step(
-        state["params"], self.rest, state["opt_state"], self.images[self.order(step)],
+        state["params"], self.rest, state["opt_state"], self.batches(step),
         training_loop.step_key(self.key, step), self.sigma, self.lr)
     return ({"params": params, "opt_state": opt_state},
             {"loss": loss, "non_finite": jnp.logical_not(finite).astype(jnp.int32)})
@@ -291,16 +295,13 @@ class _NoisyLikelihood:
     del state, done, last
     return f"bits/dim {float(window['loss']) / steps:.4f}  lr {self.lr:.2e}", {}
 
-  def after_step(self, done: int, state) -> None:
-    del done, state
-
 
 class _StageCheckpoints:
   """One stage's checkpoints in the run's Orbax manager (numbered stage·10⁷ + step), with
   the stage's progress (σ-stage, step, learning-rate scale, restarts, starting bits/dim)."""
 
-  def __init__(self, manager, progress: dict, device):
-    self.manager, self.progress, self.device = manager, dict(progress), device
+  def __init__(self, manager, progress: dict, replicated):
+    self.manager, self.progress, self.replicated = manager, dict(progress), replicated
 
   def latest_step(self) -> int | None:
     latest = self.manager.latest_step()
@@ -315,7 +316,7 @@ class _StageCheckpoints:
   def restore(self, state):
     params, opt_state, restored = _restore(self.manager, state["params"], state["opt_state"],
                                            self.progress)
-    params, opt_state = jax.device_put((params, opt_state), self.device)
+    params, opt_state = jax.device_put((params, opt_state), self.replicated)
     return ({"params": params, "opt_state": opt_state},
             training_loop.Progress(restored["step"], restored["lr_scale"], restored["restarts"]))
 

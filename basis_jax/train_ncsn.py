@@ -165,22 +165,6 @@ def load_images(data_config, image_shape: tuple[int, int, int]) -> np.ndarray:
   return np.round(images * 255.0).astype(np.uint8)  # data.load returns u/255 exactly.
 
 
-class _Batches:
-  """Global batch for step s (the loop's seeded order); each process takes its rows."""
-
-  def __init__(self, images: np.ndarray, batch_size: int, seed: int, mesh):
-    if len(images) < batch_size:
-      raise ConfigError(f"The dataset has {len(images)} images, fewer than one batch "
-                        f"({batch_size}).")
-    self.images, self.batch_size, self.mesh = images, batch_size, mesh
-    self.order = training_loop.BatchOrder(len(images), batch_size, stream=(seed,))
-    self.rows = sharding.process_row_range(mesh, batch_size)
-
-  def __call__(self, step: int) -> jax.Array:
-    local = self.images[self.order(step)[self.rows[0]:self.rows[1]]]
-    return sharding.global_batch(self.mesh, local, self.batch_size)
-
-
 def _sampling_ladder(config) -> tuple[float, ...]:
   """The σ of the sample grids: the trained ladder itself, or config.sampling's σs."""
   noise = noise_of(config)
@@ -240,15 +224,15 @@ class _HeldoutLoss:
     return out
 
 
-class _ScoreMatching:
-  """Denoising score matching as the training loop's objective (training_loop.Objective)."""
+class _ScoreMatching(training_loop.Objective):
+  """Denoising score matching as the training loop's objective."""
 
   non_finite = "The training loss became non-finite"
   non_finite_hint = ("resume with a lower config.optim.lr or a config.optim.grad_clip "
                      "(and --config.allow_config_change=True).")
 
-  def __init__(self, config, graphdef, batches: _Batches, heldout: _HeldoutLoss | None,
-               workdir: str):
+  def __init__(self, config, graphdef, batches: training_loop.MeshBatches,
+               heldout: _HeldoutLoss | None, workdir: str):
     self.config, self.graphdef, self.batches, self.workdir = config, graphdef, batches, workdir
     self.step_fn = train_step(config, graphdef)
     self.key = jax.random.key(config.seed)
@@ -327,9 +311,7 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
   noise_of(config)  # Refuses a bad config.sigmas before the data is read.
   batch_size = config.training.batch_size
   mesh = sharding.make_mesh()
-  if batch_size % jax.device_count():
-    raise ConfigError(f"training.batch_size {batch_size} is not a multiple of the "
-                      f"{jax.device_count()} devices.")
+  training_loop.check_batch_size(batch_size, mesh, "training.batch_size")
   if config.checkpoint_every and config.log_every and config.checkpoint_every % config.log_every:
     raise ConfigError(f"checkpoint_every ({config.checkpoint_every}) must be a multiple of "
                       f"log_every ({config.log_every}): the loss is checked before each save.")
@@ -338,7 +320,10 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
 
   images, heldout_images = _split_heldout(
       load_images(config.data, (cfg.image_size, cfg.image_size, cfg.channels)), config)
-  batches = _Batches(images, batch_size, config.seed, mesh)
+  if len(images) < batch_size:
+    raise ConfigError(f"The dataset has {len(images)} images, fewer than one batch "
+                      f"({batch_size}).")
+  batches = training_loop.MeshBatches(images, batch_size, (config.seed,), mesh)
   logging.info("Training on %d images (%s), batch %d over %d devices, %d steps/epoch%s.",
                len(images), config.data.source, batch_size, jax.device_count(),
                batches.order.steps_per_epoch,

@@ -1,12 +1,14 @@
 """The one resumable training loop: every trainer plugs its objective into `run`.
 
-Users: `train_ncsn.py` (denoising score matching for every score network, sharded over a
-device mesh) and `glow_training.py` (Glow's negative log-likelihood, one run of this loop
-per σ stage, on one device). What the loop owns, the same for both:
+Users: `train_ncsn.py` (denoising score matching for every score network) and
+`glow_training.py` (Glow's negative log-likelihood of noisy data, one run of this loop per
+σ stage). What the loop owns, the same for both:
 
 - the batch order (`BatchOrder`): epochs of numpy permutations seeded by (stream, epoch),
   and the noise key of step s is `fold_in(stream key, s)` (`step_key`), so a resumed run
   feeds the same compiled step exactly the same inputs;
+- the devices: one jit over a 1-D mesh, the batch axis sharded (`MeshBatches`), parameters
+  and optimizer state replicated (the trainers place them);
 - checkpoints every `checkpoint_every` steps and at the last step of a run, through the
   trainer's `Checkpoints` (what a checkpoint holds and which files go beside it);
 - the non-finite policy: a window's metrics are read back at every log step and before
@@ -34,8 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from basis_jax import atomic
-from basis_jax.errors import UserError
+from basis_jax import atomic, sharding
+from basis_jax.errors import ConfigError, UserError
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -64,20 +66,22 @@ class LoopSettings:
   name: str = ""  # Prefix of the log lines, e.g. "[σ=0.1 (1/10)] ".
 
 
-class Objective(Protocol):
-  """What a trainer plugs in."""
+class Objective:
+  """What a trainer plugs in (subclass it)."""
 
   # The start of the error and warning a non-finite window gets, e.g. "The training loss
   # became non-finite"; and the hint of the error (which setting to change).
-  non_finite: str
-  non_finite_hint: str
+  non_finite: str = "The training loss became non-finite"
+  non_finite_hint: str = ""
 
   def step(self, state, step: int, lr_scale: float) -> tuple[Any, dict]:
     """One update: (state, metrics to sum over a window: 'loss', optionally 'non_finite')."""
+    raise NotImplementedError
 
   def report(self, state, window: dict, steps: int, done: int,
              last: bool) -> tuple[str, dict]:
     """A window of `steps` summed metrics ending at step `done`: (progress text, record)."""
+    raise NotImplementedError
 
   def after_step(self, done: int, state) -> None:
     """Anything periodic besides logs and checkpoints (e.g. sample grids)."""
@@ -118,6 +122,26 @@ class BatchOrder:
       picked = np.random.default_rng([*self.stream, epoch, 1]).integers(
           0, self.num_items, self.batch_size)
     return picked
+
+
+def check_batch_size(batch_size: int, mesh, name: str) -> None:
+  """The batch axis is split over the mesh's devices: refuse a size it does not divide."""
+  if batch_size % mesh.size:
+    raise ConfigError(f"{name} {batch_size} is not a multiple of the {mesh.size} devices.")
+
+
+class MeshBatches:
+  """The batch of step s as one array sharded over `mesh` (`BatchOrder`'s rows; each process
+  reads only its own)."""
+
+  def __init__(self, items: np.ndarray, batch_size: int, stream: tuple[int, ...], mesh):
+    self.items, self.batch_size, self.mesh = items, batch_size, mesh
+    self.order = BatchOrder(len(items), batch_size, stream)
+    self.rows = sharding.process_row_range(mesh, batch_size)
+
+  def __call__(self, step: int) -> jax.Array:
+    local = self.items[self.order(step)[self.rows[0]:self.rows[1]]]
+    return sharding.global_batch(self.mesh, local, self.batch_size)
 
 
 def step_key(stream_key: jax.Array, step: int) -> jax.Array:

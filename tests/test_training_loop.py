@@ -11,7 +11,7 @@ from basis_jax import training_loop
 from basis_jax.errors import UserError
 
 
-class Descent:
+class Descent(training_loop.Objective):
   """Gradient descent on (w - 3)²; `poisoned(step, lr_scale)` makes a step's loss NaN."""
 
   non_finite = "The toy loss became non-finite"
