@@ -39,6 +39,15 @@ def test_missing_weights_leave_no_workdir(tmp_path):
   assert not work.exists()
 
 
+def test_a_bad_data_path_leaves_no_workdir(tmp_path):
+  work = tmp_path / "run"
+  result = _run(["-m", "experiments.separate", "--config=configs/mnist_unet.py",
+                 f"--config.data.path={tmp_path / 'nowhere'}", "--config.num_mixtures=2",
+                 f"--workdir={work}"], timeout=200)
+  _assert_user_error(result, "nowhere")
+  assert not work.exists()
+
+
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1", PYTHONPATH=str(REPO))
   process = subprocess.Popen(
