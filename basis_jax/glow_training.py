@@ -18,8 +18,9 @@ replicated; more than one device changes the weights only by float rounding.
 
 Outputs in the workdir: `glow_clean.npz` (after stage 0), `sigma_XX.npz` per finished σ,
 `glow_sigmas.npz` (all σ stacked on a leading axis, largest σ first, as
-`basis_jax.priors.glow.load` expects) and `metrics.jsonl` (bits/dim before and after each
-stage on held-out data at that stage's σ).
+`basis_jax.priors.glow.load` expects), `metrics.jsonl` (bits/dim before and after each
+stage on held-out data at that stage's σ) and `train_metrics.jsonl` (training bits/dim,
+learning rate and steps/s per log window; `step` counts optimizer steps over all stages).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from basis_jax.priors import glow
 CLEAN_FILE = "glow_clean.npz"
 STACKED_FILE = "glow_sigmas.npz"
 LADDER_FILE = "sigmas.json"  # The ascending ladder the workdir is trained for.
+STEPS_FILE = "train_metrics.jsonl"  # One record per log window (the loop's MetricsLog).
 # Config keys a resumed run may change (experiments/finetune_glow.py): they change neither
 # the weights nor the metrics.
 RESUME_INVARIANT_KEYS = ("train.log_every", "train.checkpoint_every", "train.max_restarts",
@@ -235,17 +237,21 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
     checkpoints = _StageCheckpoints(manager, progress, replicated)
     batches = training_loop.MeshBatches(train_images, options.batch_size,
                                         (options.seed, stage), mesh)
-    objective = _NoisyLikelihood(train_step, rest, batches, options, sigma,
+    objective = _NoisyLikelihood(train_step, rest, batches, options, stage, sigma,
                                  jax.random.fold_in(key, stage))
+    # Records numbered by optimizer steps over all stages, so the file stays in order.
+    steps_log = training_loop.MetricsLog(os.path.join(workdir, STEPS_FILE), offset=sum(
+        _stage_steps(options, earlier) for earlier in range(first_stage, stage)))
     settings = training_loop.LoopSettings(
         num_steps=num_steps, log_every=options.log_every,
         checkpoint_every=options.checkpoint_every, max_restarts=options.max_restarts,
         max_seconds=max(deadline - time.time(), 1e-9) if deadline else 0.0, name=f"[{name}] ")
     start = progress["step"]
+    steps_log.truncate(start)
     state, done = training_loop.run(
         objective, {"params": params, "opt_state": opt_state},
         training_loop.Progress(start, progress["lr_scale"], progress["restarts"]), settings,
-        checkpoints, stop_after=steps_left)
+        checkpoints, steps_log, stop_after=steps_left)
     params, opt_state = state["params"], state["opt_state"]
     progress.update(step=done.step, lr_scale=done.lr_scale, restarts=done.restarts)
     if steps_left is not None:
@@ -279,9 +285,9 @@ class _NoisyLikelihood(training_loop.Objective):
                      "with smaller σ steps.")
 
   def __init__(self, train_step, rest, batches: training_loop.MeshBatches,
-               options: TrainOptions, sigma: float, stage_key):
+               options: TrainOptions, stage: int, sigma: float, stage_key):
     self.train_step, self.rest, self.batches, self.options = train_step, rest, batches, options
-    self.sigma, self.key, self.lr = sigma, stage_key, 0.0
+    self.stage, self.sigma, self.key, self.lr = stage, sigma, stage_key, 0.0
 
   def step(self, state, step: int, lr_scale: float):
     self.lr = learning_rate(self.options, step, lr_scale)
@@ -293,7 +299,9 @@ class _NoisyLikelihood(training_loop.Objective):
 
   def report(self, state, window, steps: int, done: int, last: bool):
     del state, done, last
-    return f"bits/dim {float(window['loss']) / steps:.4f}  lr {self.lr:.2e}", {}
+    bpd = float(window["loss"]) / steps
+    return (f"bits/dim {bpd:.4f}  lr {self.lr:.2e}",
+            {"stage": self.stage, "sigma": self.sigma, "bits_per_dim": bpd, "lr": self.lr})
 
 
 class _StageCheckpoints:

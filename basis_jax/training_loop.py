@@ -150,28 +150,33 @@ def step_key(stream_key: jax.Array, step: int) -> jax.Array:
 
 
 class MetricsLog:
-  """metrics.jsonl: one JSON record per line, written by process 0."""
+  """metrics.jsonl: one JSON record per log window, written by process 0.
 
-  def __init__(self, path: str):
-    self.path = path
+  A run's step s is recorded as step `offset` + s (Glow's stages: the optimizer steps of
+  the earlier stages), so the records of consecutive runs in one file stay in order.
+  """
 
-  def append(self, record: dict) -> None:
+  def __init__(self, path: str, offset: int = 0):
+    self.path, self.offset = path, offset
+
+  def append(self, step: int, record: dict) -> None:
     if jax.process_index() == 0:
       with open(self.path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json.dumps({"step": self.offset + step, **record}) + "\n")
 
   def truncate(self, step: int) -> None:
-    """Drops records past the resumed step (logged before a kill, then redone)."""
+    """Drops records past step `step` of this run (logged before a kill or a restart, to be
+    redone)."""
     if not os.path.exists(self.path) or jax.process_index() != 0:
       return
     with open(self.path) as f:
       lines = [line for line in f if line.strip()]
-    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    kept = [line for line in lines if json.loads(line)["step"] <= self.offset + step]
     if len(kept) != len(lines):
       with atomic.atomic_open(self.path, "w") as f:
         f.writelines(kept)
       logging.info("%s: dropped %d records past step %d.", os.path.basename(self.path),
-                   len(lines) - len(kept), step)
+                   len(lines) - len(kept), self.offset + step)
 
 
 def run(objective: Objective, state, progress: Progress, settings: LoopSettings,
@@ -199,6 +204,8 @@ def run(objective: Objective, state, progress: Progress, settings: LoopSettings,
       if not _finite(window):
         state, progress = _restart(objective, state, progress, settings, checkpoints,
                                    first=done - window_steps, done=done)
+        if metrics is not None:
+          metrics.truncate(progress.step)
         step, window, window_steps, window_start = progress.step, None, 0, time.time()
         continue
     progress = dataclasses.replace(progress, step=done)
@@ -247,7 +254,7 @@ def _log(objective, settings, metrics, state, window, steps, elapsed, done, last
   logging.info("%sstep %d/%d  %s  %.2f steps/s  ETA %s", settings.name, done,
                settings.num_steps, text, rate, hms(eta))
   if metrics is not None:
-    metrics.append({"step": done, **record, "steps_per_sec": rate})
+    metrics.append(done, {**record, "steps_per_sec": rate})
 
 
 def _all_past(deadline: float) -> bool:

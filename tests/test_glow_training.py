@@ -66,6 +66,11 @@ def test_resume_is_exact(tmp_path):
   assert set(a.files) == set(b.files)
   for name in a.files:
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  # One record per log window (here: each stage's end, and each stop), in step order.
+  records = lambda run: [json.loads(line) for line in
+                         open(tmp_path / run / glow_training.STEPS_FILE)]
+  assert [(r["step"], r["stage"]) for r in records("a")] == [(6, 0), (10, 1), (14, 2)]
+  assert [r["step"] for r in records("b")] == [1, 5, 6, 8, 10, 14]
 
 
 def test_non_finite_loss_restarts_then_fails_clearly(tmp_path, caplog):

@@ -65,7 +65,7 @@ def test_a_stopped_run_resumes_to_the_same_state_and_metrics(tmp_path):
                                  settings(log_every=1), checkpoints, log, stop_after=3)
   assert stopped.step == 3 and checkpoints.latest_step() == 3  # The last step is saved.
   # As if killed after logging step 4 but before its checkpoint landed.
-  log.append({"step": 4, "loss": -1.0})
+  log.append(4, {"loss": -1.0})
   state, progress = checkpoints.restore(None)
   log.truncate(progress.step)
   resumed, done = training_loop.run(Descent(), state, progress, settings(log_every=1),
@@ -89,6 +89,17 @@ def test_a_non_finite_window_restarts_with_half_the_learning_rate(caplog):
   assert "between steps 2 and 4; restarting from the last good checkpoint" in caplog.text
   assert sorted(checkpoints.saved) == [2, 4, 6]  # Nothing non-finite was saved.
   assert objective.after == [1, 2, 3, 3, 4, 5, 6]  # Not after the failed window's end.
+
+
+def test_records_logged_after_the_last_checkpoint_are_redone_once_after_a_restart(tmp_path):
+  log = training_loop.MetricsLog(str(tmp_path / "metrics.jsonl"), offset=100)
+  objective = Descent(lambda step, lr_scale: step == 5 and lr_scale == 1.0)
+  training_loop.run(objective, {"w": jnp.float32(0)}, training_loop.Progress(0),
+                    settings(num_steps=8, log_every=1, checkpoint_every=4, max_restarts=1),
+                    MemoryCheckpoints(), log)
+  records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  # Step 5 was logged, step 6 failed: back to step 4, and step 5 is logged once, anew.
+  assert [r["step"] for r in records] == [101, 102, 103, 104, 105, 106, 107, 108]
 
 
 def test_a_loss_that_stays_non_finite_is_a_user_error_naming_the_last_good_checkpoint():
