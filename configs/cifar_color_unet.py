@@ -16,7 +16,7 @@ shipped weights (docs/score_unet_cifar10.md).
 
 from configs import base_separation
 from configs import cifar_unet
-from configs import mnist_unet
+from configs import score_unet_common
 
 VARIANTS = ("test", "heldout")
 
@@ -25,7 +25,7 @@ def get_config(variant: str = "test"):
   if variant not in VARIANTS:
     raise ValueError(f"Unknown variant {variant!r}; use one of {VARIANTS}.")
   config = base_separation.get_config()
-  config.prior = mnist_unet.unet_prior("cifar10")
+  config.prior = score_unet_common.unet_prior("cifar10")
   config.schedule.update(sigma_max=1.0, sigma_min=0.01, num_levels=10, steps_per_level=50,
                          step_lr=2e-5, likelihood_weight=3.0)
   config.mixing.update(kind="grayscale", alphas=(1.0,))

@@ -24,11 +24,11 @@ they are to be re-chosen on CIFAR-10 held-out mixtures with the shipped weights
 (docs/score_unet_cifar10.md records what was measured).
 """
 
-from configs import mnist_unet
+from configs import score_unet_common
 
 HELDOUT_FIRST = 48_000  # configs/train_score_unet_cifar10.py holds out the last 2,000.
 
 
 def get_config(variant: str = "agnostic"):
-  return mnist_unet.sum_config("cifar10", variant, likelihood_weight=1.0,
+  return score_unet_common.sum_config("cifar10", variant, likelihood_weight=1.0,
                                heldout_first=HELDOUT_FIRST)

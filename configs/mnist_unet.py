@@ -11,7 +11,13 @@ this project's CPU) and are used when config.prior.weights is empty.
 
 Variants: ':class_split' (one digit from 0–4, one from 5–9, paper Table 2), ':heldout'
 (mixtures of the 2,000 training images the prior never saw: choose settings on these, never
-on the test pairs you report).
+on the test pairs you report). A quality after a comma, or alone for the class-agnostic test
+pairs: ':best', ':class_split,best', ':heldout,single'.
+
+Quality (QUALITIES below, docs/best_of_s.md): by default every mixture gets 2 posterior
+samples and keeps the one the prior's own likelihood (the denoising bound) prefers; ':best'
+keeps the best of 8; ':single' runs one chain, the default before best-of-S (the figures
+below and in docs/score_unet.md are single-chain figures).
 
 Defaults: the released MNIST runner's schedule (σ 10 levels geometric 1 → 0.01, δ = 3e-5,
 w = 2, init U(0,1), clamp [0,1], Jacobi updates, m = x₁ + x₂) except two choices made on
@@ -25,60 +31,30 @@ step 31,000 (a learning-rate cool-down branched off step 26,000): hard constrain
 29.50 dB on the same 50 held-out mixtures.
 """
 
-import ml_collections
+from configs.score_unet_common import sum_config
 
-from configs import base_separation
-from configs import train_score_unet_cifar10, train_score_unet_mnist
-
-VARIANTS = ("agnostic", "class_split", "heldout")
-TRAINING_CONFIGS = {"mnist": train_score_unet_mnist.get_config,
-                    "cifar10": train_score_unet_cifar10.get_config}
-
-
-def unet_prior(dataset: str = "mnist") -> ml_collections.ConfigDict:
-  """config.prior for the score_unet of `dataset`; the likelihood bound spans the σ range
-  that dataset's training config trains on (its σ_max is where the bound's Gaussian prior
-  term sits)."""
-  trained = TRAINING_CONFIGS[dataset]().sigmas
-  return ml_collections.ConfigDict({
-      "name": "score_unet",
-      "weights": "",  # Empty: the shipped basis_jax/weights/score_unet_<dataset>.npz.
-      "dataset": dataset,
-      "use_ema": True,  # The EMA weights (False: the raw weights of the same file).
-      "dtype": ml_collections.config_dict.placeholder(str),
-      "seed": 0,
-      "allow_random_weights": False,
-      # The denoising bound on −log p (basis_jax/likelihood.py, docs/likelihood.md): the
-      # prior's log_density_fn, for choosing among posterior samples. σ range (MNIST: the
-      # trained range, chosen on held-out digits), K noise levels (stratified in log σ),
-      # noise draws per level, seed, form ('data': the training loss; 'marginal': bounds
-      # p_σmin, as the ODE computes).
-      "likelihood": ml_collections.ConfigDict({
-          "sigma_min": trained.sigma_min, "sigma_max": trained.sigma_max, "num_sigmas": 64,
-          "num_noise": 1, "seed": 0, "form": "data"}),
-  })
-
-
-def sum_config(dataset: str, variant: str, *, likelihood_weight: float,
-               heldout_first: int) -> ml_collections.ConfigDict:
-  """Two-component sums with the score_unet prior of `dataset` and the schedule of the
-  module docstring; ':heldout' separates training images from `heldout_first` on."""
-  if variant not in VARIANTS:
-    raise ValueError(f"Unknown variant {variant!r}; use one of {VARIANTS}.")
-  config = base_separation.get_config()
-  config.prior = unet_prior(dataset)
-  config.schedule.update(sigma_max=1.0, sigma_min=0.01, num_levels=10, steps_per_level=50,
-                         step_lr=3e-5, likelihood_weight=likelihood_weight)
-  config.mixing.update(kind="sum", alphas=(1.0, 1.0))
-  config.sampler.update(init="uniform", init_range=(0.0, 1.0), clamp=(0.0, 1.0),
-                        hard_constraint=True)
-  config.data.update(source=dataset, split="test")
-  config.mixture.update(kind="agnostic" if variant == "heldout" else variant,
-                        num_components=2)
-  if variant == "heldout":
-    config.data.update(split="train", first_example=heldout_first)
-  return config
+# How many posterior samples a mixture gets and how one is chosen (docs/best_of_s.md: the
+# frontier on the 50 held-out mixtures, T = 50: one chain 29.50 dB; best of 2 by the
+# likelihood 30.35 at 2.26× the network evaluations; best of 8 31.49 at 9.0×; pruning early
+# chose no better than chance). 'single': one chain, the default before best-of-S.
+QUALITIES = {
+    "single": {"num_samples": 1, "select": "none", "prune_after": 0, "survivors": 1},
+    "default": {"num_samples": 2, "select": "likelihood", "prune_after": 0, "survivors": 1},
+    "best": {"num_samples": 8, "select": "likelihood", "prune_after": 0, "survivors": 1},
+}
 
 
 def get_config(variant: str = "agnostic"):
-  return sum_config("mnist", variant, likelihood_weight=2.0, heldout_first=58_000)
+  """`variant`: mixtures (agnostic | class_split | heldout), optionally a quality after a
+  comma (single | default | best): ':best', ':class_split,best', ':heldout,single'."""
+  mixtures, _, quality = variant.partition(",")
+  if mixtures in QUALITIES and not quality:  # ':best' alone: class-agnostic test pairs.
+    mixtures, quality = "agnostic", mixtures
+  mixtures, quality = mixtures or "agnostic", quality or "default"
+  if quality not in QUALITIES:
+    raise ValueError(f"Unknown quality {quality!r}; use one of {tuple(QUALITIES)}.")
+  config = sum_config("mnist", mixtures, likelihood_weight=2.0, heldout_first=58_000)
+  chosen = dict(QUALITIES[quality])
+  config.select = chosen.pop("select")
+  config.sampler.update(chosen)
+  return config

@@ -6,7 +6,7 @@ import pytest
 from basis_jax import checkpoint_io, mixing, schedules, separation
 from basis_jax.errors import ConfigError
 from basis_jax.priors import ncsn, score_unet
-from configs import cifar_color_unet, cifar_ncsn, cifar_unet, mnist_unet
+from configs import cifar_color_unet, cifar_ncsn, cifar_unet, score_unet_common
 from configs import train_score_unet_cifar10
 
 SCHEDULE = schedules.Schedule(sigmas=(1.0, 0.1), steps_per_level=1, step_lr=1e-5)
@@ -42,7 +42,7 @@ def _weights_for(tmp_path, name, image_size, channels):
 def test_weights_for_the_other_dataset_are_refused_naming_both_shapes(tmp_path):
   cifar_weights = _weights_for(tmp_path, "cifar", 32, 3)
   mnist_weights = _weights_for(tmp_path, "mnist", 28, 1)
-  prior = mnist_unet.unet_prior()
+  prior = score_unet_common.unet_prior()
   prior.weights = cifar_weights
   with pytest.raises(checkpoint_io.CheckpointError,
                      match="network for 32×32×3 images, but this config's data are 28×28×1"):

@@ -19,7 +19,7 @@ MIN_PSNR_DB = 20.0
 
 def test_shipped_weights_exist_and_separate_heldout_mixtures(tmp_path, shared_data):
   assert score_unet.shipped_weights("mnist") is not None, "the package ships no MNIST prior"
-  config = mnist_unet.get_config("heldout")
+  config = mnist_unet.get_config("heldout,single")  # One chain, as the figures above.
   config.data.path = str(shared_data / "mnist")
   config.num_mixtures = config.batch_size = 8
   config.schedule.steps_per_level = 20
