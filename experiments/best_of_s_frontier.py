@@ -220,7 +220,7 @@ def main(argv):
 def markdown(rows) -> str:
   timed = "seconds_per_mixture" in rows[0]
   head = ("| scheme | cost (chains of T=50) |" + (" s / mixture |" if timed else "")
-          + " chosen (dB) | single sample | oracle | > 29.5 dB |")
+          + " chosen (dB) | single sample | oracle | mixtures > 29.5 dB |")
   lines = [head, "|" + "---|" * (head.count("|") - 1)]
   for r in rows:
     lines.append(f"| {r['scheme']} | {r['cost_chains']:.2f} |"

@@ -209,3 +209,21 @@ def test_the_posterior_mean_aligns_swapped_samples():
   swapped = first[:, ::-1]
   samples = np.stack([first, swapped], axis=1)  # [1, S=2, k=2, ...]
   np.testing.assert_allclose(selection.aligned_mean(samples, first), first, atol=1e-6)
+
+
+def test_the_frontier_scores_a_scheme_as_the_sampler_would_choose():
+  from experiments import best_of_s_frontier as frontier  # pylint: disable=import-outside-toplevel
+  per_sample = np.array([[20.0, 30.0, 25.0, 10.0]])  # One mixture, 4 chains.
+  final = np.array([[1.0, 0.0, 3.0, 9.0]])  # The likelihood at the end prefers chain 3.
+  early = {2: np.array([[5.0, 4.0, 0.0, 1.0]])}  # After level 2: chains 0 and 1 lead.
+  pick = lambda scheme: {k: float(v[0]) for k, v in frontier.evaluate_scheme(
+      scheme, per_sample, final, early).items()}
+  # Two chains: the first two; the likelihood picks chain 0.
+  assert pick(frontier.Scheme(50, 2)) == {"chosen": 20.0, "single_sample": 25.0, "oracle": 30.0}
+  assert pick(frontier.Scheme(50, 4))["chosen"] == 10.0  # Chain 3, the most likely.
+  # Pruned after level 2 to chains {0, 1}: then the likelihood keeps 0; the oracle is 30.
+  assert pick(frontier.Scheme(50, 4, 2, 2)) == {"chosen": 20.0, "single_sample": 21.25,
+                                                "oracle": 30.0}
+  # Cost in network evaluations: 4 chains × 2 levels × 50 + 2 × 8 × 50, Tweedie + K per
+  # pruned chain, K per finished one.
+  assert frontier.Scheme(50, 4, 2, 2).cost(10, 64) == 400 + 800 + 4 * 65 + 2 * 64
