@@ -31,10 +31,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from basis_jax import atomic, cli, likelihood, metrics, selection, separation
+from experiments.best_of_s_schemes import PRUNE_AFTER, Scheme, evaluate_scheme, schemes
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The runs' separation config.",
                                           lock_config=False)
@@ -47,52 +48,6 @@ _CHUNK = flags.DEFINE_integer("chunk", 16, "Mixtures per compiled scoring call."
 _MERGE = flags.DEFINE_list("merge", [], "Instead of --runs: tables (--out JSON) to print and "
                            "plot together.")
 flags.mark_flags_as_required(["config"])
-
-SAMPLES = (1, 2, 4, 8)
-PRUNE_AFTER = (1, 2, 3, 4)
-SURVIVORS = (1, 2)
-
-
-@dataclasses.dataclass(frozen=True)
-class Scheme:
-  steps: int  # T
-  samples: int  # S chains started
-  prune_after: int = 0  # Levels before pruning (0: none)
-  survivors: int = 0  # Chains finished after pruning
-
-  @property
-  def name(self) -> str:
-    text = f"T={self.steps} S={self.samples}"
-    return text + (f" prune@{self.prune_after}→{self.survivors}" if self.prune_after else "")
-
-  def cost(self, num_levels: int, num_sigmas: int) -> float:
-    """Network evaluations per mixture, in units of one chain of the default length (the
-    bound costs K evaluations per sample scored, Tweedie's denoising one)."""
-    if self.prune_after:
-      finished = self.survivors
-      evals = (self.samples * self.prune_after * self.steps
-               + finished * (num_levels - self.prune_after) * self.steps
-               + self.samples * (1 + num_sigmas))
-    else:
-      finished = self.samples
-      evals = self.samples * num_levels * self.steps
-    if finished > 1:
-      evals += finished * num_sigmas
-    return evals
-
-  def overrides(self) -> dict:
-    return {"schedule.steps_per_level": self.steps, "sampler.num_samples": self.samples,
-            "select": "likelihood" if self.samples > 1 else "none",
-            "sampler.prune_after": self.prune_after,
-            "sampler.survivors": max(self.survivors, 1)}
-
-
-def schemes(steps: int, max_samples: int, num_levels: int) -> list[Scheme]:
-  out = [Scheme(steps, s) for s in SAMPLES if s <= max_samples]
-  out += [Scheme(steps, s, p, r) for s, p, r in itertools.product(SAMPLES, PRUNE_AFTER, SURVIVORS)
-          if 2 <= s <= max_samples and r < s and p < num_levels]
-  return out
-
 
 def _batched(fn, arrays, chunk):
   """fn over the leading axis of `arrays` in equal chunks (the last one padded: one trace)."""
@@ -136,22 +91,6 @@ def run_scores(job, run, chunk):
                                 [prior.to_prior(snapshots[:, :, level]),
                                  obs.reshape((n, s) + obs.shape[1:])], chunk)
   return final, early
-
-
-def evaluate_scheme(scheme: Scheme, per_sample, final, early):
-  """Per-mixture PSNR [N] of the chosen sample, the single sample and the oracle."""
-  n = per_sample.shape[0]
-  chains = np.arange(scheme.samples)
-  if scheme.prune_after:
-    order = np.argsort(-early[scheme.prune_after][:, chains], axis=1, kind="stable")
-    kept = np.sort(order[:, :scheme.survivors], axis=1)
-  else:
-    kept = np.broadcast_to(chains, (n, scheme.samples))
-  rows = np.arange(n)[:, None]
-  choice = kept[np.arange(n), np.argmax(final[rows, kept], axis=1)]
-  return {"chosen": per_sample[np.arange(n), choice],
-          "single_sample": per_sample[:, chains].mean(axis=1),
-          "oracle": per_sample[rows, kept].max(axis=1)}
 
 
 def time_scheme(config, scheme: Scheme, num: int) -> float:

@@ -212,7 +212,7 @@ def test_the_posterior_mean_aligns_swapped_samples():
 
 
 def test_the_frontier_scores_a_scheme_as_the_sampler_would_choose():
-  from experiments import best_of_s_frontier as frontier  # pylint: disable=import-outside-toplevel
+  from experiments import best_of_s_schemes as frontier  # pylint: disable=import-outside-toplevel
   per_sample = np.array([[20.0, 30.0, 25.0, 10.0]])  # One mixture, 4 chains.
   final = np.array([[1.0, 0.0, 3.0, 9.0]])  # The likelihood at the end prefers chain 3.
   early = {2: np.array([[5.0, 4.0, 0.0, 1.0]])}  # After level 2: chains 0 and 1 lead.
