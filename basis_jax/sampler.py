@@ -256,15 +256,15 @@ def make_separator(
     return x, diverged_level, {name: jnp.moveaxis(v, 0, 1) for name, v in per_level.items()}
 
   def ranked(params, x, obs, num_rows):
-    """rank_fn's scores [N, num_rows]; a non-finite score ranks last."""
-    scores = rank_fn(params, clamped(x), obs).reshape(-1, num_rows)
+    """rank_fn's scores [N, num_rows] of (clamped) states x; a non-finite score ranks last."""
+    scores = rank_fn(params, x, obs).reshape(-1, num_rows)
     return jnp.where(jnp.isfinite(scores), scores, -jnp.inf)
 
   def prune(params, x, obs, level):
     """Scores [N, S] of the chains after `level` (on the denoised state, E[x₀ | x] = x +
     σ²·s(x, σ) by Tweedie's formula) and the survivors' chain numbers [N, r], ascending."""
     denoised = x + sigmas[level] ** 2 * prior_score(select(params, level), x, level)
-    scores = ranked(params, denoised, obs, num_samples)
+    scores = ranked(params, clamped(denoised), obs, num_samples)
     _, best = jax.lax.top_k(scores, options.survivors)
     return scores, jnp.sort(best, axis=1)
 
@@ -298,7 +298,7 @@ def make_separator(
       x, diverged_level, per_level = run_levels(params, x, diverged_level, obs, step_keys,
                                                 0, schedule.num_levels)
     rows = x.shape[0]
-    kept_per_mixture = rows // num_mixtures
+    kept_per_mixture = options.final_samples
     residual = jax.vmap(lambda xi, m: mixing(xi) - m)(x, obs)
     residual_norm = jnp.sqrt(jnp.sum(residual.reshape(rows, -1)**2, axis=-1))
     x = clamped(x)

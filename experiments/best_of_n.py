@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import atomic, best_of_n, cli, errors, metrics, schedules, separation
+from basis_jax import atomic, best_of_n, cli, errors, schedules, selection, separation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The separation config of the run.",
                                           lock_config=True)
@@ -53,12 +53,10 @@ def main(argv):
   summary = {"num_mixtures": int(samples.shape[0]), "num_samples": int(samples.shape[1])}
   if truth is not None:
     # separations.npz is in the dataset's [0, 1] space: peak 1, as experiments.evaluate.
-    single = np.stack([metrics.separation_psnr(samples[:, s], truth, 1.0)["mixture"]
-                       for s in range(samples.shape[1])], axis=1)
-    chosen = metrics.separation_psnr(best, truth, 1.0)["mixture"]
-    summary.update({"psnr_best_of_n": float(chosen.mean()),
-                    "psnr_single_sample": float(single.mean()),
-                    "psnr_oracle_best_sample": float(single.max(axis=1).mean())})
+    psnr = selection.sample_psnr_summary(samples, best, truth, 1.0)
+    summary.update({"psnr_best_of_n": float(psnr["chosen"].mean()),
+                    "psnr_single_sample": float(psnr["single_sample"].mean()),
+                    "psnr_oracle_best_sample": float(psnr["oracle"].mean())})
   atomic.write_json(os.path.join(workdir, "best_of_n.json"), summary)
   logging.info("Best-of-%d: %s", samples.shape[1], json.dumps(summary))
   print(json.dumps(summary, indent=2))
