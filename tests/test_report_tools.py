@@ -1,9 +1,14 @@
-"""The report programs' own logic: sweep settings and the training-log table."""
+"""The report programs' own logic: sweep settings, the training-log table and the best-of-S
+test report."""
 
+import json
+
+import numpy as np
 import pytest
 
+from basis_jax import errors
 from configs import mnist_unet
-from experiments import psnr_sweep, training_log
+from experiments import best_of_s_report, psnr_sweep, training_log
 
 
 def test_sweep_settings_parse_and_apply_without_touching_the_base_config():
@@ -37,3 +42,46 @@ def test_training_log_rows_sum_window_times_and_keep_heldout_records():
   assert hours == pytest.approx((50 + 100) / 3600)
   assert heldout == [6.0, 10.0] and sigmas == [1.0, 0.1]  # EMA losses when present.
   assert second[4] is None and second[5] == [4.0, 8.0]  # No lr logged; raw losses only.
+
+
+def _noisy(truth, rms):
+  """truth plus a ±rms checkerboard: PSNR exactly −20 log10(rms) against truth."""
+  sign = np.where(np.indices(truth.shape[-3:-1]).sum(0) % 2 == 0, 1.0, -1.0)[..., None]
+  return (truth + rms * sign).astype(np.float32)
+
+
+def test_best_of_s_report_scores_chosen_chain0_oracle_and_wall_time(tmp_path):
+  rng = np.random.default_rng(0)
+  truth = rng.uniform(0.2, 0.8, (3, 2, 4, 4, 1)).astype(np.float32)
+  # Chain 0 is 20 dB (rms 0.1) everywhere; chain 1 is 40 dB (rms 0.01) with its components
+  # swapped, which the permutation matching must undo. Mixture 1 chose chain 0.
+  samples = np.stack([_noisy(truth, 0.1), _noisy(truth, 0.01)[:, ::-1]], axis=1)
+  chosen = np.array([1, 0, 1])
+  components = samples[np.arange(3), chosen]
+  np.savez(tmp_path / "separations.npz", mixtures=truth.sum(1), components=components,
+           ground_truth=truth, samples=samples)
+  (tmp_path / "config.json").write_text(json.dumps({"select": "likelihood"}))
+  (tmp_path / "metrics.jsonl").write_text('{"seconds": 10.0}\n{"seconds": 5.0}\n')
+  report = best_of_s_report.run_report(str(tmp_path))
+  assert report["chosen"]["mean"] == pytest.approx((40 + 20 + 40) / 3, abs=1e-3)
+  assert report["chain0"]["mean"] == pytest.approx(20, abs=1e-3)
+  assert report["single_sample"]["mean"] == pytest.approx(30, abs=1e-3)
+  assert report["oracle"]["mean"] == pytest.approx(40, abs=1e-3)
+  assert report["above_threshold"] == pytest.approx(4 / 6)  # 40 dB components only.
+  assert report["chain0_above_threshold"] == 0.0
+  assert report["seconds"] == 15.0 and report["select"] == "likelihood"
+  table = best_of_s_report.markdown([("agnostic", "default", report)])
+  assert "| agnostic | default | 2 | 3 | **33.33 ± " in table and "| 66.7 % |" in table
+  assert table.rstrip().endswith("| 500 |")  # 15 s for 3 mixtures: 500 s per 100.
+
+
+def test_best_of_s_report_refuses_bad_run_specs_and_runs_without_samples(tmp_path):
+  assert best_of_s_report.parse_runs("a:x=d1, b:y=d2") == [("a", "x", "d1"), ("b", "y", "d2")]
+  for bad in ("a=d1", "a:=d1", "a:x", ""):
+    with pytest.raises(errors.ConfigError):
+      best_of_s_report.parse_runs(bad)
+  truth = np.zeros((2, 2, 4, 4, 1), np.float32)
+  np.savez(tmp_path / "separations.npz", mixtures=truth.sum(1), components=truth,
+           ground_truth=truth)
+  with pytest.raises(errors.InputFileError, match="no samples"):
+    best_of_s_report.run_report(str(tmp_path))
