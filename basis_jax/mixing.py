@@ -138,6 +138,13 @@ def mix(operator: MixingOperator, components) -> np.ndarray:
   return np.asarray(jax.vmap(operator)(components))
 
 
+def residual_norm(operator: MixingOperator, x: jax.Array, mixtures: jax.Array) -> jax.Array:
+  """‖g(x_i) − m_i‖ per row of x [M, k, H, W, C] and mixtures [M, ...] -> [M]: how far a
+  candidate separation is from reproducing its mixture."""
+  residual = jax.vmap(lambda xi, m: operator(xi) - m)(x, mixtures)
+  return jnp.sqrt(jnp.sum(residual.reshape(x.shape[0], -1)**2, axis=-1))
+
+
 def from_config(config, num_components: int | None = None) -> MixingOperator:
   """Builds the operator named by `config.mixing.kind`."""
   kind = config.kind

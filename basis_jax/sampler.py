@@ -297,10 +297,8 @@ def make_separator(
     else:
       x, diverged_level, per_level = run_levels(params, x, diverged_level, obs, step_keys,
                                                 0, schedule.num_levels)
-    rows = x.shape[0]
     kept_per_mixture = options.final_samples
-    residual = jax.vmap(lambda xi, m: mixing(xi) - m)(x, obs)
-    residual_norm = jnp.sqrt(jnp.sum(residual.reshape(rows, -1)**2, axis=-1))
+    residual_norm = mixing_lib.residual_norm(mixing, x, obs)
     x = clamped(x)
 
     def unflatten(a):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -53,8 +52,7 @@ def make_rank_fn(criterion: str, priors: Sequence[Prior], mixing: mixing_lib.Mix
 
     def residual_rank(params, x, mixtures):
       del params
-      residual = jax.vmap(lambda xi, m: mixing(xi) - m)(x, mixtures)
-      return -jnp.sqrt(jnp.sum(residual.reshape(x.shape[0], -1) ** 2, axis=-1))
+      return -mixing_lib.residual_norm(mixing, x, mixtures)
 
     return residual_rank
 

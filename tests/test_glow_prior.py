@@ -1,5 +1,7 @@
 """Glow as a BASIS prior (per-σ stacked parameters in the sampler's scan) and best-of-N."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -78,21 +80,27 @@ def test_best_of_n_picks_the_most_likely_sample():
   rng = np.random.default_rng(0)
   samples = means + 0.3 * rng.standard_normal((5, 6, 2, 4, 4, 1)).astype(np.float32)
   samples[2, 4] = means  # The prior's mode, for both components.
-  best, index, scores = best_of_n.select_best(samples, prior.log_density_fn, prior.params,
-                                              level=1, chunk_size=7)
+  best, index, scores = best_of_n.select_best_for_priors(samples, [prior, prior], level=1,
+                                                         chunk_size=7)
   assert index[2] == 4
   np.testing.assert_array_equal(best[2], samples[2, 4])
+  # The score is the components' summed log-density at the level asked.
+  level_params = prior.select_level(prior.params, 1)
+  per_image = prior.log_density_fn(level_params, samples[0].reshape(12, 4, 4, 1), 1)
+  np.testing.assert_allclose(scores[0], np.asarray(per_image).reshape(6, 2).sum(1), rtol=1e-5)
   # Per-component priors give the same answer when they are the same prior.
-  _, index_k, scores_k = best_of_n.select_best(
-      samples, [prior.log_density_fn] * 2, [prior.params] * 2, level=1)
+  _, index_k, scores_k = best_of_n.select_best_for_priors(
+      samples, [prior, dataclasses.replace(prior)], level=1)
   np.testing.assert_array_equal(index_k, index)
   np.testing.assert_allclose(scores_k, scores, rtol=1e-5)
 
 
 def test_best_of_n_errors():
+  toy = gaussian.make_prior(np.zeros((2, 2, 1)), np.ones((2, 2, 1)), (1.0,))
   with pytest.raises(ValueError, match=r"\[N, S, k, H, W, C\]"):
-    best_of_n.select_best(np.zeros((2, 3, 4, 4, 1)), lambda p, x, l: x.sum((1, 2, 3)), None,
-                          level=0)
+    best_of_n.select_best_for_priors(np.zeros((2, 3, 4, 4, 1)), [toy, toy])
+  with pytest.raises(ValueError, match="3 priors for 2 components"):
+    best_of_n.select_best_for_priors(np.zeros((1, 2, 2, 2, 2, 1)), [toy] * 3)
   toy = gaussian.make_prior(np.zeros((2, 2, 1)), np.ones((2, 2, 1)), (1.0,))
   no_density = toy.__class__(**{**toy.__dict__, "log_density_fn": None})
   with pytest.raises(ValueError, match="needs a prior log-density"):
@@ -171,7 +179,6 @@ def test_glow32_data_space_pads_tiles_and_crops_back(tmp_path):
 
 def test_best_of_n_scores_a_sigma_conditioned_prior_at_the_schedules_last_sigma():
   """A σ-conditioned prior (num_levels None) is scored at σ_L, not at level 0 (σ_max)."""
-  import dataclasses  # pylint: disable=import-outside-toplevel
   from basis_jax.priors import score_unet  # pylint: disable=import-outside-toplevel
   schedule = schedules.Schedule(sigmas=(1.0, 0.1, 0.01), steps_per_level=1, step_lr=1e-5)
   prior = score_unet.load(ml_collections.ConfigDict({

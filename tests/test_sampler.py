@@ -263,16 +263,18 @@ def test_bad_input_is_refused_before_compilation():
     sampler.SamplerOptions(init="zeros")
 
 
-def test_several_samples_chosen_by_smallest_residual():
-  from basis_jax import best_of_n  # pylint: disable=g-import-not-at-top
+def test_residual_rank_is_the_residual_the_sampler_reports():
+  from basis_jax import selection  # pylint: disable=g-import-not-at-top
   separate, params, mixtures, _ = _small_setup(num_samples=4)
   out = jax.jit(separate)(params, mixtures[:3], jax.random.key(0))
-  best, index = best_of_n.select_by_residual(out["components"], out["residual_norm"])
-  assert best.shape == (3, 2) + SHAPE
-  np.testing.assert_array_equal(index, np.argmin(out["residual_norm"], axis=1))
-  residual = np.abs(best.sum(1) - mixtures[:3]).reshape(3, -1)
-  np.testing.assert_allclose(np.sqrt((residual**2).sum(1)), out["residual_norm"].min(1),
-                             rtol=1e-4)
+  components = np.asarray(out["components"])  # [3, 4, k, ...], every sample kept.
+  rank = selection.make_rank_fn("residual", [], mixing.Sum((1.0, 1.0)), num_levels=1)
+  scores = rank(None, components.reshape((12,) + components.shape[2:]),
+                np.repeat(mixtures[:3], 4, axis=0))
+  np.testing.assert_allclose(-np.asarray(scores).reshape(3, 4), out["residual_norm"],
+                             rtol=1e-4, atol=1e-6)
+  residual = np.abs(components.sum(2) - mixtures[:3, None]).reshape(3, 4, -1)
+  np.testing.assert_allclose(np.sqrt((residual**2).sum(-1)), out["residual_norm"], rtol=1e-4)
 
 
 def test_prior_sampler_samples_a_gaussian():
