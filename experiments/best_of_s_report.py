@@ -10,7 +10,8 @@ gives, on the same mixtures: the chosen sample (mean PSNR ± 95 % interval over 
 fraction of components above 29.5 dB, the paper's NCSN figure), its chain 0 alone (chain 0's
 noise is that of a one-chain run with the same seed, so this is the one-chain figure on the
 same pairs), the mean single sample, the oracle best of S (needs the ground truth), the
-aligned posterior mean, the Average baseline, and the summed wall time of the run's chunks.
+aligned posterior mean, the Average baseline, and the wall time per 100 mixtures (the median
+chunk's, so a chunk paused between sessions does not count its wait).
 
 The figure has one row per SET: the per-component PSNR histogram of chain 0 (one chain, the
 earlier default) beside that of each run's chosen sample, on shared axes.
@@ -48,13 +49,18 @@ def parse_runs(spec: str) -> list[tuple[str, str, str]]:
   return out
 
 
-def run_seconds(workdir: str) -> float:
-  """Summed wall time of the run's recorded chunks (metrics.jsonl), compile included."""
+def seconds_per_100(workdir: str) -> float:
+  """Wall time per 100 mixtures: the median over the run's recorded chunks (metrics.jsonl) of
+  seconds per mixture, × 100. The median, because a chunk that was paused or shared the
+  cores (a run resumed across sessions) would otherwise count its wait."""
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return math.nan
   with open(path) as f:
-    return float(sum(json.loads(line).get("seconds", 0.0) for line in f if line.strip()))
+    records = [json.loads(line) for line in f if line.strip()]
+  rates = [r["seconds"] / (r["chunk"][1] - r["chunk"][0]) for r in records
+           if "seconds" in r and "chunk" in r]
+  return 100.0 * float(np.median(rates)) if rates else math.nan
 
 
 def run_report(workdir: str) -> dict:
@@ -83,7 +89,7 @@ def run_report(workdir: str) -> dict:
       "average": metrics.summarize(average["mixture"]),
       "above_threshold": float(np.mean(chosen_psnr["component"] > _THRESHOLD)),
       "chain0_above_threshold": float(np.mean(chain0["component"] > _THRESHOLD)),
-      "seconds": run_seconds(workdir),
+      "seconds_per_100": seconds_per_100(workdir),
   }
 
 
@@ -95,17 +101,16 @@ def markdown(reports: list[tuple[str, str, dict]]) -> str:
   lines = [
       "| set | run | S | mixtures | chosen (dB) | components > 29.5 dB | chain 0 alone "
       "(one chain) | > 29.5 dB | mean single sample | oracle best of S | posterior mean | "
-      "Average | wall time (s per 100 mixtures) |",
+      "Average | s per 100 mixtures (median chunk) |",
       "|" + "---|" * 13,
   ]
   for set_name, label, r in reports:
-    per_100 = 100.0 * r["seconds"] / r["num_mixtures"]
     lines.append(
         f"| {set_name} | {label} | {r['num_samples']} | {r['num_mixtures']} | "
         f"**{_fmt(r['chosen'])}** | {100 * r['above_threshold']:.1f} % | {_fmt(r['chain0'])} | "
         f"{100 * r['chain0_above_threshold']:.1f} % | {r['single_sample']['mean']:.2f} | "
         f"{r['oracle']['mean']:.2f} | {r['posterior_mean']['mean']:.2f} | "
-        f"{_fmt(r['average'])} | {per_100:.0f} |")
+        f"{_fmt(r['average'])} | {r['seconds_per_100']:.0f} |")
   return "\n".join(lines) + "\n"
 
 
@@ -125,7 +130,7 @@ def histogram_figure(reports: list[tuple[str, str, dict]]):
   values = values[np.isfinite(values)]
   value_range = (math.floor(values.min()), math.ceil(values.max()))
   figure, axes = plt.subplots(len(sets), columns, figsize=(4.2 * columns, 3.2 * len(sets)),
-                              squeeze=False, sharex=True, dpi=100)
+                              squeeze=False, sharex=True, sharey=True, dpi=100)
   for row, set_name in enumerate(sets):
     for col in range(columns):
       ax = axes[row, col]

@@ -61,7 +61,10 @@ def test_best_of_s_report_scores_chosen_chain0_oracle_and_wall_time(tmp_path):
   np.savez(tmp_path / "separations.npz", mixtures=truth.sum(1), components=components,
            ground_truth=truth, samples=samples)
   (tmp_path / "config.json").write_text(json.dumps({"select": "likelihood"}))
-  (tmp_path / "metrics.jsonl").write_text('{"seconds": 10.0}\n{"seconds": 5.0}\n')
+  # Chunks of 2, 1 and 2 mixtures at 5, 3 and 900 s per mixture (the last one paused).
+  (tmp_path / "metrics.jsonl").write_text(
+      '{"chunk": [0, 2], "seconds": 10.0}\n{"chunk": [2, 3], "seconds": 3.0}\n'
+      '{"chunk": [3, 5], "seconds": 1800.0}\n')
   report = best_of_s_report.run_report(str(tmp_path))
   assert report["chosen"]["mean"] == pytest.approx((40 + 20 + 40) / 3, abs=1e-3)
   assert report["chain0"]["mean"] == pytest.approx(20, abs=1e-3)
@@ -69,10 +72,10 @@ def test_best_of_s_report_scores_chosen_chain0_oracle_and_wall_time(tmp_path):
   assert report["oracle"]["mean"] == pytest.approx(40, abs=1e-3)
   assert report["above_threshold"] == pytest.approx(4 / 6)  # 40 dB components only.
   assert report["chain0_above_threshold"] == 0.0
-  assert report["seconds"] == 15.0 and report["select"] == "likelihood"
+  assert report["seconds_per_100"] == 500.0 and report["select"] == "likelihood"
   table = best_of_s_report.markdown([("agnostic", "default", report)])
   assert "| agnostic | default | 2 | 3 | **33.33 ± " in table and "| 66.7 % |" in table
-  assert table.rstrip().endswith("| 500 |")  # 15 s for 3 mixtures: 500 s per 100.
+  assert table.rstrip().endswith("| 500 |")  # The median chunk: 5 s per mixture.
 
 
 def test_best_of_s_report_refuses_bad_run_specs_and_runs_without_samples(tmp_path):
