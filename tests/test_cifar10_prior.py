@@ -1,9 +1,13 @@
 """The CIFAR-10 side of the shipped prior: configs, exact test pixels, bad input."""
 
+import logging
+import os
+
 import numpy as np
 import pytest
 
-from basis_jax import checkpoint_io, mixing, schedules, separation
+from basis_jax import checkpoint_io, mixing, sampler, schedules, separation, train_ncsn
+from basis_jax import train_resume
 from basis_jax.errors import ConfigError
 from basis_jax.priors import ncsn, score_unet
 from configs import cifar_color_unet, cifar_ncsn, cifar_unet, score_unet_common
@@ -100,3 +104,43 @@ def test_runs_on_the_exact_test_pixels(make, shared_data, tmp_path):
   else:
     assert truth.shape == (3, 2, 32, 32, 3)
     np.testing.assert_allclose(mixtures, truth.sum(1), atol=1e-6)
+
+
+STATE = os.path.join(os.path.dirname(__file__), "..", "training", "score_unet_cifar10",
+                     "weights.npz")
+
+
+def test_a_ladder_beyond_the_trained_sigma_range_warns_naming_it(caplog):
+  prior = cifar_unet.get_config().prior
+  prior.weights = STATE  # The committed training state (trained for σ in [0.005, 54]).
+  with caplog.at_level(logging.WARNING):
+    score_unet.load(prior, schedules.Schedule(sigmas=(100.0, 1.0, 0.01), steps_per_level=1,
+                                              step_lr=1e-5))
+  assert "trained for σ in [0.005, 54]" in caplog.text and "σ = 100," in caplog.text
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    score_unet.load(prior, SCHEDULE)  # σ 1 and 0.1: inside, no warning.
+  assert "trained for σ" not in caplog.text
+
+
+def test_a_grayscale_mixture_with_three_channels_is_refused():
+  config = _tiny_random(cifar_color_unet.get_config())
+  job = separation.build_job(config)
+  assert job.separate.mixture_shape == (32, 32, 1)
+  with pytest.raises(ConfigError, match=r"Mixture shape \(32, 32, 3\) does not match .* "
+                     r"expect \(32, 32, 1\)"):
+    sampler.validate_mixtures(np.zeros((2, 32, 32, 3), np.float32), job.separate.mixture_shape)
+
+
+def test_a_truncated_training_state_is_refused_naming_the_file(tmp_path):
+  truncated = tmp_path / "weights.npz"
+  with open(STATE, "rb") as f:
+    truncated.write_bytes(f.read()[: os.path.getsize(STATE) // 2])
+  config = train_score_unet_cifar10.get_config()
+  with pytest.raises(checkpoint_io.CheckpointError, match="weights.npz"):
+    train_resume.load_into(str(truncated), {"params": {}}, architecture=score_unet.ARCHITECTURE,
+                           model_config=train_ncsn.model_config(config), seed=config.seed)
+  prior = cifar_unet.get_config().prior
+  prior.weights = str(truncated)
+  with pytest.raises(checkpoint_io.CheckpointError, match="weights.npz"):
+    score_unet.load(prior, SCHEDULE)
