@@ -152,10 +152,17 @@ def train(config, workdir: str, *, mesh=None) -> dict:
     logging.info("epoch %d step %d: loss %.3f, train acc %.3f, test acc %.3f (%.3f s/step)",
                  record["epoch"], step, record["train_loss"], record["train_accuracy"],
                  record["test_accuracy"], record["seconds_per_step"])
+  # The colorization baseline's accuracy: the test images as gray (the mean of RGB, the
+  # colorization mixture) copied to RGB.
+  gray = np.repeat(test_set.images.mean(-1, keepdims=True), test_set.images.shape[-1], -1)
+  record["test_accuracy_grayscale"] = classifier.accuracy(trained, gray, test_set.labels)
   classifier.save(os.path.join(workdir, "classifier.npz"), nnx.merge(graphdef, params, stats),
-                  {"test_accuracy": record["test_accuracy"], "test_images": len(test_set),
+                  {"test_accuracy": record["test_accuracy"],
+                   "test_accuracy_grayscale": record["test_accuracy_grayscale"],
+                   "test_images": len(test_set),
                    "test_data": test_set.name, "train_images": len(train_set),
                    "steps": step, "seed": int(config.seed)})
-  logging.info("Wrote %s (test accuracy %.3f on %d images).",
-               os.path.join(workdir, "classifier.npz"), record["test_accuracy"], len(test_set))
+  logging.info("Wrote %s (test accuracy %.3f on %d images; %.3f on their grayscale copies).",
+               os.path.join(workdir, "classifier.npz"), record["test_accuracy"], len(test_set),
+               record["test_accuracy_grayscale"])
   return record

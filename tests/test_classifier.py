@@ -149,3 +149,28 @@ def test_label_recovery_experiment_maps_indices_to_labels_and_checks_the_data(tm
   np.savez(tmp_path / "other.npz", x_test=x[::-1], y_test=y)
   with pytest.raises(ValueError, match="another dataset file"):
     label_recovery.ground_truth_labels(str(tmp_path), separations, str(tmp_path / "other.npz"))
+
+
+def test_training_writes_the_classifier_with_its_colour_and_grayscale_test_accuracy(tmp_path):
+  """Two steps end to end on a tiny labelled CIFAR-10-shaped file: the saved classifier's
+  metadata holds its accuracy on the test images and on their gray copies (mean of RGB,
+  the colorization baseline), each what `classifier.accuracy` says of the saved model."""
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+  labels = rng.integers(0, 10, 40, dtype=np.int64)
+  path = str(tmp_path / "cifar.npz")
+  np.savez(path, x_train=images[:32], y_train=labels[:32], x_test=images[32:],
+           y_test=labels[32:])
+  config = train_classifier_cifar10.get_config()
+  config.model.update(stem=4, widths=(4, 4, 4))
+  config.data.path = config.test_data.path = path
+  config.update(batch_size=16, max_steps=2)
+  record = classifier_training.train(config, str(tmp_path / "run"),
+                                     mesh=sharding.make_mesh(jax.devices()[:1]))
+  model, meta = classifier.load(str(tmp_path / "run" / "classifier.npz"))
+  test = images[32:].astype(np.float32) / 255.0
+  gray = np.repeat(test.mean(-1, keepdims=True), 3, -1)
+  assert meta["test_accuracy"] == record["test_accuracy"] == classifier.accuracy(
+      model, test, labels[32:])
+  assert meta["test_accuracy_grayscale"] == classifier.accuracy(model, gray, labels[32:])
+  assert record["step"] == 2
