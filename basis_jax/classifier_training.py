@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from basis_jax import atomic, classifier, data as data_lib, sharding
+from basis_jax import atomic, classifier, data as data_lib, metrics, mixing, sharding
 from basis_jax.errors import ConfigError
 
 
@@ -152,9 +152,10 @@ def train(config, workdir: str, *, mesh=None) -> dict:
     logging.info("epoch %d step %d: loss %.3f, train acc %.3f, test acc %.3f (%.3f s/step)",
                  record["epoch"], step, record["train_loss"], record["train_accuracy"],
                  record["test_accuracy"], record["seconds_per_step"])
-  # The colorization baseline's accuracy: the test images as gray (the mean of RGB, the
-  # colorization mixture) copied to RGB.
-  gray = np.repeat(test_set.images.mean(-1, keepdims=True), test_set.images.shape[-1], -1)
+  # The colorization baseline's accuracy: the test images' colorization mixtures (gray) as
+  # the Average baseline shows them (copied to RGB).
+  gray_mixtures = mixing.mix(mixing.Grayscale(), test_set.images[:, None])
+  gray = metrics.average_baseline(gray_mixtures, 1, channels=test_set.images.shape[-1])[:, 0]
   record["test_accuracy_grayscale"] = classifier.accuracy(trained, gray, test_set.labels)
   classifier.save(os.path.join(workdir, "classifier.npz"), nnx.merge(graphdef, params, stats),
                   {"test_accuracy": record["test_accuracy"],

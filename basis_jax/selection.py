@@ -88,12 +88,19 @@ def aligned_mean(samples: np.ndarray, reference: np.ndarray) -> np.ndarray:
   return aligned.mean(axis=1)
 
 
+def per_sample_psnr(samples: np.ndarray, truth: np.ndarray,
+                    data_range: float = 1.0) -> np.ndarray:
+  """[N, S]: the permutation-matched PSNR of each of the S samples [N, S, k, H, W, C] of a
+  mixture, scored on its own."""
+  return np.stack([metrics.separation_psnr(samples[:, i], truth, data_range)["mixture"]
+                   for i in range(samples.shape[1])], axis=1)
+
+
 def sample_psnr_summary(samples: np.ndarray, chosen_components: np.ndarray,
                         truth: np.ndarray, data_range: float = 1.0) -> dict[str, np.ndarray]:
   """Per-mixture PSNR [N] of the chosen sample, the mean single sample (each of the S scored
   on its own, then averaged), the oracle best sample and the aligned posterior mean."""
-  per_sample = np.stack([metrics.separation_psnr(samples[:, i], truth, data_range)["mixture"]
-                         for i in range(samples.shape[1])], axis=1)
+  per_sample = per_sample_psnr(samples, truth, data_range)
   return {
       "chosen": metrics.separation_psnr(chosen_components, truth, data_range)["mixture"],
       "single_sample": per_sample.mean(axis=1),

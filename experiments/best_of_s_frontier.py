@@ -131,8 +131,7 @@ def main(argv):
     if run["components"].ndim != 6 or "snapshots" not in run:
       raise ValueError(f"{workdir} needs num_samples > 1, select='none' and snapshots.")
     n, s = run["components"].shape[:2]
-    per_sample = np.stack([metrics.separation_psnr(run["components"][:, i], run["ground_truth"],
-                                                   1.0)["mixture"] for i in range(s)], axis=1)
+    per_sample = selection.per_sample_psnr(run["components"], run["ground_truth"], 1.0)
     final, early = run_scores(job, run, _CHUNK.value)
     num_sigmas = likelihood.settings_from_config(config.prior.get("likelihood")).num_sigmas
     levels = job.schedule.num_levels
