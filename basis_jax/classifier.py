@@ -205,7 +205,7 @@ def colorization_accuracy(model: Classifier, colorized: np.ndarray, grayscale: n
   """Accuracy on colorized images [N, H, W, 3], on the grayscale inputs [N, H, W, 1] copied
   to RGB, and on the true-colour images [N, H, W, 3]; labels [N]."""
   true_colour = np.asarray(true_colour, np.float32)
-  gray = np.repeat(np.asarray(grayscale, np.float32), true_colour.shape[-1] // np.shape(grayscale)[-1], -1)
+  gray = metrics.average_baseline(grayscale, 1, channels=true_colour.shape[-1])[:, 0]
   return {"colorized": accuracy(model, colorized, labels),
           "grayscale": accuracy(model, gray, labels),
           "true_colour": accuracy(model, true_colour, labels)}
