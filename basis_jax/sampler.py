@@ -242,7 +242,9 @@ def make_separator(
       if progress is not None:
         # Handing over a value computed from this level's x makes the callback wait for the
         # level's work; with `level` alone XLA may run it first (a level ahead of the work).
-        jax.debug.callback(lambda level, _: progress(level), level, diverged_level)
+        # A scalar of it, not the sharded rows: gathering those onto one device for the host
+        # was an "involuntary full rematerialization" in every sharded run.
+        jax.debug.callback(lambda level, _: progress(level), level, jnp.max(diverged_level))
       outputs = {"score_norm": score_norm}
       if options.snapshots:
         outputs["snapshots"] = x
