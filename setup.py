@@ -31,7 +31,8 @@ setuptools.setup(
     extras_require={
         # torch (CPU build, from this project's machines' local disk on Python 3.11) runs the
         # converter parity tests; elsewhere those tests use committed golden fixtures.
-        "test": ["pytest", "chex", "torch==2.13.0; python_version == '3.11'"],
+        # pytest-xdist: the suite runs on one worker per core (pytest.ini).
+        "test": ["pytest", "pytest-xdist", "chex", "torch==2.13.0; python_version == '3.11'"],
         # PyTorch is only needed to convert the published checkpoints and for the
         # parity tests; converted checkpoints load without it.
         "torch": ["torch"],

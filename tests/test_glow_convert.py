@@ -56,7 +56,7 @@ def test_parity_with_pytorch(tmp_path, affine, lu, learn_top):
     z_ref = z_ref.numpy().transpose(0, 2, 3, 1)
     latent_errors.append(np.max(np.abs(z - z_ref)) / max(1.0, np.max(np.abs(z_ref))))
     assert latent_errors[-1] <= 1e-4
-  # docs/glow.md quotes these numbers (pytest -s tests/test_glow_convert.py -k parity).
+  # docs/glow.md quotes these numbers (pytest -s -n 0 tests/test_glow_convert.py -k parity).
   print(f"glow parity affine={affine} lu={lu} learn_top={learn_top}: log p max rel error "
         f"{np.max(np.abs(logp - logp_ref.numpy()) / np.abs(logp_ref.numpy())):.2g}, "
         f"latents {max(latent_errors):.2g}")
