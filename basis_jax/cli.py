@@ -20,6 +20,9 @@
   1.3-1.5x faster on 2 cores). It changes no result beyond float rounding (the sampler's
   results do not depend on the device count) and nothing on a GPU or TPU, whose devices
   JAX uses instead. `JAX_NUM_CPU_DEVICES=1` restores one device.
+- Ctrl-C prints one line and exits with 130. Its KeyboardInterrupt can land inside a JAX host
+  callback (the sampler's progress lines), which swallows it; so `run` also records it, and
+  long loops check `interrupt_requested()` where stopping is safe (after each chunk).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import difflib
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 from typing import Any, Callable
 
 from absl import app, flags
@@ -42,6 +47,18 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 _TRACEBACK_FLAG = "traceback"
 _FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_INTERRUPT = threading.Event()
+
+
+def interrupt_requested() -> bool:
+  """Whether Ctrl-C came since `run` started (even if its KeyboardInterrupt was swallowed)."""
+  return _INTERRUPT.is_set()
+
+
+def _on_sigint(signum, frame):
+  del signum, frame
+  _INTERRUPT.set()
+  raise KeyboardInterrupt
 
 
 def run(main: Callable[[list[str]], Any], log_name: str | None = None, *,
@@ -55,6 +72,7 @@ def run(main: Callable[[list[str]], Any], log_name: str | None = None, *,
 
   def wrapped(argv):
     route_logging(_log_path(log_name))
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
       return main(argv)
     except UserError as e:

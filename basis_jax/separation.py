@@ -28,7 +28,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, errors, memory, metrics, mixing as mixing_lib
+from basis_jax import atomic, cli, errors, memory, metrics, mixing as mixing_lib
 from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
 from basis_jax import schedules, selection, sharding, visualize, workdir as workdir_lib
 from basis_jax.errors import ConfigError
@@ -290,6 +290,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
                    len(chunks), finished, num_mixtures, rate, (num_mixtures - finished) / rate)
 
       done_here = number + 1
+      if cli.interrupt_requested():  # Ctrl-C whose KeyboardInterrupt a callback swallowed.
+        raise KeyboardInterrupt
   except KeyboardInterrupt:
     raise KeyboardInterrupt(f"interrupted after chunk {done_here}/{len(chunks)}; "
                             "re-run the same command to resume") from None
