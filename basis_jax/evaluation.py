@@ -117,10 +117,13 @@ def psnr_results(sep: Separations, ssim: bool = False) -> dict[str, Any]:
                 for i in range(s)]
   component = np.stack([r['component'] for r in per_sample], 1)  # [N, S, k]
   baseline = metrics.separation_psnr(average_baseline(sep), sep.ground_truth)
-  out = {'basis': metrics.summarize(component.mean(axis=(1, 2))),
+  per_mixture = component.mean(axis=(1, 2))
+  out = {'basis': metrics.summarize(per_mixture),
          'average': metrics.summarize(baseline['mixture']),
          'component_psnr': component, 'n_mixtures': n, 'n_samples': s,
-         'fraction_components_above_29_5': float(np.mean(component > 29.5))}
+         'fraction_components_above_29_5': float(np.mean(component > 29.5)),
+         # Mixtures whose separation scores above the Average's on the same mixture.
+         'fraction_mixtures_above_average': float(np.mean(per_mixture > baseline['mixture']))}
   if sep.samples is not None and s == 1:
     # What choosing among the S samples was worth, on the same run.
     out['selection'] = {name: metrics.summarize(values) for name, values in
@@ -249,6 +252,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     for label, prefix in (('Average', 'average_psnr'), ('BASIS', 'psnr')):
       lines.append(f"| {label} | {results[prefix + '_mean']:.2f} | "
                    f"{results[prefix + '_std']:.2f} | ±{results[prefix + '_ci95']:.2f} |")
+    if 'fraction_mixtures_above_average' in results:
+      lines += ['', f"BASIS scores above the Average on "
+                f"{100 * results['fraction_mixtures_above_average']:.1f} % of the mixtures."]
     if 'selection' in results:
       chosen = results['selection']
       lines += ['', f"BASIS keeps one of {chosen['num_samples']} samples per mixture, chosen by "
@@ -284,7 +290,8 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 def psnr_summary_fields(psnr: dict[str, Any]) -> dict[str, Any]:
   out = {'n_mixtures': psnr['n_mixtures'], 'n_samples': psnr['n_samples'],
-         'fraction_components_above_29_5': psnr['fraction_components_above_29_5']}
+         'fraction_components_above_29_5': psnr['fraction_components_above_29_5'],
+         'fraction_mixtures_above_average': psnr['fraction_mixtures_above_average']}
   for prefix, key in (('psnr', 'basis'), ('average_psnr', 'average'),
                       ('ssim', 'basis_ssim'), ('average_ssim', 'average_ssim')):
     if key in psnr:

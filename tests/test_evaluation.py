@@ -96,6 +96,12 @@ def test_evaluate_writes_tables(tmp_path, monkeypatch):
   assert results['n_mixtures'] == 30
   assert results['psnr_mean'] == pytest.approx(30.5, abs=0.5)  # noise 0.03 -> ~30.5 dB
   assert results['average_psnr_mean'] < results['psnr_mean']
+  assert results['fraction_mixtures_above_average'] == 1.0  # Every mixture: 30 dB vs ~8.
+  assert 'on 100.0 % of the mixtures' in (tmp_path / 'eval.md').read_text()
+  # Half the mixtures swapped for the Average itself (m/2 each): they no longer beat it.
+  sep = evaluation.load_separations(str(tmp_path))
+  sep.components[:15, 0] = sep.mixtures[:15, None] / 2
+  assert evaluation.psnr_results(sep)['fraction_mixtures_above_average'] == 0.5
   assert 'inception' not in results  # One channel (MNIST): IS/FID do not apply, no warning.
   with open(tmp_path / 'eval.json') as f:
     assert json.load(f)['psnr_mean'] == results['psnr_mean']
