@@ -174,15 +174,30 @@ def _sampling_ladder(config) -> tuple[float, ...]:
   return schedules.geometric_sigmas(s.sigma_max, s.sigma_min, s.num_levels)
 
 
-def _write_samples(config, graphdef, state, workdir, step) -> None:
-  """A grid of unconditional samples (plain annealed Langevin) to judge the prior by eye."""
+def sample_grid(config, graphdef, params, key) -> np.ndarray:
+  """`config.sampling`'s unconditional samples [N, H, W, C] from `params` (plain annealed
+  Langevin on the sampling ladder): the grid that judges a prior by eye."""
   s = config.sampling
   cfg = model_config(config)
   shape = (s.num_samples, cfg.image_size, cfg.image_size, cfg.channels)
   sample = _sampler(graphdef, config.model.get("name", "ncsn"), _sampling_ladder(config),
                     s.steps_per_level, s.step_lr, shape)
+  return np.asarray(sample(params, key))
+
+
+def write_sample_grid(config, weights: str, path: str, seed: int = 0) -> None:
+  """`sample_grid` of a weights file (shipped, exported or a training state; EMA where it has
+  them) of `config`'s network, as a PNG. Weights of another shape are refused by name."""
+  cfg = model_config(config)
+  expected = {"channels": cfg.channels, "image_size": cfg.image_size}
+  _, graphdef, params, _ = network(config).load_weights(weights, expected, use_ema=True)
+  x = sample_grid(config, graphdef, params, jax.random.key(seed))
+  visualize.save_png(path, visualize.image_grid(x), scale=2)
+
+
+def _write_samples(config, graphdef, state, workdir, step) -> None:
   params = state.get("ema", state["params"])
-  x = np.asarray(sample(params, jax.random.fold_in(jax.random.key(config.seed + 1), step)))
+  x = sample_grid(config, graphdef, params, jax.random.fold_in(jax.random.key(config.seed + 1), step))
   if jax.process_index() == 0:
     path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
     visualize.save_png(path, visualize.image_grid(x), scale=2)
