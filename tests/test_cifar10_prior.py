@@ -76,8 +76,8 @@ def test_colorization_with_a_one_channel_prior_is_refused():
     gray(np.zeros((1, 1, 28, 28, 1), np.float32))
 
 
-def _tiny_random(config, **updates):
-  config.prior.update(allow_random_weights=True, widths=(8, 8, 8), embed_dim=8)
+def _tiny(config, **updates):
+  """The shipped prior on a 2-step schedule."""
   config.schedule.update(num_levels=2, steps_per_level=1)
   config.update(num_mixtures=3, batch_size=3, **updates)
   return config
@@ -86,7 +86,7 @@ def _tiny_random(config, **updates):
 @pytest.mark.parametrize("make", [cifar_unet.get_config, cifar_color_unet.get_config])
 def test_runs_on_the_exact_test_pixels(make, shared_data, tmp_path):
   exact = shared_data / "cifar10" / "cifar10_exact_subset.npz"
-  config = _tiny_random(make())
+  config = _tiny(make())
   config.data.path = str(exact)
   separation.run(config, str(tmp_path))
   with np.load(tmp_path / "separations.npz") as out, np.load(exact) as ref:
@@ -124,7 +124,7 @@ def test_a_ladder_beyond_the_trained_sigma_range_warns_naming_it(caplog):
 
 
 def test_a_grayscale_mixture_with_three_channels_is_refused():
-  config = _tiny_random(cifar_color_unet.get_config())
+  config = _tiny(cifar_color_unet.get_config())
   job = separation.build_job(config)
   assert job.separate.mixture_shape == (32, 32, 1)
   with pytest.raises(ConfigError, match=r"Mixture shape \(32, 32, 3\) does not match .* "
