@@ -191,16 +191,20 @@ def write_sample_grid(config, weights: str, path: str, seed: int = 0) -> None:
   cfg = model_config(config)
   expected = {"channels": cfg.channels, "image_size": cfg.image_size}
   _, graphdef, params, _ = network(config).load_weights(weights, expected, use_ema=True)
-  x = sample_grid(config, graphdef, params, jax.random.key(seed))
+  _save_grid(path, sample_grid(config, graphdef, params, jax.random.key(seed)))
+
+
+def _save_grid(path: str, x: np.ndarray) -> None:
   visualize.save_png(path, visualize.image_grid(x), scale=2)
 
 
 def _write_samples(config, graphdef, state, workdir, step) -> None:
-  params = state.get("ema", state["params"])
-  x = sample_grid(config, graphdef, params, jax.random.fold_in(jax.random.key(config.seed + 1), step))
+  """The training run's grid of step `step` (EMA weights), in WORKDIR/samples/."""
+  key = jax.random.fold_in(jax.random.key(config.seed + 1), step)
+  x = sample_grid(config, graphdef, state.get("ema", state["params"]), key)
   if jax.process_index() == 0:
     path = os.path.join(workdir, "samples", f"step_{step:07d}.png")
-    visualize.save_png(path, visualize.image_grid(x), scale=2)
+    _save_grid(path, x)
     logging.info("Wrote %s", path)
 
 
