@@ -20,24 +20,8 @@
 set -uo pipefail
 BUDGET_S=${BUDGET_S:-270} N=${N:-500} N_COLOR=${N_COLOR:-1000} BATCH=${BATCH:-100}
 SEP=${SEP:-} COLOR=${COLOR:-} EXTRA=${EXTRA:-}
-PY=${PY:-python3}
-OUT=${OUT:-/tmp/out}
-W=${W:-/tmp/gpu-work}
-start=$SECONDS
-left() { echo $(( BUDGET_S - (SECONDS - start) )); }
-mkdir -p "$OUT" "$W/logs" "$W/results"
-$PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu-run/wheels/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1
-(nvidia-smi --query-gpu=name,memory.total --format=csv; $PY -c \
-  'import jax, sys; print(sys.version.split()[0], "jax", jax.__version__, jax.devices())') \
-  > "$OUT/gpu.txt" 2>&1
+source experiments/gpu/common.sh
 data=(--config.data.path=.gpu-run/cifar10_exact_subset.npz --config.batch_size="$BATCH" $EXTRA)
-
-pack() {
-  tar -C "$W" -cf "$OUT/results.tar" results 2>/dev/null
-  tar -C "$W" -czf "$OUT/logs.tar.gz" logs 2>/dev/null
-}
 
 one() {  # one run: NAME CONFIG N FLAGS...; separation, SSIM, label recovery, records.
   local name=$1 config=$2 n=$3; shift 3

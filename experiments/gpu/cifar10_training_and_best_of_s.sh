@@ -27,25 +27,9 @@
 set -uo pipefail
 BUDGET_S=${BUDGET_S:-540} TRAIN_S=${TRAIN_S:-330} COOL_STEPS=${COOL_STEPS:-5000}
 N_MNIST=${N_MNIST:-500} MNIST_BATCH=${MNIST_BATCH:-100} MNIST_EXTRA=${MNIST_EXTRA:-}
-PY=${PY:-python3}
-OUT=${OUT:-/tmp/out}
-W=${W:-/tmp/gpu-work}
-start=$SECONDS
-left() { echo $(( BUDGET_S - (SECONDS - start) )); }
-mkdir -p "$OUT" "$W/logs" "$W/results"
-$PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu-run/wheels/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1
+source experiments/gpu/common.sh
 # Two JAX processes share the GPU: neither may take the default 75 % of its memory.
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.45
-(nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv; $PY -c \
-  'import jax, flax, sys; print(sys.version.split()[0], "jax", jax.__version__, "flax", flax.__version__, jax.devices())') \
-  > "$OUT/gpu.txt" 2>&1
-
-pack_results() {  # One tar of everything small so far (rewritten after each stage).
-  tar -C "$W" -cf "$OUT/results.tar" results 2>/dev/null
-  tar -C "$W" -czf "$OUT/logs.tar.gz" logs 2>/dev/null
-}
 
 # 1. CIFAR-10 training, in the background: the committed state, the committed recipe. No
 #    sample grids here (their compile would stall training; the grid of the shipped weights
@@ -74,7 +58,7 @@ for spec in agnostic_best:best:class-agnostic:best split_best:class_split,best:c
   cp "$W/mnist/$name"/{config.json,metrics.json,metrics.jsonl,timing.json} \
     "$W/results/mnist_$name/" 2>/dev/null
   [[ -f "$W/mnist/$name/metrics.json" ]] && runs+="${runs:+,}$set:$label=$W/mnist/$name"
-  pack_results
+  pack
 done
 if [[ -n "$runs" ]]; then
   timeout 60 $PY -m experiments.best_of_s_report --runs="$runs" \
@@ -82,7 +66,7 @@ if [[ -n "$runs" ]]; then
     > "$W/logs/report.log" 2>&1
   echo "report exit $? at $((SECONDS - start)) s" >> "$W/logs/stages.txt"
 fi
-pack_results
+pack
 
 # 3. The end of the main run: pack its state at once.
 wait "$train_pid"
@@ -90,7 +74,7 @@ echo "train exit $? at $((SECONDS - start)) s" >> "$W/logs/stages.txt"
 mkdir -p "$W/results/train"
 cp "$W/train"/{metrics.jsonl,config.json} "$W/results/train/" 2>/dev/null
 split -b 15M -d "$W/train/weights.npz" "$OUT/state.npz.part-"
-pack_results
+pack
 
 # 4. The cool-down branch and the export: COOL_STEPS, fewer if the measured rate says they
 #    would not fit (the log says which).
@@ -112,5 +96,5 @@ if (( cool > 0 )); then
     --out="$OUT/score_unet_cifar10.npz" > "$W/logs/export.log" 2>&1
   echo "export exit $? at $((SECONDS - start)) s" >> "$W/logs/stages.txt"
 fi
-pack_results
+pack
 echo "done at $((SECONDS - start)) s"
