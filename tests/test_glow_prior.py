@@ -181,9 +181,8 @@ def test_best_of_n_scores_a_sigma_conditioned_prior_at_the_schedules_last_sigma(
   """A σ-conditioned prior (num_levels None) is scored at σ_L, not at level 0 (σ_max)."""
   from basis_jax.priors import score_unet  # pylint: disable=import-outside-toplevel
   schedule = schedules.Schedule(sigmas=(1.0, 0.1, 0.01), steps_per_level=1, step_lr=1e-5)
-  prior = score_unet.load(ml_collections.ConfigDict({
-      "name": "score_unet", "weights": "", "dataset": "cifar10", "widths": (8, 8),
-      "embed_dim": 8, "seed": 0, "allow_random_weights": True}), schedule)
+  prior = score_unet.load(ml_collections.ConfigDict({  # The shipped CIFAR-10 prior.
+      "name": "score_unet", "weights": "", "dataset": "cifar10"}), schedule)
   assert prior.num_levels is None
   sigmas = jnp.asarray(schedule.sigmas)
   asked = lambda params, x, level: jnp.sum(x, axis=(1, 2, 3)) * 0 - sigmas[level]
