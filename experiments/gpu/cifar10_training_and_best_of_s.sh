@@ -78,7 +78,7 @@ pack
 
 # 4. The cool-down branch and the export: COOL_STEPS, fewer if the measured rate says they
 #    would not fit (the log says which).
-step=$($PY -c "import json, numpy as np, sys; print(json.loads(np.load(sys.argv[1])['__metadata__'].tobytes())['step'])" "$W/train/weights.npz")
+step=$($PY -c "import sys; from basis_jax import checkpoint_io; print(checkpoint_io.read_metadata(sys.argv[1])['step'])" "$W/train/weights.npz")
 rate=$($PY -c "import json, sys; print(json.loads(open(sys.argv[1]).readlines()[-1]).get('steps_per_sec', 1))" "$W/train/metrics.jsonl")
 fit=$($PY -c "import sys; print(int(float(sys.argv[1]) * max(0, int(sys.argv[2]) - 80)) // 100 * 100)" "$rate" "$(left)")
 cool=$(( fit < COOL_STEPS ? fit : COOL_STEPS ))
