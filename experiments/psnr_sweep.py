@@ -9,9 +9,12 @@
 Each --settings is NAME:key=value[,key=value...] over the config (values parsed as Python
 literals); each runs `basis_jax.separation.run` in WORKDIR/NAME (so a re-run resumes and
 skips finished settings) on the same mixtures. The table: PSNR mean ± 95% interval, the
-fraction of components above 29.5 dB, the Average baseline on the same mixtures, network
-evaluations per component (levels × steps × samples) and separation wall time (from
-WORKDIR/NAME/timing.json, measured when that setting ran). Written to WORKDIR/sweep.md.
+difference to the first setting mixture by mixture (mean ± 95% interval of the paired
+differences: settings run on the same mixtures, so this interval is far tighter than the
+two PSNR intervals suggest), the fraction of components above 29.5 dB, the Average
+baseline on the same mixtures, network evaluations per component (levels × steps ×
+samples) and separation wall time (from WORKDIR/NAME/timing.json, measured when that
+setting ran). Written to WORKDIR/sweep.md.
 """
 
 import ast
@@ -20,11 +23,11 @@ import json
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 import numpy as np
 
-from basis_jax import cli, atomic, evaluation, sampler, separation
+from basis_jax import cli, atomic, evaluation, metrics, sampler, separation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Separation config file.",
                                           lock_config=True)
@@ -78,7 +81,40 @@ def _row(name, config, workdir):
           "above_29_5": results["fraction_components_above_29_5"],
           "baseline": results["average"],
           "evals": levels * s.steps_per_level * config.sampler.num_samples,
-          "seconds": seconds, "n": results["n_mixtures"]}
+          "seconds": seconds, "n": results["n_mixtures"],
+          "per_mixture": results["component_psnr"].mean(axis=(1, 2)),
+          "indices": None if sep.indices is None else np.asarray(sep.indices)}
+
+
+def paired_difference(row, first):
+  """Mean ± 95% interval of row's per-mixture PSNR minus first's; None unless both ran on
+  the same mixtures (same count and, where recorded, the same image indices)."""
+  if row is first or row["per_mixture"].shape != first["per_mixture"].shape:
+    return None
+  if (row["indices"] is None) != (first["indices"] is None) or (
+      row["indices"] is not None and not np.array_equal(row["indices"], first["indices"])):
+    return None
+  return metrics.summarize(row["per_mixture"] - first["per_mixture"])
+
+
+def markdown(rows) -> str:
+  """The sweep table; the paired column compares each setting with the first that ran."""
+  ran = [r for r in rows if "diverged" not in r]
+  first = ran[0] if ran else None
+  title = f"Δ vs {first['name']} (paired)" if first else "Δ (paired)"
+  lines = [f"| setting | PSNR (dB) | {title} | > 29.5 dB | Average baseline | evals/component "
+           "| wall s | n |", "|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    if "diverged" in r:
+      lines.append(f"| {r['name']} | diverged | | | | | | |")
+      continue
+    diff = paired_difference(r, first)
+    delta = ("reference" if r is first else "—" if diff is None
+             else f"{diff['mean']:+.2f} ± {diff['ci95']:.2f}")
+    lines.append(f"| {r['name']} | {r['psnr']['mean']:.2f} ± {r['psnr']['ci95']:.2f} | "
+                 f"{delta} | {100 * r['above_29_5']:.0f}% | {r['baseline']['mean']:.2f} | "
+                 f"{r['evals']} | {r['seconds']:.0f} | {r['n']} |")
+  return "\n".join(lines)
 
 
 def main(argv):
@@ -101,16 +137,7 @@ def main(argv):
                         {"seconds": time.time() - start, "overrides": overrides})
     rows.append(_row(name, config, workdir))
     logging.info("%s: %.2f dB", name, rows[-1]["psnr"]["mean"])
-  lines = ["| setting | PSNR (dB) | > 29.5 dB | Average baseline | evals/component | wall s | n |",
-           "|---|---|---|---|---|---|---|"]
-  for r in rows:
-    if "diverged" in r:
-      lines.append(f"| {r['name']} | diverged | | | | | |")
-      continue
-    lines.append(f"| {r['name']} | {r['psnr']['mean']:.2f} ± {r['psnr']['ci95']:.2f} | "
-                 f"{100 * r['above_29_5']:.0f}% | {r['baseline']['mean']:.2f} | {r['evals']} | "
-                 f"{r['seconds']:.0f} | {r['n']} |")
-  table = "\n".join(lines)
+  table = markdown(rows)
   with atomic.atomic_open(os.path.join(_WORKDIR.value, "sweep.md"), "w") as f:
     f.write(table + "\n")
   print(table)

@@ -25,6 +25,33 @@ def test_sweep_settings_parse_and_apply_without_touching_the_base_config():
     psnr_sweep._apply(base, {"schedule.stp_lr": 1e-5})
 
 
+def _sweep_row(name, per_mixture, indices):
+  per_mixture = np.asarray(per_mixture, np.float64)
+  return {"name": name, "psnr": {"mean": per_mixture.mean(), "ci95": 9.9}, "above_29_5": 0.0,
+          "baseline": {"mean": 15.0}, "evals": 500, "seconds": 10.0, "n": len(per_mixture),
+          "per_mixture": per_mixture, "indices": indices}
+
+
+def test_sweep_table_compares_settings_mixture_by_mixture():
+  indices = np.arange(8).reshape(4, 2)
+  spread = np.array([10.0, 14.0, 18.0, 22.0])  # Mixtures differ far more than settings.
+  base = _sweep_row("base", spread, indices)
+  better = _sweep_row("better", spread + [0.4, 0.5, 0.6, 0.5], indices)
+  other = _sweep_row("other_mixtures", spread + 1.0, indices[::-1])
+  table = psnr_sweep.markdown([{"name": "bad", "diverged": "NaN"}, base, better, other])
+  lines = table.splitlines()
+  assert "Δ vs base (paired)" in lines[0]
+  assert lines[2].startswith("| bad | diverged |")
+  assert "| reference |" in lines[3]
+  diff = psnr_sweep.paired_difference(better, base)
+  assert diff["mean"] == pytest.approx(0.5)
+  assert diff["ci95"] == pytest.approx(1.96 * np.std([0.4, 0.5, 0.6, 0.5], ddof=1) / 2,
+                                       rel=1e-3)
+  assert f"| +0.50 ± {diff['ci95']:.2f} |" in lines[4]
+  # Other mixtures (or another count) cannot be paired: no difference is claimed.
+  assert psnr_sweep.paired_difference(other, base) is None and "| — |" in lines[5]
+
+
 def test_training_log_rows_sum_window_times_and_keep_heldout_records():
   records = [
       {"step": 100, "steps_per_sec": 2.0, "loss": 30.0},
