@@ -11,10 +11,9 @@ step of one component in a separation). The published NCSN (F=64) is the baselin
 import contextlib
 import time
 
-from absl import app, flags
+from absl import flags
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 

@@ -11,7 +11,7 @@ present), to two decimals: a cool-down moves it by less than one.
 
 import json
 
-from absl import app, flags
+from absl import flags
 
 from basis_jax import cli
 

@@ -10,7 +10,6 @@ Each file holds a reduced-width (ngf=4) reference state dict with its DataParall
 import json
 import os
 import platform
-import sys
 
 import numpy as np
 import torch

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.test_cli import REPO, TINY_NCSN, TOY, _assert_user_error, _run
+from tests.test_cli import REPO, TOY, _assert_user_error, _run
 
 
 @pytest.mark.parametrize("override, message", [

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 
 from basis_jax import separation
 from basis_jax.priors import score_unet

@@ -20,7 +20,6 @@ import functools
 import logging
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
