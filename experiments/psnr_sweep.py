@@ -10,8 +10,9 @@ Each --settings is NAME:key=value[,key=value...] over the config (values parsed 
 literals); each runs `basis_jax.separation.run` in WORKDIR/NAME (so a re-run resumes and
 skips finished settings) on the same mixtures. The table: PSNR mean ± 95% interval, the
 difference to the first setting mixture by mixture (mean ± 95% interval of the paired
-differences: settings run on the same mixtures, so this interval is far tighter than the
-two PSNR intervals suggest), the fraction of components above 29.5 dB, the Average
+differences: settings run on the same mixtures, so the spread between mixtures cancels;
+what is left is the spread between chains, which on CIFAR-10 is as wide as the PSNR
+interval itself), the fraction of components above 29.5 dB, the Average
 baseline on the same mixtures, network evaluations per component (levels × steps ×
 samples) and separation wall time (from WORKDIR/NAME/timing.json, measured when that
 setting ran). Written to WORKDIR/sweep.md.
