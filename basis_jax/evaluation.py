@@ -107,8 +107,9 @@ def psnr_results(sep: Separations, ssim: bool = False) -> dict[str, Any]:
   """PSNR (and optionally SSIM) of the separations and of the Average baseline.
 
   With S samples per mixture each sample is matched and scored on its own, and a
-  mixture's score is the mean over its samples. Returns summaries and the per-component
-  PSNR arrays (key 'component_psnr', [N, S, k]) for the histogram.
+  mixture's score is the mean over its samples. Returns summaries, the per-component PSNR
+  arrays (key 'component_psnr', [N, S, k]) for the histogram and the per-mixture scores
+  (key 'mixture_psnr', [N]) for comparing runs on the same mixtures.
   """
   if sep.ground_truth is None:
     raise InputFileError('No ground truth in separations.npz: PSNR needs it.')
@@ -120,7 +121,8 @@ def psnr_results(sep: Separations, ssim: bool = False) -> dict[str, Any]:
   per_mixture = component.mean(axis=(1, 2))
   out = {'basis': metrics.summarize(per_mixture),
          'average': metrics.summarize(baseline['mixture']),
-         'component_psnr': component, 'n_mixtures': n, 'n_samples': s,
+         'component_psnr': component, 'mixture_psnr': per_mixture,
+         'n_mixtures': n, 'n_samples': s,
          'fraction_components_above_29_5': float(np.mean(component > 29.5)),
          # Mixtures whose separation scores above the Average's on the same mixture.
          'fraction_mixtures_above_average': float(np.mean(per_mixture > baseline['mixture']))}

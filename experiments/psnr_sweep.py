@@ -12,10 +12,10 @@ skips finished settings) on the same mixtures. The table: PSNR mean ± 95% inter
 difference to the first setting mixture by mixture (mean ± 95% interval of the paired
 differences: settings run on the same mixtures, so the spread between mixtures cancels;
 what is left is the spread between chains, which on CIFAR-10 is as wide as the PSNR
-interval itself), the fraction of components above 29.5 dB, the Average
-baseline on the same mixtures, network evaluations per component (levels × steps ×
-samples) and separation wall time (from WORKDIR/NAME/timing.json, measured when that
-setting ran). Written to WORKDIR/sweep.md.
+interval itself), the fraction of components above 29.5 dB, the Average baseline on the
+same mixtures, network evaluations per component (levels × steps × samples) and separation
+wall time (from WORKDIR/NAME/timing.json, measured when that setting ran). Written to
+WORKDIR/sweep.md.
 """
 
 import ast
@@ -83,17 +83,15 @@ def _row(name, config, workdir):
           "baseline": results["average"],
           "evals": levels * s.steps_per_level * config.sampler.num_samples,
           "seconds": seconds, "n": results["n_mixtures"],
-          "per_mixture": results["component_psnr"].mean(axis=(1, 2)),
+          "per_mixture": results["mixture_psnr"],
           "indices": None if sep.indices is None else np.asarray(sep.indices)}
 
 
 def paired_difference(row, first):
   """Mean ± 95% interval of row's per-mixture PSNR minus first's; None unless both ran on
   the same mixtures (same count and, where recorded, the same image indices)."""
-  if row is first or row["per_mixture"].shape != first["per_mixture"].shape:
-    return None
-  if (row["indices"] is None) != (first["indices"] is None) or (
-      row["indices"] is not None and not np.array_equal(row["indices"], first["indices"])):
+  if (row["per_mixture"].shape != first["per_mixture"].shape
+      or not np.array_equal(row["indices"], first["indices"])):  # None == None only.
     return None
   return metrics.summarize(row["per_mixture"] - first["per_mixture"])
 
@@ -109,7 +107,7 @@ def markdown(rows) -> str:
     if "diverged" in r:
       lines.append(f"| {r['name']} | diverged | | | | | | |")
       continue
-    diff = paired_difference(r, first)
+    diff = None if r is first else paired_difference(r, first)
     delta = ("reference" if r is first else "—" if diff is None
              else f"{diff['mean']:+.2f} ± {diff['ci95']:.2f}")
     lines.append(f"| {r['name']} | {r['psnr']['mean']:.2f} ± {r['psnr']['ci95']:.2f} | "

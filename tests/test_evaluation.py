@@ -101,7 +101,10 @@ def test_evaluate_writes_tables(tmp_path, monkeypatch):
   # Half the mixtures swapped for the Average itself (m/2 each): they no longer beat it.
   sep = evaluation.load_separations(str(tmp_path))
   sep.components[:15, 0] = sep.mixtures[:15, None] / 2
-  assert evaluation.psnr_results(sep)['fraction_mixtures_above_average'] == 0.5
+  swapped = evaluation.psnr_results(sep)
+  assert swapped['fraction_mixtures_above_average'] == 0.5
+  assert swapped['mixture_psnr'].shape == (30,)  # Per mixture, as the summary averages.
+  assert swapped['mixture_psnr'].mean() == pytest.approx(swapped['basis']['mean'])
   assert 'inception' not in results  # One channel (MNIST): IS/FID do not apply, no warning.
   with open(tmp_path / 'eval.json') as f:
     assert json.load(f)['psnr_mean'] == results['psnr_mean']
