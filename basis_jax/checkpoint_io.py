@@ -58,14 +58,19 @@ def flatten(tree) -> tuple[dict[str, Any], Any]:
 
 
 def save_params(path: str, state, metadata: Mapping[str, Any] | None = None, *,
-                compress: bool = False) -> None:
+                compress: bool = False, float16: bool = False) -> None:
   """Writes `state` (any pytree of arrays) and JSON-able `metadata` to `path` atomically
-  (`compress`: deflated entries, still read by np.load)."""
+  (`compress`: deflated entries, still read by np.load; `float16`: floating arrays stored in
+  16 bits, half the size; `load_params` restores the model's dtype, float32)."""
   flat, _ = flatten(state)
   arrays = {k: np.asarray(jax.device_get(v)) for k, v in flat.items()}
   if _METADATA_KEY in arrays:
     raise ValueError(f"{_METADATA_KEY!r} is reserved.")
-  meta = {"format_version": FORMAT_VERSION, **(metadata or {})}
+  if float16:
+    arrays = {k: v.astype(np.float16) if np.issubdtype(v.dtype, np.floating) else v
+              for k, v in arrays.items()}
+  meta = {"format_version": FORMAT_VERSION, **(metadata or {}),
+          **({"stored_dtype": "float16"} if float16 else {})}
   arrays[_METADATA_KEY] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
   atomic.save_npz(path, compress=compress, **arrays)
 

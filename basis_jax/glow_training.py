@@ -16,7 +16,11 @@ learning rate, up to `max_restarts` times, then stops with a user error. Data-pa
 the loop is: the batch sharded over all devices (batch_size must divide), parameters
 replicated; more than one device changes the weights only by float rounding.
 
-Outputs in the workdir: `glow_clean.npz` (after stage 0), `sigma_XX.npz` per finished σ,
+Outputs in the workdir: `training_state.npz` beside every checkpoint (the compact training
+state: the current stage's parameters, Adamax state and progress, every finished stage's
+parameters and the held-out records; a few MB, committed between sessions, and
+`init_weights=training_state.npz` continues the run in an empty workdir exactly as the
+checkpoint would), `glow_clean.npz` (after stage 0), `sigma_XX.npz` per finished σ,
 `glow_sigmas.npz` (all σ stacked on a leading axis, largest σ first, as
 `basis_jax.priors.glow.load` expects), `metrics.jsonl` (bits/dim before and after each
 stage on held-out data at that stage's σ) and `train_metrics.jsonl` (training bits/dim,
@@ -40,7 +44,7 @@ import optax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from basis_jax import atomic, errors, schedules, sharding, training_loop
+from basis_jax import atomic, checkpoint_io, errors, schedules, sharding, training_loop
 from basis_jax.errors import ConfigError, InputFileError
 from basis_jax.priors import glow
 
@@ -48,6 +52,7 @@ CLEAN_FILE = "glow_clean.npz"
 STACKED_FILE = "glow_sigmas.npz"
 LADDER_FILE = "sigmas.json"  # The ascending ladder the workdir is trained for.
 STEPS_FILE = "train_metrics.jsonl"  # One record per log window (the loop's MetricsLog).
+STATE_FILE = "training_state.npz"  # The compact training state, rewritten at each checkpoint.
 # Config keys a resumed run may change (experiments/finetune_glow.py): they change neither
 # the weights nor the metrics.
 RESUME_INVARIANT_KEYS = ("train.log_every", "train.checkpoint_every", "train.max_restarts",
@@ -180,6 +185,10 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   replicated = sharding.replicated(mesh)
   os.makedirs(workdir, exist_ok=True)
   key = jax.random.key(options.seed)
+  state_file = None
+  if init_weights and is_training_state(init_weights):
+    # A compact training state: the run continues from it (the clean file is not needed).
+    state_file, init_weights = init_weights, None
   if init_weights:
     weights = glow.load_weights(init_weights)
     if weights.config != model_config or weights.sigmas is not None:
@@ -195,6 +204,8 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
     model = glow.create(model_config, seed=options.seed, init_batch=init_x)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   first_stage = 1 if init_weights else 0
+  if state_file:
+    first_stage = int(checkpoint_io.read_metadata(state_file)["first_stage"])
   num_stages = len(options.sigmas) + 1
 
   manager = ocp.CheckpointManager(
@@ -206,6 +217,8 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   opt_init, train_step, eval_bpd = make_steps(graphdef, model_config)
   opt_state = opt_init(params)
   _check_ladder(workdir, options)
+  if manager.latest_step() is None and state_file:
+    _unpack_state(state_file, workdir, manager, model_config, options, params, opt_state)
   if manager.latest_step() is not None:
     params, opt_state, progress = _restore(manager, params, opt_state, progress)
     logging.info("Resumed from checkpoint %d: stage %d, step %d.", manager.latest_step(),
@@ -234,7 +247,9 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
       progress["stage_start_bpd"] = float(eval_bpd(params, rest, eval_x, eval_key, sigma))
       _save_checkpoint(manager, params, opt_state, progress)
     # One run of the shared loop per stage: its batches, noise and checkpoints are the stage's.
-    checkpoints = _StageCheckpoints(manager, progress, replicated)
+    checkpoints = _StageCheckpoints(manager, progress, replicated,
+                                    lambda: _pack_state(workdir, model_config, options,
+                                                        first_stage, manager))
     batches = training_loop.MeshBatches(train_images, options.batch_size,
                                         (options.seed, stage), mesh)
     objective = _NoisyLikelihood(train_step, rest, batches, options, stage, sigma,
@@ -308,8 +323,9 @@ class _StageCheckpoints:
   """One stage's checkpoints in the run's Orbax manager (numbered stage·10⁷ + step), with
   the stage's progress (σ-stage, step, learning-rate scale, restarts, starting bits/dim)."""
 
-  def __init__(self, manager, progress: dict, replicated):
+  def __init__(self, manager, progress: dict, replicated, after_save=None):
     self.manager, self.progress, self.replicated = manager, dict(progress), replicated
+    self.after_save = after_save
 
   def latest_step(self) -> int | None:
     latest = self.manager.latest_step()
@@ -320,6 +336,8 @@ class _StageCheckpoints:
   def save(self, step: int, state, progress: training_loop.Progress) -> None:
     self.progress.update(step=step, lr_scale=progress.lr_scale, restarts=progress.restarts)
     _save_checkpoint(self.manager, state["params"], state["opt_state"], self.progress)
+    if self.after_save is not None:
+      self.after_save()
 
   def restore(self, state):
     params, opt_state, restored = _restore(self.manager, state["params"], state["opt_state"],
@@ -416,3 +434,70 @@ def _read_metrics(workdir):
     return []
   with open(path) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+# -- the compact training state ------------------------------------------------------------
+
+
+def is_training_state(path: str) -> bool:
+  """Whether `path` is a compact Glow training state (not a weights file)."""
+  return bool(checkpoint_io.read_metadata(path).get("glow_training_state"))
+
+
+def _pack_state(workdir, model_config, options, first_stage, manager) -> None:
+  """Writes STATE_FILE from the workdir's latest checkpoint and its finished stage files."""
+  latest = manager.latest_step()
+  if latest is None or jax.process_index() != 0:
+    return
+  graphdef, params, _ = nnx.split(nnx.eval_shape(lambda: glow.Glow(model_config)),
+                                  nnx.Param, ...)
+  opt_init, _, _ = make_steps(graphdef, model_config)
+  progress = {"stage": 0, "step": 0, "lr_scale": 1.0, "restarts": 0, "stage_start_bpd": 0.0}
+  template = _checkpoint_tree(params, jax.eval_shape(opt_init, params), progress)
+  restored = manager.restore(latest, args=ocp.args.StandardRestore(template))
+  progress = {k: np.asarray(v).item() for k, v in restored["progress"].items()}
+  tree = {"params": restored["params"], "opt_state": restored["opt_state"], "stages": {
+      f"{stage:02d}": nnx.to_pure_dict(_load_stage_file(workdir, options, stage).state)
+      for stage in range(1, progress["stage"])}}
+  metadata = {"architecture": "glow", "glow_training_state": True,
+              "glow_config": glow.config_to_json(model_config), "progress": progress,
+              "first_stage": first_stage, "sigmas": list(options.ascending_sigmas),
+              "seed": options.seed, "metrics": _read_metrics(workdir)}
+  checkpoint_io.save_params(os.path.join(workdir, STATE_FILE), tree, metadata, compress=True)
+
+
+def _unpack_state(path, workdir, manager, model_config, options, params, opt_state) -> None:
+  """Turns a compact training state into the workdir's first checkpoint, its finished stage
+  files and metrics, so the run continues exactly where the state was written."""
+  metadata = checkpoint_io.read_metadata(path)
+  if metadata.get("glow_config") != glow.config_to_json(model_config):
+    raise errors.ConfigError(f"{path} is a training state of the Glow "
+                             f"{metadata.get('glow_config')}, but config.model builds "
+                             f"{glow.config_to_json(model_config)}.")
+  saved = metadata["sigmas"]
+  if len(saved) != len(options.sigmas) or not np.allclose(saved, options.ascending_sigmas,
+                                                          rtol=1e-6, atol=0):
+    raise errors.ConfigError(f"{path} was trained with the σ ladder {tuple(saved)}, but this "
+                             f"run asks for {options.ascending_sigmas}.")
+  if metadata.get("seed") != options.seed:
+    raise errors.ConfigError(f"{path} is a training state of seed {metadata.get('seed')}, but "
+                             f"config.train.seed={options.seed}: the data order would not "
+                             "continue.")
+  progress = metadata["progress"]
+  full_state = nnx.state(nnx.eval_shape(lambda: glow.Glow(model_config)))
+  stages = {f"{stage:02d}": nnx.to_pure_dict(full_state)
+            for stage in range(1, progress["stage"])}
+  abstract = jax.eval_shape(lambda: {"params": nnx.to_pure_dict(params),
+                                     "opt_state": opt_state, "stages": stages})
+  tree, _ = checkpoint_io.load_params(path, abstract)
+  for stage, values in tree["stages"].items():
+    state = nnx.state(glow.Glow(model_config))
+    nnx.replace_by_pure_dict(state, values)
+    glow.save_weights(os.path.join(workdir, f"sigma_{stage}.npz"), model_config, state,
+                      stage_sigma=_stage_sigma(options, int(stage)))
+  nnx.replace_by_pure_dict(params, tree["params"])
+  _save_checkpoint(manager, params, tree["opt_state"], progress)
+  with atomic.atomic_open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(m) + "\n" for m in metadata.get("metrics", []))
+  logging.info("Continuing from the training state %s: stage %d, step %d.", path,
+               progress["stage"], progress["step"])

@@ -1,32 +1,43 @@
-"""BASIS with Glow priors on MNIST (the prior pads and tiles to 32×32×3, as BASIS's Glow is trained).
+"""BASIS with Glow priors on MNIST: one noise-fine-tuned Glow per σ.
 
-One fine-tuned Glow per σ (experiments/finetune_glow.py writes them, stacked, to
-WORKDIR/glow_sigmas.npz); the sampler scans over the stacked parameters, so nothing is
-reloaded between levels. As in the reference Glow script: average mixture (α = ½),
-N(0, 1) initialisation, η = 3e-5·(σ/0.01)², T = 100, and likelihood weight 4 (its update
-adds η·λ·(2m − x0 − x1), 4× the Gaussian-likelihood gradient α_j(m − g(x))/σ² for α = ½).
+Default: the Glow the package ships (basis_jax/weights/glow_mnist.npz, trained here with
+configs/train_glow_mnist.py: MNIST's own 28×28×1 layout, 2 levels, depth 16, width 64),
+no weights flag needed:
 
   python -m experiments.separate --config=configs/mnist_glow.py --workdir=/tmp/sep_glow \
-      --config.prior.weights=/tmp/glow_mnist/glow_sigmas.npz \
-      --config.data.path=/path/to/mnist
+      --config.data.path=/path/to/mnist --config.num_mixtures=20
 
-Best-of-N ("Glow 10×"): add --config.sampler.num_samples=10, then
-  python -m experiments.best_of_n --config=configs/mnist_glow.py --workdir=/tmp/sep_glow
+The sampler scans over the stacked per-σ parameters, so nothing is reloaded between levels.
+As in the reference Glow script: average mixture (α = ½), N(0, 1) initialisation,
+η = δ·(σ/0.01)², 10 σ from 1 to 0.01, and likelihood weight 4 (its update adds
+η·λ·(2m − x0 − x1), 4× the Gaussian-likelihood gradient α_j(m − g(x))/σ² for α = ½).
 
-`:small` matches the CPU-sized model of configs/train_glow_mnist.py:small (T = 20,
-δ = 1e-5).
+Variants (comma-separated): mixtures 'agnostic' (default) | 'class_split' (one digit 0-4,
+one 5-9) | 'heldout' (training images 58,000-59,999, never trained on: choose settings
+here); the model 'paper' (the paper's glow32: 32×32×3, 3 levels, depth 32, width 512,
+MNIST padded and tiled by the prior; give --config.prior.weights, e.g. a BASIS release
+converted with convert_weights.glow) or 'small' (the first CPU model, docs/glow.md).
+
+Best of S by the Glow's exact likelihood ("Glow, 10×"): --config.sampler.num_samples=10
+--config.select=likelihood.
 """
 
 import ml_collections
 
 from configs import base_separation
 
+HELDOUT_FIRST = 58_000
+MIXTURES = ("agnostic", "class_split", "heldout")
+MODELS = ("native", "paper", "small")
+
 
 def glow_prior(image_shape=(32, 32, 3), levels=3, depth=32, width=512, weights="",
-               data_shape=None):
-  """data_shape: the dataset's (H, W, C) when the Glow was trained on padded images."""
+               data_shape=None, dataset=""):
+  """data_shape: the dataset's (H, W, C) when the Glow was trained on padded images;
+  dataset: with empty weights, the package's Glow for it (basis_jax/weights/glow_<dataset>.npz)."""
   return ml_collections.ConfigDict({
-      "name": "glow", "weights": weights, "seed": 0, "allow_random_weights": False,
+      "name": "glow", "weights": weights, "dataset": dataset, "seed": 0,
+      "allow_random_weights": False,
       "image_shape": image_shape, "levels": levels, "depth": depth, "width": width,
       "coupling": "affine", "lu_decomposed": False, "learn_top": True,
       "edge_padding": True, "n_bits": 8,
@@ -45,16 +56,28 @@ def apply_glow_defaults(config):
   return config
 
 
-def get_config(size: str = "full"):
-  if size not in ("full", "small"):
-    raise ValueError(f"Unknown variant {size!r}; use 'full' or 'small'.")
+def get_config(variant: str = ""):
+  parts = [p for p in variant.split(",") if p]
+  unknown = [p for p in parts if p not in MIXTURES + MODELS]
+  if unknown:
+    raise ValueError(f"Unknown variant {unknown[0]!r}; use mixtures {MIXTURES} and/or a model "
+                     f"{MODELS}, comma-separated.")
+  mixtures = next((p for p in parts if p in MIXTURES), "agnostic")
+  model = next((p for p in parts if p in MODELS), "native")
   config = apply_glow_defaults(base_separation.get_config())
-  # MNIST's 28×28×1, padded to 32×32×3 by the prior (glow.PaddedSpace); separations.npz
-  # stays 28×28×1.
-  config.prior = glow_prior(data_shape=(28, 28, 1))
   config.data.update({"source": "mnist", "split": "test"})
-  config.mixture.kind = "agnostic"
-  if size == "small":
+  config.mixture.kind = "agnostic" if mixtures == "heldout" else mixtures
+  if mixtures == "heldout":
+    config.data.update(split="train", first_example=HELDOUT_FIRST)
+  if model == "native":
+    # The shipped Glow (its file fixes the architecture; these fields must agree with it).
+    config.prior = glow_prior(image_shape=(28, 28, 1), levels=2, depth=16, width=64,
+                              dataset="mnist")
+  else:
+    # MNIST's 28×28×1, padded to 32×32×3 by the prior (glow.PaddedSpace); separations.npz
+    # stays 28×28×1.
+    config.prior = glow_prior(data_shape=(28, 28, 1))
+  if model == "small":
     config.prior.update({"depth": 4, "width": 32})
     config.schedule.steps_per_level = 20
     # The small model's σ = 0.01 density is much sharper than N(x, σ²) (100 fine-tuning

@@ -1,11 +1,20 @@
-"""Glow on MNIST (32×32×3, as BASIS trains it), then noise fine-tuning for every σ.
+"""Glow on MNIST, then noise fine-tuning for every σ of the separation ladder.
 
-Full size (BASIS / openai: 3 levels, depth 32, width 512, ~44.6M parameters):
+Default: the Glow the package ships (basis_jax/weights/glow_mnist.npz, the default prior of
+configs/mnist_glow.py): MNIST's own 28×28×1 layout, 2 levels (14×14×4, 7×7×8), depth 16,
+width 64, 0.33M parameters per σ. Chosen by measured cost on the 2-core CPU
+(`python -m studies.glow_throughput`, docs/glow.md): the paper's glow32 layout (32×32×3
+tiled) costs 2.3× more per training image and 1.6× more per score at the same depth and
+width, for the same 784 MNIST values. The last 2,000 training images (58,000-59,999) are
+never trained on: held-out bits/dim before and after each stage come from them.
 
   python -m experiments.finetune_glow --config=configs/train_glow_mnist.py \
-      --workdir=/tmp/glow_mnist --config.data.path=/path/to/mnist
+      --workdir=runs/glow_mnist --config.data.path=/path/to/mnist
 
-A small model that trains on a CPU in about half an hour (docs/glow.md has its numbers):
+':paper': the paper's size (BASIS / openai: 32×32×3 glow32, 3 levels, depth 32, width 512,
+~44.6M parameters), for an accelerator.
+
+':small': the 32×32×3 model of the first CPU runs (docs/glow.md), about half an hour:
 
   python -m experiments.finetune_glow --config=configs/train_glow_mnist.py:small \
       --workdir=/tmp/glow_mnist_small --config.data.path=/path/to/mnist
@@ -16,9 +25,13 @@ import ml_collections
 from basis_jax import data as data_lib
 
 
-def get_config(size: str = "full"):
-  if size not in ("full", "small"):
-    raise ValueError(f"Unknown variant {size!r}; use 'full' or 'small'.")
+HELDOUT_FIRST = 58_000  # Training images from here on are held out.
+VARIANTS = ("native", "paper", "small")
+
+
+def get_config(size: str = "native"):
+  if size not in VARIANTS:
+    raise ValueError(f"Unknown variant {size!r}; use one of {VARIANTS}.")
   config = ml_collections.ConfigDict()
   config.model = ml_collections.ConfigDict({
       "image_shape": (32, 32, 3), "levels": 3, "depth": 32, "width": 512,
@@ -40,10 +53,19 @@ def get_config(size: str = "full"):
   config.data = data_lib.data_config_defaults()
   config.data.source = "mnist"
   config.data.split = "train"
-  config.eval_split = "test"
+  config.data.num_examples = HELDOUT_FIRST
+  # Held-out bits/dim: `eval_batch_size` images of this split from `eval_first_example` on.
+  config.eval_split = "train"
+  config.eval_first_example = HELDOUT_FIRST
   config.init_weights = ""
   # Resume a workdir although a key that changes the weights differs from its config.json.
   config.allow_config_change = False
+  if size == "native":
+    config.model.update({"image_shape": (28, 28, 1), "levels": 2, "depth": 16, "width": 64,
+                         "data_shape": (28, 28, 1)})
+    config.train.update({"batch_size": 64, "warmup_steps": 500, "train_steps": 20_000,
+                         "finetune_steps": 1_000, "eval_batch_size": 1000, "log_every": 100,
+                         "checkpoint_every": 500})
   if size == "small":
     config.model.update({"depth": 4, "width": 32})
     config.train.update({"batch_size": 64, "warmup_steps": 100, "train_steps": 1500,

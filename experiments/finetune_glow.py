@@ -43,7 +43,8 @@ def main(argv):
   space = glow.data_space(model_config, config.model.get("data_shape"))
   train_images = space.to_prior(data_lib.load(config.data).images)
   eval_data = dict(config.data)
-  eval_data.update(split=config.eval_split, num_examples=options.eval_batch_size)
+  eval_data.update(split=config.eval_split, first_example=config.get("eval_first_example", 0),
+                   num_examples=options.eval_batch_size)
   eval_images = space.to_prior(data_lib.load(eval_data).images)
   num_params = sum(int(np.prod(a.shape)) for a in
                    jax.tree.leaves(nnx.state(glow.Glow(model_config))))

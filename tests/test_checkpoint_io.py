@@ -89,3 +89,21 @@ def test_compressed_files_are_deflated_reproducible_and_read_back_exactly(tmp_pa
   loaded, _ = checkpoint_io.load_params(deflated, state)
   np.testing.assert_array_equal(loaded["params"]["b"], state["params"]["b"])
   assert checkpoint_io.read_metadata(deflated)["step"] == 1
+
+
+def test_float16_storage_halves_the_file_and_loads_back_as_float32(tmp_path):
+  rng = np.random.default_rng(0)
+  state = {"w": rng.normal(size=(64, 64)).astype(np.float32),
+           "count": np.arange(3, dtype=np.int32)}
+  checkpoint_io.save_params(str(tmp_path / "f32.npz"), state, {"architecture": "x"})
+  checkpoint_io.save_params(str(tmp_path / "f16.npz"), state, {"architecture": "x"},
+                            float16=True)
+  assert os.path.getsize(tmp_path / "f16.npz") < 0.55 * os.path.getsize(tmp_path / "f32.npz")
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
+  loaded, meta = checkpoint_io.load_params(str(tmp_path / "f16.npz"), abstract)
+  assert meta["stored_dtype"] == "float16"
+  assert loaded["w"].dtype == np.float32 and loaded["count"].dtype == np.int32
+  np.testing.assert_array_equal(loaded["count"], state["count"])
+  # float16 keeps 11 significant bits: relative rounding ≤ 2^-11.
+  np.testing.assert_allclose(loaded["w"], state["w"], rtol=2.0**-11, atol=1e-7)
+  assert not np.array_equal(loaded["w"], state["w"])

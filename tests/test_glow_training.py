@@ -129,3 +129,27 @@ def test_resume_with_changed_train_settings_is_refused_naming_the_keys(tmp_path)
   _assert_user_error(_run([*command, "--config.train.learning_rate=5e-4",
                            "--config.allow_config_change=True"]), "no_data does not exist")
   assert json.loads((tmp_path / "config.json").read_text())["train"]["learning_rate"] == 5e-4
+
+
+def test_compact_training_state_continues_exactly_in_an_empty_workdir(tmp_path):
+  """training_state.npz (what a session commits) resumes on another machine bit-exactly."""
+  train, test = mnist16("train", 200), mnist16("test", 50)
+  opts = options(train_steps=4, finetune_steps=4, sigmas=(0.5, 0.05), checkpoint_every=2)
+  glow_training.train(CONFIG, opts, train, test, str(tmp_path / "a"))
+  # Stopped mid-way through the second σ stage: the state holds stage 1's finished weights.
+  glow_training.train(CONFIG, opts, train, test, str(tmp_path / "b"), stop_after_steps=10)
+  state = tmp_path / "b" / glow_training.STATE_FILE
+  assert glow_training.is_training_state(str(state))
+  assert os.path.getsize(state) < 200_000
+  result = glow_training.train(CONFIG, opts, train, test, str(tmp_path / "c"),
+                               init_weights=str(state))
+  assert not result["stopped"]
+  a = np.load(tmp_path / "a" / glow_training.STACKED_FILE)
+  c = np.load(tmp_path / "c" / glow_training.STACKED_FILE)
+  for name in a.files:
+    np.testing.assert_array_equal(a[name], c[name], err_msg=name)
+  assert [m["stage"] for m in result["metrics"]] == [0, 1, 2]
+  # Another ladder or seed cannot continue it.
+  with pytest.raises(errors.ConfigError, match="σ ladder"):
+    glow_training.train(CONFIG, options(sigmas=(0.5, 0.1)), train, test,
+                        str(tmp_path / "d"), init_weights=str(state))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 import jax
 import jax.numpy as jnp
@@ -93,13 +94,24 @@ def config_to_json(config: GlowConfig) -> dict:
   return values
 
 
-def save_weights(path: str, config: GlowConfig, state, sigmas=None, **metadata) -> None:
-  """Writes one state, or per-σ states stacked on a leading axis with their `sigmas`."""
+def save_weights(path: str, config: GlowConfig, state, sigmas=None, *, float16: bool = False,
+                 **metadata) -> None:
+  """Writes one state, or per-σ states stacked on a leading axis with their `sigmas`
+  (`float16`: stored in 16 bits, as the package ships them; read back as float32)."""
   from basis_jax import checkpoint_io  # pylint: disable=import-outside-toplevel
   meta = {"architecture": "glow", "glow_config": config_to_json(config), **metadata}
   if sigmas is not None:
     meta["sigmas"] = [float(s) for s in sigmas]
-  checkpoint_io.save_params(path, state, meta)
+  checkpoint_io.save_params(path, state, meta, float16=float16)
+
+
+def shipped_weights(dataset: str | None) -> str | None:
+  """The package's trained Glow for `dataset` (basis_jax/weights/glow_<dataset>.npz), if any."""
+  if not dataset:
+    return None
+  path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "weights",
+                      f"glow_{dataset}.npz")
+  return path if os.path.exists(path) else None
 
 
 def load_weights(path: str) -> GlowWeights:
@@ -145,8 +157,9 @@ def load(prior_config, schedule=None) -> Prior:
 
   Fields: weights (a file from `experiments/finetune_glow.py`: per-σ states whose σ ladder
   must equal the schedule's; a single clean model, e.g. a converted one, is used at every
-  level; empty: random weights from `seed` and the architecture fields of `GlowConfig`,
-  only with allow_random_weights=True).
+  level; empty: the package's Glow for `dataset` when it ships one (`shipped_weights`),
+  else random weights from `seed` and the architecture fields of `GlowConfig`, only with
+  allow_random_weights=True).
 
   The prior works on images in [0, 1] and shifts them by −½ into Glow's data space
   [−½, ½] inside its score: a shift does not change the score, and keeping it out of
@@ -158,7 +171,7 @@ def load(prior_config, schedule=None) -> Prior:
   if schedule is None:
     raise ValueError("The Glow prior needs the schedule (one parameter set per σ level).")
   num_levels = schedule.num_levels
-  path = prior_config.get("weights") or None
+  path = prior_config.get("weights") or shipped_weights(prior_config.get("dataset"))
   if path:
     weights = load_weights(path)
     config, graphdef = weights.config, weights.graphdef
