@@ -62,7 +62,21 @@ def test_bare_state_dict_without_prefix(published, tmp_path):
     for key in list(state):
       state[key[len("module."):]] = state.pop(key)
   path = _save_modified(tmp_path, published, strip, wrap=False)
-  convert_ncsn.convert(path, str(tmp_path / "w.npz"), "mnist")
+  bare, wrapped = str(tmp_path / "bare.npz"), str(tmp_path / "wrapped.npz")
+  convert_ncsn.convert(path, bare, "mnist")
+  convert_ncsn.convert(published, wrapped, "mnist")
+  # The same weights as the DataParallel-wrapped checkpoint, tensor for tensor.
+  _, _, from_bare, _ = ncsn.load_weights(bare)
+  _, _, from_wrapped, _ = ncsn.load_weights(wrapped)
+  flat_bare, _ = checkpoint_io.flatten(from_bare)
+  flat_wrapped, _ = checkpoint_io.flatten(from_wrapped)
+  assert len(flat_bare) == 173 and flat_bare.keys() == flat_wrapped.keys()
+  for key, value in flat_bare.items():
+    np.testing.assert_array_equal(np.asarray(value), np.asarray(flat_wrapped[key]), err_msg=key)
+  state = _state(published)
+  np.testing.assert_array_equal(np.asarray(flat_bare["res2/0/conv2/conv/kernel"]),
+                                state["module.res2.0.conv2.conv.weight"].numpy()
+                                .transpose(2, 3, 1, 0))
 
 
 def test_missing_tensor(published, tmp_path):
