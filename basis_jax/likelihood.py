@@ -268,24 +268,17 @@ def settings_from_config(likelihood_config) -> BoundSettings:
   return BoundSettings(**given)
 
 
-def check_trained_range(settings: BoundSettings, trained, source: str) -> None:
-  """Warns when the bound's σ range leaves the σ range the weights were trained on."""
-  if trained is None:
-    return
-  lo, hi = (float(v) for v in trained)
-  if settings.sigma_min < lo * (1 - 1e-6) or settings.sigma_max > hi * (1 + 1e-6):
-    logging.warning("%s was trained for σ in [%g, %g]; %s asks the bound for σ in [%g, %g], "
-                    "outside that range: the likelihood there rests on extrapolated scores.",
-                    source, lo, hi, CONFIG_KEY, settings.sigma_min, settings.sigma_max)
-
 
 def log_density_from_config(score_fn: SigmaScoreFn, prior_config, weights: str | None):
-  """The bound as a prior's `log_density_fn`, from `config.prior.likelihood`; warns when its
-  σ range leaves the `sigma_range` recorded in the weights file."""
+  """The bound as a prior's `log_density_fn`, from `config.prior.likelihood`; its σ range
+  must lie in the `sigma_range` recorded in the weights file (the one σ policy,
+  `priors.base.check_sigmas`)."""
   settings = settings_from_config(prior_config.get("likelihood"))
   if weights:
-    check_trained_range(settings, checkpoint_io.read_metadata(weights).get("sigma_range"),
-                        weights)
+    from basis_jax.priors import base  # pylint: disable=import-outside-toplevel
+    base.check_sigmas((settings.sigma_min, settings.sigma_max), weights,
+                      sigma_range=checkpoint_io.read_metadata(weights).get("sigma_range"),
+                      prior_config=prior_config, asked_by=f"{CONFIG_KEY} (the bound)")
   return bound_log_density_fn(score_fn, settings)
 
 

@@ -110,14 +110,18 @@ STATE = os.path.join(os.path.dirname(__file__), "..", "training", "score_unet_ci
                      "weights.npz")
 
 
-def test_a_ladder_beyond_the_trained_sigma_range_warns_naming_it(caplog):
+def test_a_ladder_beyond_the_trained_sigma_range_is_refused_naming_it(caplog):
   prior = cifar_unet.get_config().prior
   prior.weights = STATE  # The committed training state (trained for σ in [0.005, 54]).
+  beyond = schedules.Schedule(sigmas=(100.0, 1.0, 0.01), steps_per_level=1, step_lr=1e-5)
+  with pytest.raises(ConfigError, match=r"trained for σ in \[0.005, 54\].*σ = 100, outside"):
+    score_unet.load(prior, beyond)
+  prior.allow_sigma_extrapolation = True
   with caplog.at_level(logging.WARNING):
-    score_unet.load(prior, schedules.Schedule(sigmas=(100.0, 1.0, 0.01), steps_per_level=1,
-                                              step_lr=1e-5))
-  assert "trained for σ in [0.005, 54]" in caplog.text and "σ = 100," in caplog.text
+    score_unet.load(prior, beyond)
+  assert "σ = 100, outside" in caplog.text
   caplog.clear()
+  prior.allow_sigma_extrapolation = False
   with caplog.at_level(logging.WARNING):
     score_unet.load(prior, SCHEDULE)  # σ 1 and 0.1: inside, no warning.
   assert "trained for σ" not in caplog.text

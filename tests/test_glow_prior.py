@@ -50,7 +50,7 @@ def test_prior_scores_use_the_level_parameters(tmp_path):
 
 def test_sigma_ladder_mismatch_is_refused(tmp_path):
   path, _ = _stacked_file(tmp_path, sigmas=(1.0, 0.5, 0.01))
-  with pytest.raises(ValueError, match="fine-tuned for σ"):
+  with pytest.raises(errors.ConfigError, match="trained for σ = "):
     priors_lib.load(_prior_config(path), SCHEDULE)
 
 
@@ -152,7 +152,7 @@ def test_one_clean_model_for_every_sigma_is_announced_and_level_free(tmp_path, c
              for r in caplog.records)
   assert prior.num_levels is None  # Not the schedule's count, which no check could fail.
   stacked, _ = _stacked_file(tmp_path, sigmas=(1.0, 0.1))
-  with pytest.raises(ValueError, match="fine-tuned for σ"):  # 2 levels vs the schedule's 3.
+  with pytest.raises(errors.ConfigError, match="trained for σ = "):  # 2 levels vs the schedule's 3.
     priors_lib.load(_prior_config(stacked), SCHEDULE)
 
 

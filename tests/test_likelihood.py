@@ -203,12 +203,15 @@ def test_refuses_unknown_keys_and_bad_range():
     lk.settings_from_config({"sigma_min": 1.0, "sigma_max": 0.5})
 
 
-def test_warns_when_the_range_leaves_the_trained_range(caplog):
+def test_a_range_beyond_the_trained_range_is_refused_unless_allowed(caplog):
+  """The one σ policy (priors.base.check_sigmas): refused, naming both ranges."""
   weights = score_unet.shipped_weights("mnist")
+  with pytest.raises(ConfigError, match=r"trained for σ in \[0.005, 17\]; .* σ = 30, outside"):
+    _tiny_prior({"sigma_max": 30.0}, weights=weights)
   with caplog.at_level(logging.WARNING):
-    prior = _tiny_prior({"sigma_max": 30.0}, weights=weights)
-  assert prior.log_density_fn is not None
-  assert "trained for σ in [0.005, 17]" in caplog.text and "[0.005, 30]" in caplog.text
+    prior = lk.log_density_from_config(
+        None, {"likelihood": {"sigma_max": 30.0}, "allow_sigma_extrapolation": True}, weights)
+  assert prior is not None and "extrapolations" in caplog.text and "σ = 30" in caplog.text
   caplog.clear()
   with caplog.at_level(logging.WARNING):
     lk.log_density_from_config(None, {"likelihood": {"sigma_min": 0.01}}, weights)

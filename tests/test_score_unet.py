@@ -241,11 +241,14 @@ def test_prior_queries_level_i_at_sigma_i_and_bad_files_are_clear_errors(runs, t
   direct = score_unet.make_score_fn(graphdef)(state["ema"], x, 0.1)
   np.testing.assert_allclose(prior.score_fn(prior.params, x, jnp.int32(1)), direct, rtol=1e-6)
 
-  # A ladder outside the trained range [0.005, 17] warns, naming the range.
+  # A ladder outside the trained range [0.005, 17] is refused, naming the range and the σ;
+  # allowed, it warns.
+  outside = schedules.Schedule(sigmas=(50.0, 1.0, 0.001), steps_per_level=1, step_lr=1e-5)
+  with pytest.raises(ConfigError, match=r"trained for σ in \[0.005, 17\].*σ = 50, 0.001"):
+    score_unet.load(_prior_config(weights), outside)
   with caplog.at_level(logging.WARNING):
-    score_unet.load(_prior_config(weights), schedules.Schedule(
-        sigmas=(50.0, 1.0, 0.001), steps_per_level=1, step_lr=1e-5))
-  assert "trained for σ in [0.005, 17]" in caplog.text and "50, 0.001" in caplog.text
+    score_unet.load(_prior_config(weights, allow_sigma_extrapolation=True), outside)
+  assert "trained for σ in [0.005, 17]" in caplog.text and "extrapolations" in caplog.text
 
   # Weights of another architecture (an NCSN training file).
   ncsn_file = str(tmp_path / "ncsn.npz")

@@ -23,7 +23,8 @@ its own mixtures.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+import logging
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -116,6 +117,49 @@ def require_random_weights_allowed(prior_config, name: str, ways: str) -> None:
       hint=f"use a config whose weights ship with the package (README, Quickstart), {ways}, "
            "then pass --config.prior.weights=FILE; or pass "
            "--config.prior.allow_random_weights=True to run on random weights on purpose.")
+
+
+EXTRAPOLATION_KEY = "allow_sigma_extrapolation"
+
+
+def check_sigmas(queried: Sequence[float], source: str, *, ladder=None, sigma_range=None,
+                 prior_config=None, asked_by: str = "the schedule") -> None:
+  """The one σ policy of every prior: σ it was not trained for are refused, named.
+
+  `ladder`: a prior trained per level (NCSN's level index, Glow's one model per σ) answers
+  only at its own ladder, so `queried` must equal it; nothing can override that (level i
+  would silently give σ_i's score). `sigma_range` (lo, hi): a σ-conditioned prior answers
+  any σ in its trained range; outside it the answer is an extrapolation, refused unless
+  `config.prior.allow_sigma_extrapolation` is True (then a warning says so). Neither
+  recorded (an old or converted file): nothing to check, said once.
+  """
+  queried = tuple(float(s) for s in queried)
+  show = lambda values: "(" + ", ".join(f"{s:.6g}" for s in values) + ")"
+  if ladder is not None:
+    ladder = tuple(float(s) for s in ladder)
+    if len(ladder) != len(queried) or not np.allclose(ladder, queried, rtol=1e-5, atol=0):
+      raise ConfigError(
+          f"{source} was trained for σ = {show(ladder)}, but {asked_by} uses σ = "
+          f"{show(queried)}; level i would be queried at a σ it was not trained for.",
+          hint="Set config.schedule to the file's ladder (sigma_max, sigma_min, num_levels or "
+               "an explicit sigmas list).")
+    return
+  if sigma_range is None:
+    logging.warning("%s records no σ range or ladder; cannot check that %s's σ are ones it "
+                    "was trained for.", source, asked_by)
+    return
+  lo, hi = (float(v) for v in sigma_range)
+  outside = [s for s in queried if not lo * (1 - 1e-6) <= s <= hi * (1 + 1e-6)]
+  if not outside:
+    return
+  message = (f"{source} was trained for σ in [{lo:g}, {hi:g}]; {asked_by} queries it at "
+             f"σ = {', '.join(f'{s:g}' for s in outside)}, outside that range")
+  if prior_config is not None and prior_config.get(EXTRAPOLATION_KEY, False):
+    logging.warning("%s (allowed by config.prior.%s): its answers there are extrapolations.",
+                    message, EXTRAPOLATION_KEY)
+    return
+  raise ConfigError(message + ".", hint=f"keep σ in [{lo:g}, {hi:g}], or set "
+                    f"--config.prior.{EXTRAPOLATION_KEY}=True to query it anyway.")
 
 
 def check_batch(x, cond, image_size: int, channels: int, what: str) -> None:

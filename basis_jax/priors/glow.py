@@ -185,11 +185,7 @@ def load(prior_config, schedule=None) -> Prior:
       params, select = weights.state, _identity_level
       num_levels = None  # Any number of levels.
     else:
-      if not (len(weights.sigmas) == num_levels and
-              np.allclose(weights.sigmas, schedule.sigmas, rtol=1e-4)):
-        raise ValueError(f"{path} was fine-tuned for σ = {weights.sigmas}, but the schedule "
-                         f"uses σ = {schedule.sigmas}; fine-tune for this ladder or change "
-                         "config.schedule.")
+      base.check_sigmas(schedule.sigmas, path, ladder=weights.sigmas)
       params, select = weights.state, select_level  # Sliced once per level by the sampler.
       num_levels = len(weights.sigmas)
   else:

@@ -160,25 +160,10 @@ load_weights = NETWORK.load_weights
 
 
 def check_sigmas(path: str, sigmas) -> None:
-  """Refuses a σ ladder other than the one recorded in the weights file.
-
-  Level i of the network was trained at the file's σ_i only; querying it at another σ gives
-  a wrong score without any error. The trainer and the converter record the ladder
-  (`sigmas`); a file without one cannot be checked.
-  """
+  """Level i of the network was trained at the file's σ_i only (the ladder the trainer and
+  the converter record): the one σ policy, `base.check_sigmas`."""
   trained = checkpoint_io.read_metadata(path).get("sigmas")
-  if trained is None:
-    logging.warning("%s records no σ ladder; cannot check that the schedule's σ are the ones "
-                    "the network was trained for.", path)
-    return
-  trained = tuple(float(s) for s in trained)
-  if len(trained) != len(sigmas) or not np.allclose(trained, sigmas, rtol=1e-5, atol=0):
-    show = lambda values: "(" + ", ".join(f"{s:.6g}" for s in values) + ")"
-    raise errors.ConfigError(
-        f"{path} was trained for σ = {show(trained)}, but the schedule uses σ = "
-        f"{show(sigmas)}; level i would be queried at a σ it was not trained for.",
-        hint="Set config.schedule to the file's ladder (sigma_max, sigma_min, num_levels or "
-             "an explicit sigmas list).")
+  base.check_sigmas(sigmas, path, ladder=trained)
 
 
 def shipped_weights(dataset: str) -> str | None:

@@ -24,7 +24,7 @@ measured throughput of the candidates).
     score = model(x, sigma)            # x [B,H,W,C] in [0,1], sigma [B] > 0
 
 `load(prior_config, schedule)` builds the sampler's `Prior`: level i of the schedule is
-queried at σ_i, and a ladder outside the trained σ range warns, naming that range.
+queried at σ_i; a ladder outside the trained σ range is refused (base.check_sigmas).
 """
 
 from __future__ import annotations
@@ -258,17 +258,6 @@ def shipped_weights(dataset: str) -> str | None:
   return NETWORK.shipped_weights(dataset)
 
 
-def check_sigma_range(sigmas, trained: tuple[float, float] | None, source: str) -> None:
-  """Warns when a ladder leaves the σ range the weights were trained on."""
-  if trained is None:
-    return
-  lo, hi = trained
-  outside = [float(s) for s in sigmas if not lo * (1 - 1e-6) <= s <= hi * (1 + 1e-6)]
-  if outside:
-    logging.warning("%s was trained for σ in [%g, %g]; the schedule queries it at σ = %s, "
-                    "outside that range: its scores there are extrapolations.", source, lo, hi,
-                    ", ".join(f"{s:g}" for s in outside))
-
 
 def load(prior_config, schedule=None) -> Prior:
   """The score_unet prior of `config.prior` (fields: weights, dataset, use_ema, dtype, seed,
@@ -287,8 +276,8 @@ def load(prior_config, schedule=None) -> Prior:
                 **NETWORK.explicit_fields(prior_config)}
     config, graphdef, params, metadata = load_weights(weights, expected,
                                                       use_ema=prior_config.get("use_ema", True))
-    trained = tuple(metadata["sigma_range"]) if "sigma_range" in metadata else None
-    check_sigma_range(schedule.sigmas, trained, weights)
+    base.check_sigmas(schedule.sigmas, weights, sigma_range=metadata.get("sigma_range"),
+                      prior_config=prior_config)
   else:
     base.require_random_weights_allowed(
         prior_config, ARCHITECTURE,
