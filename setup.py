@@ -38,5 +38,6 @@ setuptools.setup(
         "torch": ["torch"],
         # Preparing a tfds dataset (as opposed to reading a prepared one) needs TensorFlow.
         "prepare": ["tensorflow"],
+        "tf": ["tensorflow-cpu", "tf_slim"],
     },
 )

@@ -141,3 +141,7 @@ def test_tf_mapping_covers_every_parameter():
   assert table["levels/1/steps/0/coupling_net/conv_out/kernel"].source_key == \
       "model/1/0/f1/l_last/W"
   assert table["levels/0/split_prior/logs"].source_key == "model/pool0/conv/logs"
+  # tfops.actnorm("actnorm") opens the scopes actnorm_center and actnorm_scale.
+  assert table["levels/0/steps/1/actnorm/bias"].source_key == "model/0/1/actnorm_center/b"
+  assert table["levels/0/steps/1/coupling_net/conv1/actnorm/logs"].source_key == \
+      "model/0/1/f1/l_1/actnorm_scale/logs"
