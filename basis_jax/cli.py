@@ -1,4 +1,4 @@
-"""What every command-line program shares: one-line user errors and a quiet console.
+"""What every command-line program shares: one-line user errors, help, Ctrl-C, a quiet console.
 
     from basis_jax import cli
     ...
@@ -6,12 +6,17 @@
       cli.run(main, log_name="train.log")
 
 - An error that is the user's to fix (`basis_jax.errors.UserError`, a bad flag value, an
-  unknown config key) prints `error: <message>` (and `hint: <fix>` where there is one) on
+  unknown config key, a config file that is missing or refuses its `:argument`, a stray
+  positional argument) prints `error: <message>` (and `hint: <fix>` where there is one) on
   stderr and exits with status 2; `--traceback` shows the full traceback instead. Anything
   else is a bug and keeps its traceback.
-- The console shows the project's own log lines (progress, at the root logger), and
-  warnings and errors from anyone. Third-party INFO lines (orbax, absl, jax) go only to
-  the log file: WORKDIR/<log_name>, where WORKDIR is `--workdir` or `config.workdir`.
+- `--help` (or `-h`, `--helpshort`) prints the program's flags, `--helpfull` every flag;
+  with a config (`--config=FILE`, or the program's default config) both then list the
+  config's fields with their current values and, where the program passes a table of
+  meanings (`field_help`, kept beside the defaults in configs/), one line of meaning each.
+  They exit 0.
+- The console shows the project's own log lines and everyone's warnings (basis_jax.console);
+  third-party INFO lines go only to WORKDIR/<log_name> (`--workdir` or `config.workdir`).
 - Programs that run the sampler (`cpu_device_per_core=True`) give JAX one CPU device per
   usable core, before JAX starts, unless the user chose a count (`JAX_NUM_CPU_DEVICES`, or
   `--xla_force_host_platform_device_count` in `XLA_FLAGS`): XLA:CPU runs some convolutions
@@ -20,50 +25,49 @@
   1.3-1.5x faster on 2 cores). It changes no result beyond float rounding (the sampler's
   results do not depend on the device count) and nothing on a GPU or TPU, whose devices
   JAX uses instead. `JAX_NUM_CPU_DEVICES=1` restores one device.
-- Ctrl-C prints one line and exits with 130. Its KeyboardInterrupt can land inside a JAX host
-  callback (the sampler's progress lines), which swallows it; so `run` also records it, and
-  long loops check `interrupt_requested()` where stopping is safe (after each chunk).
+- Ctrl-C stops with one line (console and log file) and exit status 130. Inside
+  `stop_after_work_in_flight(note)` the first Ctrl-C only asks to stop: it logs `note()` at
+  once (what is in flight, how long it needs) and `stop_requested()` turns True, so the
+  loop stops at its next safe point, after saving; a second Ctrl-C stops at once. Work run
+  through `wait_for` (a compile, a chunk) runs on a worker thread, so that the main
+  thread, where Python runs signal handlers, is free to answer while XLA computes.
 """
 
 from __future__ import annotations
 
-import difflib
+import contextlib
+import functools
 import logging
 import os
 import re
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from absl import app, flags
-from absl import logging as absl_logging
 from ml_collections import config_dict
-from ml_collections.config_flags import config_flags as config_flags_lib
 
-from basis_jax.errors import ConfigError, UserError
+from basis_jax import config_help, console
+from basis_jax.errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 _TRACEBACK_FLAG = "traceback"
-_FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_HELP = re.compile(r"--?(help|helpshort|h|\?|helpfull)(=(true|1))?", re.I)
 _INTERRUPT = threading.Event()
-
-
-def interrupt_requested() -> bool:
-  """Whether Ctrl-C came since `run` started (even if its KeyboardInterrupt was swallowed)."""
-  return _INTERRUPT.is_set()
-
-
-def _on_sigint(signum, frame):
-  del signum, frame
-  _INTERRUPT.set()
-  raise KeyboardInterrupt
+_stop_note: Callable[[], str] | None = None  # Set inside stop_after_work_in_flight.
+_workers: set[threading.Thread] = set()  # wait_for's threads still computing.
 
 
 def run(main: Callable[[list[str]], Any], log_name: str | None = None, *,
-        cpu_device_per_core: bool = False) -> None:
-  """`app.run(main)` with the error, logging and device behaviour of the module docstring."""
+        cpu_device_per_core: bool = False,
+        field_help: Mapping[str, str] | None = None) -> None:
+  """`app.run(main)` with the error, help, Ctrl-C, logging and device behaviour above.
+
+  `field_help`: one line of meaning per config field (dotted names; `prior.x` also
+  serves `priors[i].x`), shown by `--help` and `--helpfull`.
+  """
   if cpu_device_per_core:
     use_cpu_device_per_core()
   if _TRACEBACK_FLAG not in flags.FLAGS:
@@ -71,22 +75,22 @@ def run(main: Callable[[list[str]], Any], log_name: str | None = None, *,
                       "Show the full traceback of an error that is the user's to fix.")
 
   def wrapped(argv):
-    route_logging(_log_path(log_name))
+    console.route_logging(_log_path(log_name))
     signal.signal(signal.SIGINT, _on_sigint)
     try:
       return main(argv)
-    except UserError as e:
+    except (UserError, app.UsageError) as e:
       if flags.FLAGS[_TRACEBACK_FLAG].value:
         raise
+      if isinstance(e, app.UsageError):  # Positional arguments the program takes none of.
+        e = UserError(str(e), hint="flags take the form --name=value; --help lists them.")
       _exit_with(e)
     except KeyboardInterrupt as e:  # Ctrl-C: one line, not a traceback; 130 as shells use.
       if flags.FLAGS[_TRACEBACK_FLAG].value:
         raise
-      sys.stdout.flush()
-      sys.stderr.write(f"\n{e or 'interrupted; re-run the same command to resume'}\n")
-      sys.exit(EXIT_INTERRUPTED)
+      _exit_interrupted(str(e) or "interrupted; re-run the same command to resume")
 
-  app.run(wrapped, flags_parser=_parse_flags)
+  app.run(wrapped, flags_parser=functools.partial(_parse_flags, field_help=field_help))
 
 
 def use_cpu_device_per_core() -> int | None:
@@ -104,146 +108,166 @@ def use_cpu_device_per_core() -> int | None:
   return cores
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+def stop_requested() -> bool:
+  """Whether Ctrl-C came since `run` started (even if its KeyboardInterrupt was swallowed)."""
+  return _INTERRUPT.is_set()
+
+
+@contextlib.contextmanager
+def stop_after_work_in_flight(note: Callable[[], str]):
+  """Within: the first Ctrl-C logs `note()` and asks to stop; the second stops at once.
+
+  `note()` says what the program finishes before it stops and about how long that takes
+  (e.g. "stopping once chunk 3/10 is saved, in about 40 s").
+  """
+  global _stop_note
+  previous, _stop_note = _stop_note, note
   try:
-    return flags.FLAGS(argv)
-  except Exception as e:  # pylint: disable=broad-except
-    if any(re.fullmatch(rf"--?{_TRACEBACK_FLAG}(=(true|1))?", a, re.I) for a in argv[1:]):
-      raise
-    cause = e.__cause__ or e.__context__
-    if isinstance(e, UserError):
-      error = e
-    elif isinstance(e, flags.Error) and isinstance(cause, UserError):
-      error = cause  # A config file's get_config refused its argument.
-    elif isinstance(e, flags.Error):  # Unknown flag, missing required flag, bad value.
-      error = unknown_config_key(argv) or UserError(
-          str(e), hint="--helpfull lists every flag.")
-    elif isinstance(e, (AttributeError, KeyError, IndexError, ValueError)):  # No such key?
-      error = unknown_config_key(argv)
-      if error is None:
-        raise
-    else:
-      raise
-    _exit_with(error)
+    yield
+  finally:
+    _stop_note = previous
 
 
-def unknown_config_key(argv: list[str]) -> ConfigError | None:
-  """The first `--<config>.a.b=...` override whose key the loaded config lacks, if any."""
-  for name, flag in _config_flags():
-    source = _flag_argument(argv, name) or flag.default_as_str
-    if not source:
-      continue
+def wait_for(fn: Callable[..., Any], *args) -> Any:
+  """`fn(*args)` on a worker thread; this (main) thread waits where Ctrl-C can reach it.
+
+  A compiled JAX program with host callbacks runs synchronously in the calling thread and
+  Python runs signal handlers only on the main thread between bytecodes, so a Ctrl-C
+  pressed during a long chunk would wait for the chunk's end to be noticed at all.
+  """
+  outcome: dict[str, Any] = {}
+  finished = threading.Event()
+
+  def work():
     try:
-      config = flag.parser.parse(source.strip("'"))
-    except Exception:  # pylint: disable=broad-except
-      continue  # The file itself is broken: let the original error speak.
-    for arg in argv[1:]:
-      match = re.match(rf"--?(?:no)?{re.escape(name)}\.([^=]+)", arg)
-      if match:
-        path = [p for p in re.split(r"[.\[\]]", match.group(1)) if p]
-        error = _missing_key(config, name, path)
-        if error is not None:
-          return error
-  return None
+      outcome["value"] = fn(*args)
+    except BaseException as e:  # pylint: disable=broad-except  # Re-raised below.
+      outcome["error"] = e
+    finally:
+      _workers.discard(threading.current_thread())
+      finished.set()
+
+  thread = threading.Thread(target=work, name="basis-compute", daemon=True)
+  _workers.add(thread)
+  thread.start()
+  # Event.wait, not Thread.join: a KeyboardInterrupt inside join can mark a running thread
+  # as stopped (CPython 3.11). The SIGINT handler runs during the wait.
+  while not finished.wait(0.25):
+    pass
+  if "error" in outcome:
+    raise outcome["error"]
+  return outcome["value"]
 
 
-def _config_flags():
-  registered = flags.FLAGS._flags()  # pylint: disable=protected-access
-  return [(name, flag) for name, flag in registered.items()
-          if config_flags_lib.is_config_flag(flag)]
+def _on_sigint(signum, frame):
+  del signum, frame
+  first = not _INTERRUPT.is_set()
+  _INTERRUPT.set()
+  if first and _stop_note is not None:
+    logging.warning("Ctrl-C: %s. Press Ctrl-C again to stop now.", _stop_note())
+    return
+  raise KeyboardInterrupt
 
 
-def _flag_argument(argv: list[str], name: str) -> str | None:
-  for i, arg in enumerate(argv[1:], start=1):
-    if re.fullmatch(rf"--?{re.escape(name)}", arg) and i + 1 < len(argv):
-      return argv[i + 1]
-    match = re.fullmatch(rf"--?{re.escape(name)}=(.*)", arg)
-    if match:
-      return match.group(1)
-  return None
+def _exit_interrupted(message: str) -> None:
+  sys.stdout.flush()
+  sys.stderr.write(f"\n{message}\n")
+  console.log_to_files(logging.WARNING, message)
+  console.flush_log_files()
+  sys.stderr.flush()
+  if _workers:
+    # XLA is still computing on a worker thread; interpreter shutdown would wait for it.
+    os._exit(EXIT_INTERRUPTED)  # pylint: disable=protected-access
+  sys.exit(EXIT_INTERRUPTED)
 
 
-def _missing_key(config: Any, section: str, path: list[str]) -> ConfigError | None:
-  node = config
-  for part in path:
-    if isinstance(node, (config_dict.ConfigDict, dict)):
-      keys = list(node.keys())
-      if part in keys:
-        node, section = node[part], f"{section}.{part}"
-        continue
-      close = difflib.get_close_matches(part, keys, n=len(keys), cutoff=0.5)
-      listed = close + sorted(k for k in keys if k not in close)
-      hint = f"did you mean --{section}.{close[0]}?" if close else None
-      return ConfigError(f"{section} has no field {part!r}; valid keys of {section}: "
-                         f"{', '.join(listed)}", hint=hint)
-    if isinstance(node, (tuple, list)) and part.isdigit():
-      if int(part) >= len(node):
-        return ConfigError(f"{section} has {len(node)} entries; there is no {section}.{part}.")
-      node, section = node[int(part)], f"{section}.{part}"
-      continue
-    return ConfigError(f"{section} is a value ({type(node).__name__}), not a section: it has "
-                       f"no field {part!r}.")
-  return None
+# ----------------------------------------------------------------------------- flags
 
 
-def _exit_with(error: UserError) -> None:
+def _parse_flags(argv: list[str], field_help: Mapping[str, str] | None = None) -> list[str]:
+  wants_help = [a for a in argv[1:] if _HELP.fullmatch(a)]
+  if wants_help:
+    _print_help([a for a in argv if not _HELP.fullmatch(a)], field_help,
+                full="helpfull" in wants_help[-1].lower())
+    sys.exit(0)
+  traceback_wanted = any(re.fullmatch(rf"--?{_TRACEBACK_FLAG}(=(true|1))?", a, re.I)
+                         for a in argv[1:])
+  try:
+    rest = flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    if traceback_wanted:
+      raise
+    _exit_with(_flag_error(e, argv))
+  for name, flag in config_help.config_flags():
+    error = config_help.config_file_error(flag, config_help.flag_argument(argv, name))
+    if error is not None:
+      if traceback_wanted:
+        raise error
+      _exit_with(error)
+  return rest
+
+
+def _flag_error(e: Exception, argv: list[str]) -> UserError:
+  """The user's mistake behind a flag-parsing failure, or re-raises a bug."""
+  if isinstance(e, UserError):
+    return e
+  if isinstance(e, flags.Error):
+    refused = config_help.config_argument_refused(e)
+    if refused is not None:
+      return refused
+    missing = re.search(r"Flag --(\w+) must have a value other than None", str(e))
+    if missing:
+      return UserError(f"--{missing.group(1)} is required.",
+                       hint="--help shows what each flag means.")
+    return (config_help.unknown_config_key(argv) or config_help.config_value_refused(e, argv)
+            or UserError(str(e), hint="--help lists the flags."))
+  if isinstance(e, (AttributeError, KeyError, IndexError, ValueError)):  # No such key?
+    error = config_help.unknown_config_key(argv)
+    if error is not None:
+      return error
+  raise e
+
+
+def error_text(error: UserError) -> str:
+  """What the console shows for a user error: `error: ...` and maybe `hint: ...`."""
   lines = str(error).splitlines() or [type(error).__name__]
   text = "error: " + "\n  ".join(lines) + "\n"
   if getattr(error, "hint", None):
     text += f"hint: {error.hint}\n"
-  for handler in logging.getLogger().handlers:  # Keep the error in the log file too.
-    if isinstance(handler, logging.FileHandler):
-      handler.handle(logging.makeLogRecord(
-          {"name": __name__, "msg": text.rstrip(), "levelno": logging.ERROR,
-           "levelname": "ERROR"}))
+  return text
+
+
+def _exit_with(error: UserError) -> None:
+  text = error_text(error)
+  console.log_to_files(logging.ERROR, text.rstrip())  # Keep the error in the log file too.
   sys.stdout.flush()
   sys.stderr.write(text)
   sys.exit(EXIT_USER_ERROR)
 
 
-# ----------------------------------------------------------------------------- logging
+# ----------------------------------------------------------------------------- help
 
 
-class _ConsoleFilter(logging.Filter):
-  """The project's INFO lines (root logger) and everyone's warnings and errors."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or record.name == "root"
-
-
-class _ConsoleFormatter(logging.Formatter):
-
-  def __init__(self):
-    super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
-
-  def format(self, record: logging.LogRecord) -> str:
-    text = super().format(record)
-    if record.levelno >= logging.WARNING:
-      stamp = self.formatTime(record, self.datefmt)
-      text = f"{stamp} {record.levelname}: {text[len(stamp) + 1:]}"
-    return text
-
-
-def route_logging(log_path: str | None = None) -> None:
-  """Console: our INFO lines and all warnings; `log_path` (if given): everything at INFO."""
-  root = logging.getLogger()
-  root.setLevel(logging.INFO)
-  root.removeHandler(absl_logging.get_absl_handler())  # It prints every absl INFO line.
-  for handler in list(root.handlers):
-    if getattr(handler, "_basis_console", False):
-      root.removeHandler(handler)
-  console = logging.StreamHandler(sys.stderr)
-  console._basis_console = True  # pylint: disable=protected-access
-  console.addFilter(_ConsoleFilter())
-  console.setFormatter(_ConsoleFormatter())
-  root.addHandler(console)
-  if log_path:
-    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    if not any(getattr(h, "baseFilename", None) == os.path.abspath(log_path)
-               for h in root.handlers):
-      handler = logging.FileHandler(log_path)
-      handler.setFormatter(logging.Formatter(_FILE_FORMAT))
-      root.addHandler(handler)
+def _print_help(argv: list[str], field_help: Mapping[str, str] | None, full: bool) -> None:
+  """absl's help text, then the config's fields, values and meanings."""
+  app.usage(shorthelp=not full, writeto_stdout=True)
+  try:  # Parse what was given (a config and its overrides); a mistake only loses the fields.
+    flags.FLAGS(argv)
+  except Exception:  # pylint: disable=broad-except
+    pass
+  for name, flag in config_help.config_flags():
+    error = config_help.config_file_error(flag, config_help.flag_argument(argv, name))
+    if error is not None:
+      print(f"\n--{name}: {error}")
+    elif isinstance(flag.value, config_dict.ConfigDict):
+      source = config_help.flag_argument(argv, name) or flag.default_as_str.strip("'")
+      print(f"\n{name} fields of {source} (set any with --{name}.FIELD=VALUE):")
+      print("\n".join(config_help.config_fields(flag.value, field_help or {})))
+    else:
+      print(f"\nPass --{name}=FILE with --help to list that config's fields.")
 
 
 def _log_path(log_name: str | None) -> str | None:
@@ -252,5 +276,5 @@ def _log_path(log_name: str | None) -> str | None:
   workdir = flags.FLAGS["workdir"].value if "workdir" in flags.FLAGS else None
   if not workdir and "config" in flags.FLAGS:
     config = flags.FLAGS["config"].value
-    workdir = config.get("workdir") if hasattr(config, "get") else None
+    workdir = config.get("workdir") if isinstance(config, config_dict.ConfigDict) else None
   return os.path.join(workdir, log_name) if workdir else None

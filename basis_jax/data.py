@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import logging as logging_lib
 import hashlib
 import io
 import os
 import pickle
 import re
 import tarfile
+import zipfile
 from typing import Any, Sequence
 
 import ml_collections
@@ -180,9 +182,9 @@ def verify_checksum(path: str, expected: str, algorithm: str = 'sha256') -> None
   if actual != expected:
     raise InputFileError(
         f'Checksum mismatch for {path}: {algorithm} is {actual}, the published file has '
-        f'{expected}. The file is truncated, corrupt or not the standard distribution; '
-        'download it again (or pass verify_checksums=False for a deliberately changed '
-        'file).')
+        f'{expected}; it is truncated, corrupt or not the standard distribution.',
+        hint='download it again, or pass --config.data.verify_checksums=False for a file '
+             'changed on purpose.')
 
 
 # ----------------------------------------------------------------------------- MNIST
@@ -218,6 +220,10 @@ def load_mnist_files(folder: str, split: str = 'test', *,
   prefix = {'test': 't10k', 'train': 'train'}.get(split)
   if prefix is None:
     raise ConfigError(f"MNIST split must be 'train' or 'test', got {split!r}.")
+  if os.path.isfile(folder):
+    raise InputFileError(f'config.data.path {folder} is a file; MNIST is read from the folder '
+                         'that holds its four idx files.',
+                         hint=f'--config.data.path={os.path.dirname(folder) or "."}')
   arrays = []
   for kind in ('images-idx3', 'labels-idx1'):
     name = f'{prefix}-{kind}-ubyte'
@@ -323,6 +329,11 @@ def _cifar10_npz_keys(keys: set[str], split: str) -> tuple[str | None, str | Non
 
 def _load_cifar10_npz(path: str, split: str) -> Dataset:
   lossy = False
+  if os.path.isfile(path) and not zipfile.is_zipfile(path):
+    raise InputFileError(f'{path} is not an .npz archive (np.savez writes a zip file; this '
+                         'is not one, or it is truncated).',
+                         hint='data.path takes the cifar-10-batches-py folder, '
+                              'cifar-10-python.tar.gz or an .npz written by np.savez.')
   try:
     arrays = np.load(path)
   except (OSError, ValueError) as e:
@@ -425,19 +436,27 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None,
               num_examples: int | None = None) -> Dataset:
   """A prepared tfds dataset through `tfds.data_source` (no TensorFlow needed to read)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  local = ('--config.data.path=DIR (local files: ' + LOCAL_FILES[name] + ')'
+           if name in LOCAL_FILES else 'local files via --config.data.path')
+  held = _HeldRecords()
   try:
-    source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+    with held:  # tfds warns about the empty folder before it fails: the error says it all.
+      source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
   except ModuleNotFoundError as e:
     raise InputFileError(
-        f'Preparing tfds dataset {name!r} needs TensorFlow ({e}). Install it with '
-        f"pip install 'basis-jax[prepare]' and run `tfds build {name} "
-        '--file_format=array_record`, or use local files via config.data.path.') from e
+        f'preparing tfds dataset {name!r} needs TensorFlow ({e}).',
+        hint=f"use {local}, or pip install 'basis-jax[prepare]' and run `tfds build {name} "
+             "--file_format=array_record`.") from e
   except Exception as e:  # tfds raises several types for "not prepared here"
+    # tfds's own words (several lines) go to the log file only.
+    logging_lib.getLogger(__name__).info('tfds.data_source(%r) failed: %s', name, e)
     raise InputFileError(
         f'tfds dataset {name!r} (split {split!r}) is not prepared in '
-        f'{data_dir or "~/tensorflow_datasets"}: {e}. Prepare it with `tfds build {name} '
-        "--file_format=array_record` (needs pip install 'basis-jax[prepare]'), set "
-        'config.data.download=True, or use local files via config.data.path.') from e
+        f'{data_dir or "~/tensorflow_datasets"}, and config.data.download is False.',
+        hint=f"use {local}; or prepare it with pip install 'basis-jax[prepare]' and `tfds "
+             f"build {name} --file_format=array_record` (--config.data.download=True lets tfds "
+             "download and prepare it).") from e
+  held.pass_on()
   count = len(source) if num_examples is None else min(num_examples, len(source))
   images, labels = [], []
   for example in _read_examples(source, count):
@@ -453,6 +472,39 @@ def load_tfds(name: str, split: str, *, data_dir: str | None = None,
                          'set config.data.resolution.')
   return Dataset(f'{name.replace("/", "_")}_{split}', _to_float(np.stack(images)),
                  np.asarray(labels, np.int64) if len(labels) == count else None)
+
+
+# What --config.data.path takes instead of a tfds dataset, for the hint of a missing one.
+LOCAL_FILES = {
+    'mnist': 'the folder of the four MNIST .gz files',
+    'cifar10': 'the cifar-10-batches-py folder, cifar-10-python.tar.gz or an .npz',
+}
+
+
+class _HeldRecords(logging_lib.Handler):
+  """Holds the log records of the `absl` logger (tfds logs through it) while in use;
+  `pass_on()` passes them on. Records held when the block fails are dropped."""
+
+  def __init__(self):
+    super().__init__()
+    self.records = []
+    self.logger = logging_lib.getLogger('absl')
+
+  def __enter__(self):
+    self.propagate, self.logger.propagate = self.logger.propagate, False
+    self.logger.addHandler(self)
+    return self
+
+  def __exit__(self, *exc):
+    self.logger.removeHandler(self)
+    self.logger.propagate = self.propagate
+
+  def emit(self, record):
+    self.records.append(record)
+
+  def pass_on(self):
+    for record in self.records:
+      self.logger.handle(record)
 
 
 def _read_examples(source, count: int, chunk: int = 1024):

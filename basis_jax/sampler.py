@@ -114,6 +114,7 @@ def make_separator(
     select_level: Callable | Sequence[Callable] | None = None,
     options: SamplerOptions = SamplerOptions(),
     progress: Callable[[int], None] | None = None,
+    step_progress: Callable[[int], None] | None = None,
     rank_fn: RankFn | None = None,
 ) -> Callable[..., dict[str, jax.Array]]:
   """Builds `separate(params, mixtures, key, indices) -> dict` (pure, jit-able).
@@ -128,6 +129,8 @@ def make_separator(
     select_level: per-level parameter slicing (Glow); called once per level.
     options: see `SamplerOptions`.
     progress: host function called with the level index after each level.
+    step_progress: host function called with the step index t after each step of the
+      first level only: an early timing (a run's ETA within seconds, not after a level).
     rank_fn: `rank_fn(params, x [M, k, H, W, C], mixtures [M, ...]) -> [M]`, higher is
       better (`basis_jax.selection`): with S > 1 samples it picks each mixture's result
       (and the survivors when `options.prune_after` is set).
@@ -231,6 +234,10 @@ def make_separator(
         global_step = level * num_steps_per_level + t
         keys = jax.vmap(lambda sk: jax.random.fold_in(sk, global_step))(step_keys)
         x = batched_data_step(x, obs, score, keys, step_size, inv_g2)
+        if step_progress is not None and first == 0:
+          # A value of this step's x makes the callback wait for the step's work.
+          jax.lax.cond(level == 0, lambda: jax.debug.callback(
+              lambda t, _: step_progress(t), t, jnp.max(x)), lambda: None)
         return (x, score), None  # Only the last score is kept (for its norm), not all T.
 
       (x, last_score), _ = jax.lax.scan(step_body, (x, jnp.zeros_like(x)),

@@ -28,9 +28,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from basis_jax import atomic, cli, errors, memory, metrics, mixing as mixing_lib
-from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib, sampler
-from basis_jax import schedules, selection, sharding, visualize, workdir as workdir_lib
+from basis_jax import atomic, cli, console, errors, memory, metrics, mixing as mixing_lib
+from basis_jax import mixtures as mixtures_lib, overview, priors as priors_lib
+from basis_jax import progress as progress_lib, sampler, schedules, selection, sharding
+from basis_jax import visualize, workdir as workdir_lib
 from basis_jax.errors import ConfigError
 
 
@@ -87,7 +88,7 @@ def sampler_options(config, prior: priors_lib.Prior) -> sampler.SamplerOptions:
       survivors=s.get("survivors", 1))
 
 
-def build_job(config, progress=None) -> Job:
+def build_job(config, progress=None, step_progress=None) -> Job:
   schedule = schedules.from_config(config.schedule)
   k = config.mixture.num_components
   if k < 1:
@@ -102,7 +103,7 @@ def build_job(config, progress=None) -> Job:
       priors[0].score_fn if shared else [p.score_fn for p in priors], mixing, schedule,
       component_shape=priors[0].image_shape, num_components=k,
       select_level=priors[0].select_level if shared else [p.select_level for p in priors],
-      options=options, progress=progress, rank_fn=rank_fn)
+      options=options, progress=progress, step_progress=step_progress, rank_fn=rank_fn)
   params = priors[0].params if shared else tuple(p.params for p in priors)
   return Job(schedule, mixing, priors, options, params, separate)
 
@@ -140,59 +141,20 @@ def mixtures_to_prior_space(mixtures: np.ndarray, job: Job) -> np.ndarray:
 
 
 
-class _LevelProgress:
-  """Host side of the per-level callback: one log line per level of each chunk."""
+class _ProgressRelay:
+  """The sampler's host callbacks (built with the job), forwarded to the run's
+  RunProgress once the chunks are planned."""
 
   def __init__(self):
-    self.num_levels = 0
-    self.chunk = ""
-    self.last = -1
-    self.started = 0.0
+    self.target: progress_lib.RunProgress | None = None
 
-  def start(self, chunk: str):
-    """Called once the chunk's program is compiled, so the ETA counts only computation."""
-    self.chunk, self.last, self.started = chunk, -1, time.time()
+  def on_step(self, step):
+    if self.target is not None:
+      self.target.on_step(step)
 
-  def __call__(self, level):
-    level = int(np.asarray(level).reshape(-1)[0])
-    if level != self.last:  # Each device reports; log once.
-      self.last = level
-      per_level = (time.time() - self.started) / (level + 1)
-      logging.info("%s level %d/%d done, chunk ETA %.0f s", self.chunk, level + 1,
-                   self.num_levels, per_level * (self.num_levels - level - 1))
-
-
-class ChunkMemoryError(ConfigError, MemoryError):
-  """A chunk whose compiled program would not fit in device memory: lower batch_size."""
-
-
-def _check_memory(compiled, batch_rows: int, cap_gb: float) -> None:
-  """Refuses a chunk whose compiled program needs more device memory than allowed."""
-  needed, _ = memory.peak_memory_bytes(compiled)
-  if needed is None:
-    return
-  if not cap_gb:
-    limit = (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
-    if not limit:
-      return
-    cap_gb = limit / 2**30
-  needed /= 2**30
-  if needed > cap_gb:
-    # The compiled program is per device and scales with the rows each device holds.
-    fits = max(1, int(batch_rows * cap_gb / needed))
-    raise ChunkMemoryError(
-        f"A chunk of {batch_rows} mixtures needs about {needed:.2f} GiB of device memory per "
-        f"device, over the cap of {cap_gb:.2f} GiB. Set batch_size to at most about {fits} "
-        "(global), or raise max_device_memory_gb.")
-
-
-def _log_to(path: str) -> None:
-  if any(getattr(h, "baseFilename", None) == os.path.abspath(path)
-         for h in logging.getLogger().handlers):
-    return
-  handler = logging.FileHandler(path)
-  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-  logging.getLogger().addHandler(handler)
+  def on_level(self, level):
+    if self.target is not None:
+      self.target.on_level(level)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool = False,
@@ -201,25 +163,25 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
 
   With `log_file`, log lines also go to WORKDIR/separate.log (separate.pN.log for
   process N > 0). `on_chunk_recorded(n)` is called once this run's n-th chunk (from 1) is
-  on disk and in the index: a seam for callers (tests kill the run there).
+  on disk and in the index: a seam for callers (tests kill the run there). The first
+  Ctrl-C stops after the chunk in flight is saved, the second at once (basis_jax.cli).
   """
   sharding.initialize_distributed(config.get("distributed"))
   workdir_lib.validate_run(config, workdir)
-  progress = _LevelProgress()
+  relay = _ProgressRelay()
   # Everything that can refuse the run comes before the workdir, so a refused run leaves none.
-  job = build_job(config, progress=progress)
+  job = build_job(config, progress=relay.on_level, step_progress=relay.on_step)
   mixture_set = load_mixtures(config, job)
   num_mixtures = mixture_set.mixtures.shape[0]
   prior_mixtures = mixtures_to_prior_space(mixture_set.mixtures, job)
   sampler.validate_mixtures(prior_mixtures, job.separate.mixture_shape)
   work = workdir_lib.Workdir(workdir)
   if log_file:
-    _log_to(work.file("separate.log" if jax.process_index() == 0 else
-                      f"separate.p{jax.process_index()}.log"))
+    console.log_to(work.file("separate.log" if jax.process_index() == 0 else
+                             f"separate.p{jax.process_index()}.log"))
   work.check_config(config, allow_config_change, [p.weights_digest for p in job.priors])
   if jax.process_count() == 1:  # With several processes another may be writing already.
     work.remove_stale_temporaries()
-  progress.num_levels = job.schedule.num_levels
   for number, prior in enumerate({id(p): p for p in job.priors}.values()):
     overview.log_parameter_overview(prior.params, f"Prior {number} ({prior.name})")
   mesh = sharding.make_mesh()
@@ -229,85 +191,120 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   params = jax.device_put(job.params, sharding.replicated(mesh))
 
   index = work.read_index()
+  damaged = work.drop_damaged_chunks(index, jax.process_index())
+  for line in damaged:
+    logging.warning(line)
+  if damaged and jax.process_index() == 0:
+    atomic.write_json(work.file("index.json"), index)
+  _sync("checked_chunks")
   done = [c["range"] for c in index["chunks"]]
   chunks = workdir_lib.plan_chunks(num_mixtures, config.batch_size, done)
+  already_done = sum(b - a for a, b in done)
   logging.info("%d mixtures: %d already done, %d chunk(s) of <= %d to run on %d device(s).",
-               num_mixtures, sum(b - a for a, b in done), len(chunks), config.batch_size,
-               num_devices)
+               num_mixtures, already_done, len(chunks), config.batch_size, num_devices)
+  progress = progress_lib.RunProgress(
+      total=num_mixtures, already_done=already_done, chunks=chunks,
+      num_levels=job.schedule.num_levels, steps_per_level=job.schedule.steps_per_level,
+      num_samples=job.options.num_samples, num_devices=num_devices)
+  relay.target = progress
   compiled = {}
-  finished = sum(b - a for a, b in done)
-  computing = 0.0  # Seconds spent running chunks, not compiling them: the ETA's rate.
-  ran = 0
-  done_here = 0  # Chunks of this run on disk, for the Ctrl-C message.
+  in_flight = None  # The chunk (number) being compiled or run, lost if stopped at once.
   try:
-    for number, (start, stop) in enumerate(chunks):
-      rows = stop - start
-      positions = sharding.pad_batch(np.arange(start, stop, dtype=np.int32), num_devices)
-      batch = sharding.pad_batch(prior_mixtures[start:stop], num_devices)
-      global_rows = len(positions)
-      lo, hi = sharding.process_row_range(mesh, global_rows)
-      args = (params, sharding.global_batch(mesh, batch[lo:hi], global_rows), key,
-              sharding.global_batch(mesh, positions[lo:hi], global_rows))
-      if global_rows not in compiled:
-        compiled[global_rows] = jitted.lower(*args).compile()
-        _check_memory(compiled[global_rows], global_rows, config.get("max_device_memory_gb", 0.0))
-      progress.start(f"chunk {number + 1}/{len(chunks)} [{start}, {stop})")
-      t0 = time.time()
-      out = compiled[global_rows](*args)
-      local = {name: sharding.local_rows(value) for name, value in out.items()}
-      seconds = time.time() - t0
-      keep = np.arange(lo, hi) < rows  # Drop the padding rows.
-      local = {name: value[keep] for name, value in local.items()}
-      mine = positions[lo:hi][keep]
-      sampler.check_diverged(local, mine, job.schedule)
-      for name in ("components", "samples", "snapshots"):
-        if name in local:
-          local[name] = job.priors[0].from_prior(local[name])
-      if mine.size:
-        fields = {name: local[name] for name in workdir_lib.RESULT_FIELDS if name in local}
-        atomic.save_npz(work.chunk_file(start, stop, jax.process_index()), positions=mine,
-                        **fields)
-      _sync(f"chunk_{start}")
-      ran += rows
-      finished += rows
-      computing += seconds
-      rate = ran / computing
-      if jax.process_index() == 0:
-        index["chunks"].append({"range": [start, stop], "processes": jax.process_count()})
-        atomic.write_json(work.file("index.json"), index)
-        record = {"chunk": [start, stop], "seconds": seconds,
-                  "residual_norm_mean": float(np.mean(local["residual_norm"])),
-                  "score_norm_per_level": np.mean(local["score_norm"].reshape(
-                      -1, job.schedule.num_levels), axis=0).tolist()}
-        if mixture_set.ground_truth is not None and local["components"].ndim == 5:
-          record["psnr_mean"] = float(np.mean(_best_permutation_psnr(
-              local["components"], mixture_set.ground_truth[mine])))
-        with open(work.file("metrics.jsonl"), "a") as f:
-          f.write(json.dumps(record) + "\n")
-      if on_chunk_recorded is not None:
-        on_chunk_recorded(number + 1)
-      logging.info("Chunk %d/%d: %d/%d mixtures done, %.2f mixtures/s, ETA %.0f s.", number + 1,
-                   len(chunks), finished, num_mixtures, rate, (num_mixtures - finished) / rate)
-
-      done_here = number + 1
-      if cli.interrupt_requested():  # Ctrl-C whose KeyboardInterrupt a callback swallowed.
-        raise KeyboardInterrupt
+    with progress, cli.stop_after_work_in_flight(progress.stop_note):
+      for number, (start, stop) in enumerate(chunks):
+        if cli.stop_requested():
+          raise KeyboardInterrupt
+        in_flight = number
+        rows = stop - start
+        positions = sharding.pad_batch(np.arange(start, stop, dtype=np.int32), num_devices)
+        batch = sharding.pad_batch(prior_mixtures[start:stop], num_devices)
+        global_rows = len(positions)
+        lo, hi = sharding.process_row_range(mesh, global_rows)
+        args = (params, sharding.global_batch(mesh, batch[lo:hi], global_rows), key,
+                sharding.global_batch(mesh, positions[lo:hi], global_rows))
+        if global_rows not in compiled:
+          progress.compiling_chunk(number, start, stop)
+          compiled[global_rows] = cli.wait_for(lambda: jitted.lower(*args).compile())
+          memory.check_chunk_fits(compiled[global_rows], global_rows,
+                                  config.get("max_device_memory_gb", 0.0))
+          if cli.stop_requested():
+            in_flight = None
+            raise KeyboardInterrupt
+        progress.chunk_started(number, start, stop)
+        t0 = time.time()
+        local = cli.wait_for(_local_results, compiled[global_rows], args)
+        seconds = time.time() - t0
+        keep = np.arange(lo, hi) < rows  # Drop the padding rows.
+        local = {name: value[keep] for name, value in local.items()}
+        mine = positions[lo:hi][keep]
+        sampler.check_diverged(local, mine, job.schedule)
+        for name in ("components", "samples", "snapshots"):
+          if name in local:
+            local[name] = job.priors[0].from_prior(local[name])
+        if mine.size:
+          fields = {name: local[name] for name in workdir_lib.RESULT_FIELDS if name in local}
+          atomic.save_npz(work.chunk_file(start, stop, jax.process_index()), positions=mine,
+                          **fields)
+        _sync(f"chunk_{start}")
+        if jax.process_index() == 0:
+          work.record_chunk(index, start, stop, jax.process_count())
+          _append_chunk_metrics(work, start, stop, seconds, local, mine, mixture_set, job)
+        in_flight = None
+        progress.chunk_saved(rows, seconds)
+        if on_chunk_recorded is not None:
+          on_chunk_recorded(number + 1)
   except KeyboardInterrupt:
-    raise KeyboardInterrupt(f"interrupted after chunk {done_here}/{len(chunks)}; "
-                            "re-run the same command to resume") from None
+    saved = f"{already_done + progress.saved}/{num_mixtures} mixtures are saved"
+    if in_flight is not None:
+      what = f"during chunk {in_flight + 1}/{len(chunks)}, whose work is lost"
+    elif progress.saved_chunks:
+      what = f"after chunk {progress.saved_chunks}/{len(chunks)}"
+    else:
+      what = f"before chunk 1/{len(chunks)}"
+    raise KeyboardInterrupt(f"interrupted {what}: {saved}; re-run the same command to "
+                            "resume") from None
 
   if jax.process_index() == 0:
     return assemble(work, config, mixture_set, job)
   return None
 
 
+def _local_results(compiled, args) -> dict[str, np.ndarray]:
+  """Runs a compiled chunk; this process's rows of each output, on the host."""
+  out = compiled(*args)
+  return {name: sharding.local_rows(value) for name, value in out.items()}
+
+
+def _append_chunk_metrics(work, start, stop, seconds, local, mine, mixture_set, job) -> None:
+  record = {"chunk": [start, stop], "seconds": seconds,
+            "residual_norm_mean": float(np.mean(local["residual_norm"])),
+            "score_norm_per_level": np.mean(local["score_norm"].reshape(
+                -1, job.schedule.num_levels), axis=0).tolist()}
+  if mixture_set.ground_truth is not None and local["components"].ndim == 5:
+    record["psnr_mean"] = float(np.mean(_best_permutation_psnr(
+        local["components"], mixture_set.ground_truth[mine])))
+  with open(work.file("metrics.jsonl"), "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
 def summary_line(summary: dict) -> str:
-  """One line for the end of a run: mixtures, BASIS vs Average PSNR (mean ± 95 % interval)."""
-  text = f"{summary['num_mixtures']} mixtures"
+  """One line for the end of a run: BASIS vs its baseline, PSNR mean ± 95 % interval.
+
+  For colorization the baseline is the gray image itself (as RGB); for sums the paper's
+  Average (the mixture divided among the components).
+  """
+  colorization = summary.get("baseline") == "gray image"
+  text = f"{summary['num_mixtures']} {'images colorized' if colorization else 'mixtures'}"
   if "psnr" in summary:
-    basis, average = summary["psnr"], summary["average_baseline_psnr"]
-    text += (f": BASIS {basis['mean']:.1f} ± {basis['ci95']:.1f} dB vs Average "
-             f"{average['mean']:.1f} ± {average['ci95']:.1f} dB PSNR (mean ± 95 % interval)")
+    basis, baseline = summary["psnr"], summary["average_baseline_psnr"]
+    ours = "colorized" if colorization else "BASIS"
+    theirs = "the gray image" if colorization else "Average"
+    text += (f": {ours} {basis['mean']:.1f} ± {basis['ci95']:.1f} dB vs {theirs} "
+             f"{baseline['mean']:.1f} ± {baseline['ci95']:.1f} dB PSNR"
+             f"{' against the original' if colorization else ''} (mean ± 95 % interval)")
+    if not colorization and summary.get("image_shape", [1])[-1] == 3:
+      # CIFAR-10-like sums: many image pairs give nearly the same mixture (paper, Section 5).
+      text += "; on natural images PSNR is not the measure (docs/outputs.md)"
   return text
 
 
@@ -322,6 +319,11 @@ def _best_permutation_psnr(components, truth):
   return metrics.separation_psnr(components, truth, 1.0)["mixture"]
 
 
+def _read_chunk(path: str) -> dict[str, np.ndarray]:
+  with np.load(path) as chunk:
+    return {name: chunk[name] for name in chunk.files}
+
+
 def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: Job) -> dict:
   """Reads every chunk file and writes separations.npz, metrics.json and a PNG grid."""
   num_mixtures = mixture_set.mixtures.shape[0]
@@ -333,18 +335,25 @@ def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.Mixtur
       path = work.chunk_file(start, stop, process)
       if not os.path.exists(path):
         continue
-      with np.load(path) as chunk:
-        positions = chunk["positions"]
-        for name in workdir_lib.RESULT_FIELDS:
-          if name in chunk:
-            if name not in fields:
-              fields[name] = np.zeros((num_mixtures,) + chunk[name].shape[1:], chunk[name].dtype)
-            fields[name][positions] = chunk[name]
-        filled[positions] = True
+      try:
+        chunk = _read_chunk(path)
+      except Exception as e:  # pylint: disable=broad-except  # Damage surfaces as many types.
+        raise errors.InputFileError(
+            f"chunk file {os.path.relpath(path, work.path)} is damaged ({type(e).__name__}).",
+            hint="re-run the same command: it checks every chunk and computes damaged ones "
+                 "again.") from e
+      positions = chunk["positions"]
+      for name in workdir_lib.RESULT_FIELDS:
+        if name in chunk:
+          if name not in fields:
+            fields[name] = np.zeros((num_mixtures,) + chunk[name].shape[1:], chunk[name].dtype)
+          fields[name][positions] = chunk[name]
+      filled[positions] = True
   if not filled.all():
     missing = np.flatnonzero(~filled)
-    raise RuntimeError(f"{missing.size} mixture(s) have no chunk file (first: {missing[:5]}); "
-                       "re-run the same command to compute them.")
+    raise errors.InputFileError(
+        f"{missing.size} mixture(s) have no chunk file (first: {missing[:5].tolist()}).",
+        hint="re-run the same command to compute them.")
   arrays = {"mixtures": mixture_set.mixtures, "positions": np.arange(num_mixtures),
             "alphas": np.asarray(mixture_set.alphas, np.float32), **fields}
   if mixture_set.ground_truth is not None:
@@ -352,8 +361,10 @@ def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.Mixtur
   if mixture_set.indices is not None:
     arrays["indices"] = mixture_set.indices
   atomic.save_npz(work.file("separations.npz"), **arrays)
+  colorization = isinstance(job.mixing, mixing_lib.Grayscale)
   summary = {"num_mixtures": num_mixtures,
              "num_components": job.mixing.num_components,
+             "image_shape": list(fields["components"].shape[-3:]),
              "num_samples": job.options.num_samples,
              "residual_norm_mean": float(fields["residual_norm"].mean())}
   components = fields["components"]
@@ -372,11 +383,18 @@ def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.Mixtur
                                        channels=mixture_set.ground_truth.shape[-1])
     summary["average_baseline_psnr"] = metrics.summarize(
         _best_permutation_psnr(average, mixture_set.ground_truth))
+    summary["baseline"] = "gray image" if colorization else "Average"
   atomic.write_json(work.file("metrics.json"), summary)
   shown = components if components.ndim == 5 else components[:, 0]
-  figure = visualize.separation_figure(mixture_set.mixtures, shown, mixture_set.ground_truth,
-                                       max_rows=config.get("output", {}).get("grid_rows", 8))
+  output = config.get("output", {})
+  figure = visualize.separation_figure(
+      mixture_set.mixtures, shown, mixture_set.ground_truth,
+      max_rows=output.get("grid_rows", 8),
+      labels=visualize.COLORIZATION_LABELS if colorization else visualize.SEPARATION_LABELS)
   visualize.save_figure(work.file("separations.png"), figure)
+  if output.get("component_pngs", False):
+    count = visualize.save_component_pngs(work.file("components"), components)
+    logging.info("Wrote %d component PNGs to %s.", count, work.file("components"))
   logging.info("%s; wrote %s, separations.png and metrics.json.", summary_line(summary),
                work.file("separations.npz"))
   return summary

@@ -3,6 +3,8 @@ each) and plain image grids (samples)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -71,17 +73,25 @@ def save_png(path: str, image: np.ndarray, scale: int = 1) -> None:
     picture.save(f, format="PNG")
 
 
+SEPARATION_LABELS = ("mixture", "truth", "separated")
+COLORIZATION_LABELS = ("gray", "original", "colorized")
+
+
 def separation_figure(mixtures, components, ground_truth=None, data_range=(0.0, 1.0),
-                      max_rows: int = 8, tile_inches: float = 1.1):
+                      max_rows: int = 8, tile_inches: float = 1.1,
+                      labels: tuple[str, str, str] = SEPARATION_LABELS):
   """A labelled matplotlib Figure: mixture | truth 1..k | separated 1..k, one mixture a row.
 
   With ground truth, separated j is the estimate the evaluation matches to truth j (its
-  best PSNR permutation), so a row reads "truth 1 beside separated 1".
+  best PSNR permutation), so a row reads "truth 1 beside separated 1". `labels` name the
+  three kinds of column (COLORIZATION_LABELS: gray | original | colorized); the title
+  says how many of the mixtures are shown ("first 8 of 500 mixtures").
   """
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")  # Files only: no display on servers and in tests.
   from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
-  n, k = min(max_rows, mixtures.shape[0]), components.shape[1]
+  total = mixtures.shape[0]
+  n, k = min(max_rows, total), components.shape[1]
   components = components[:n]
   if ground_truth is not None:
     ground_truth = ground_truth[:n]
@@ -90,14 +100,17 @@ def separation_figure(mixtures, components, ground_truth=None, data_range=(0.0, 
     components = metrics.apply_permutation(components, permutation)
   mixture_range = (min(data_range[0], float(np.min(mixtures[:n]))),
                    max(data_range[1], float(np.max(mixtures[:n]))))
-  titles = ["mixture"]
+  titles = [labels[0]]
   columns = [(mixtures[:n], mixture_range)]
-  for name, images in (("truth", ground_truth), ("separated", components)):
+  for name, images in zip(labels[1:], (ground_truth, components)):
     if images is not None:
-      titles += [f"{name} {j + 1}" for j in range(k)]
+      titles += [name] if k == 1 else [f"{name} {j + 1}" for j in range(k)]
       columns += [(images[:, j], data_range) for j in range(k)]
   figure, axes = plt.subplots(n, len(columns), squeeze=False,
-                              figsize=(tile_inches * len(columns), tile_inches * n + 0.3))
+                              figsize=(tile_inches * len(columns), tile_inches * n + 0.6))
+  noun = "mixture" if labels[0] == "mixture" else "image"
+  figure.suptitle(f"all {total} {noun}s" if n == total else f"first {n} of {total} {noun}s",
+                  fontsize=9)
   for col, (images, value_range) in enumerate(columns):
     axes[0, col].set_title(titles[col], fontsize=9)
     for row in range(n):
@@ -105,6 +118,24 @@ def separation_figure(mixtures, components, ground_truth=None, data_range=(0.0, 
       axes[row, col].axis("off")
   figure.tight_layout(pad=0.3)
   return figure
+
+
+def save_component_pngs(folder: str, components: np.ndarray, data_range=(0.0, 1.0)) -> int:
+  """Each component as `folder/mixture_NNNNN_component_J.png` (J from 1, in the order of
+  separations.npz; `..._sample_S_component_J.png` for [N, S, k, ...]); returns the count."""
+  tiles = _to_rgb_uint8(components, data_range)
+  if components.shape[-1] == 1:
+    tiles = tiles[..., :1]
+  count = 0
+  for index in np.ndindex(*tiles.shape[:-3]):
+    name = f"mixture_{index[0]:05d}"
+    if len(index) == 3:
+      name += f"_sample_{index[1] + 1}"
+    name += f"_component_{index[-1] + 1}.png"
+    tile = tiles[index]
+    save_png(os.path.join(folder, name), tile[..., 0] if tile.shape[-1] == 1 else tile)
+    count += 1
+  return count
 
 
 def save_figure(path: str, figure, dpi: int = 100) -> None:

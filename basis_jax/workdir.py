@@ -2,7 +2,11 @@
 
 WORKDIR/config.json is compared with the command's config on resume; WORKDIR/chunks/
 holds one atomically written file per (chunk, process); WORKDIR/index.json lists the
-finished chunk ranges, written by process 0 after every process has written its rows.
+finished chunk ranges, written by process 0 after every process has written its rows,
+with the SHA-256 of each chunk file. On resume a chunk whose file is missing or no longer
+matches its checksum (truncated by a full disk, damaged in a copy) is dropped from the
+index and computed again; chunks recorded before checksums were kept are trusted if
+they load in full.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import jax
 import numpy as np
 
 from basis_jax import atomic, errors
+from basis_jax.data import file_digest
 from basis_jax.errors import ConfigError
 
 # Config keys that do not change any separated value; a resumed run may change them.
@@ -106,6 +111,61 @@ class Workdir:
     except FileNotFoundError:
       return {"chunks": []}
 
+  def record_chunk(self, index: dict, start: int, stop: int, processes: int) -> None:
+    """Adds [start, stop) to `index` with each part's SHA-256 and rewrites index.json.
+
+    Process 0 only, once every process has written its part (None: that process held no
+    rows of the chunk and wrote no file).
+    """
+    digests = []
+    for process in range(processes):
+      path = self.chunk_file(start, stop, process)
+      digests.append(file_digest(path) if os.path.exists(path) else None)
+    index["chunks"].append({"range": [start, stop], "processes": processes, "sha256": digests})
+    atomic.write_json(self.file("index.json"), index)
+
+  def drop_damaged_chunks(self, index: dict, process: int) -> list[str]:
+    """Removes from `index` the chunks whose files are missing or damaged: one line each.
+
+    Every process reaches the same verdict (they read the same files); each deletes its
+    own part of a dropped chunk, so that no damaged file stays beside the recomputed one.
+    """
+    kept, lines = [], []
+    for entry in index["chunks"]:
+      start, stop = entry["range"]
+      problem = self._chunk_problem(entry)
+      if problem is None:
+        kept.append(entry)
+        continue
+      lines.append(f"{problem}; computing mixtures [{start}, {stop}) again.")
+      own = self.chunk_file(start, stop, process)
+      if os.path.exists(own):
+        os.unlink(own)
+    index["chunks"] = kept
+    return lines
+
+  def _chunk_problem(self, entry: dict) -> str | None:
+    start, stop = entry["range"]
+    processes = entry.get("processes", 1)
+    digests = entry.get("sha256")
+    for process in range(processes):
+      path = self.chunk_file(start, stop, process)
+      name = os.path.relpath(path, self.path)
+      expected = digests[process] if digests is not None else None
+      if not os.path.exists(path):
+        if digests is not None and expected is None:
+          continue  # That process held no rows of this chunk.
+        if digests is None and processes > 1:
+          continue  # Recorded before checksums: no record of which parts exist.
+        return f"chunk file {name} is missing"
+      if digests is not None:
+        if expected is None or file_digest(path) != expected:
+          return (f"chunk file {name} is damaged (its SHA-256 differs from the one recorded "
+                  "when it was written)")
+      elif not loads_in_full(path):
+        return f"chunk file {name} is damaged (it does not load)"
+    return None
+
   def check_config(self, config, allow_change: bool,
                    weights_digests: list[str | None] | None = None) -> None:
     """Refuses to resume under a config (or prior weights) that change the results.
@@ -170,6 +230,17 @@ def plan_chunks(num_mixtures: int, batch_size: int,
     chunks.append((start, stop))
     start = stop
   return chunks
+
+
+def loads_in_full(path: str) -> bool:
+  """Whether every array of an .npz reads back (the zip's CRC checks every byte)."""
+  try:
+    with np.load(path) as archive:
+      for name in archive.files:
+        archive[name]  # pylint: disable=pointless-statement
+  except Exception:  # pylint: disable=broad-except  # Damage surfaces as many types.
+    return False
+  return True
 
 
 RESULT_FIELDS = ("components", "residual_norm", "score_norm", "snapshots", "samples",

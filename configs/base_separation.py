@@ -1,35 +1,102 @@
 """Defaults shared by every separation config (each config file starts from these).
 
-Fields:
-  seed: noise for mixture n derives from fold_in(key(seed), n).
-  num_mixtures, batch_size: total mixtures and the global chunk size (across devices).
-  distributed: enabled → jax.distributed.initialize() (multi-host); coordinator_address,
-    num_processes, process_id where the cluster is not auto-detected.
-  max_device_memory_gb: refuse chunks that need more (0: the device's own limit).
-  prior: one prior shared by all components, or priors: one per component.
-    prior.allow_random_weights: a network prior with no weights (and none shipped) is
-    refused unless this is True (benchmarks, tests): random weights give meaningless
-    separations that look like results.
-  schedule: σ ladder (sigmas, or sigma_max/sigma_min/num_levels), steps_per_level (T),
-    step_lr (δ), likelihood_weight (w), gammas (likelihood std; empty = σ).
-  mixing: kind ('sum', 'grayscale', 'clipped_sum') and alphas.
-  sampler: init ('uniform'|'normal'; empty: the prior's own start, `Prior.default_init`:
-    U(0, 1), Glow N(½, 1)), init_range (uniform), init_mean (normal), clamp (empty = none), num_samples,
-    hard_constraint, snapshots, unroll, divergence_bound (|x| above it at the end of a
-    level counts as diverged, checked before the clamp), prune_after and survivors (after
-    that many levels keep the `survivors` best of the num_samples chains of each mixture,
-    ranked by `select`; 0: every chain runs to the end).
-  select: 'likelihood' | 'residual' | 'none': which of the num_samples samples of a mixture
-    becomes its components (basis_jax/selection.py); the others are kept beside it
-    (separations.npz `samples`, `sample_scores`, `chosen`). 'none' keeps all S as components.
-  data, mixture: where mixtures come from (`basis_jax.data.data_config_defaults` and
-    `basis_jax.mixtures.mixture_config_defaults` document every field).
-  output: grid_rows.
+FIELD_HELP below gives one line of meaning per field; `experiments.separate --help
+--config=FILE` prints every field of FILE with its value and that line. Details:
+basis_jax/sampler.py (sampler fields), basis_jax/selection.py (select),
+basis_jax.data.data_config_defaults and basis_jax.mixtures.mixture_config_defaults (data,
+mixture), the prior modules under basis_jax/priors/ (prior fields).
 """
 
 import ml_collections
 
 from basis_jax import data, mixtures
+
+# Field -> one line of meaning. `prior.x` also covers `priors[i].x` (one prior per component).
+FIELD_HELP = {
+    "seed": "noise of mixture n derives from fold_in(key(seed), n), whatever the batch or devices",
+    "num_mixtures": "how many mixtures to separate (start small: the run's time grows with it)",
+    "batch_size": "mixtures per chunk (global, across devices); each chunk is saved as it finishes",
+    "distributed.enabled": "multi-host: every process calls jax.distributed.initialize()",
+    "distributed.coordinator_address": "HOST:PORT of process 0 (empty: the cluster says)",
+    "distributed.num_processes": "number of processes (0: the cluster says)",
+    "distributed.process_id": "this process's number (-1: the cluster says)",
+    "max_device_memory_gb": "refuse chunks needing more device memory (0: the device's limit)",
+    "prior": "one prior for all components (None: config.priors has one each)",
+    "priors": "one prior per component (empty: config.prior serves all)",
+    "prior.name": "which prior: score_unet | ncsn | glow | gaussian_toy",
+    "prior.weights": "weights file (.npz); empty: the weights shipped in the package, if any",
+    "prior.dataset": "which shipped weights an empty `weights` means (mnist, cifar10)",
+    "prior.allow_random_weights": "random weights when none exist (plumbing checks only)",
+    "prior.seed": "initialisation seed of random weights (and of the toy prior's moments)",
+    "prior.allow_sigma_extrapolation": "use sigma outside the trained range (warns instead of refusing)",
+    "prior.use_ema": "use the EMA weights of a training file (False: its raw weights)",
+    "prior.dtype": "compute dtype of the network (None: float32; 'bfloat16')",
+    "prior.ngf": "NCSN width (filters of the first block; 64 MNIST, 128 CIFAR-10)",
+    "prior.likelihood.form": "-log p bound: 'data' (training loss) | 'marginal' (p at sigma_min)",
+    "prior.likelihood.num_noise": "noise draws per sigma in the likelihood bound",
+    "prior.likelihood.num_sigmas": "sigma levels in the likelihood bound (stratified in log sigma)",
+    "prior.likelihood.seed": "noise seed of the likelihood bound",
+    "prior.likelihood.sigma_max": "largest sigma of the likelihood bound",
+    "prior.likelihood.sigma_min": "smallest sigma of the likelihood bound",
+    "prior.image_shape": "(H, W, C) the prior works in",
+    "prior.data_shape": "dataset (H, W, C) if trained on padded images (None: image_shape)",
+    "prior.levels": "Glow levels (squeeze + flow steps + split)",
+    "prior.depth": "Glow flow steps per level",
+    "prior.width": "channels of Glow's coupling networks",
+    "prior.coupling": "Glow coupling: 'affine' or 'additive'",
+    "prior.lu_decomposed": "Glow 1x1 convolutions in LU form",
+    "prior.learn_top": "Glow learns its top-level prior",
+    "prior.edge_padding": "Glow's coupling convolutions see an edge-padding channel",
+    "prior.n_bits": "bits per pixel Glow was trained on (its dequantisation)",
+    "prior.mean": "toy prior: mean pixel value",
+    "prior.std": "toy prior: pixel standard deviation",
+    "prior.component": "toy prior: which component's moments (each differs)",
+    "church_weights": "weights of the church Glow (component 0)",
+    "bedroom_weights": "weights of the bedroom Glow (component 1)",
+    "schedule.sigmas": "explicit sigma ladder, largest first (empty: geometric, below)",
+    "schedule.sigma_max": "largest sigma of the geometric ladder",
+    "schedule.sigma_min": "smallest sigma of the geometric ladder",
+    "schedule.num_levels": "noise levels L of the geometric ladder",
+    "schedule.steps_per_level": "Langevin steps per level T (the run's time grows with it)",
+    "schedule.step_lr": "step size delta: level i steps eta_i = delta * sigma_i^2 / sigma_L^2",
+    "schedule.likelihood_weight": "weight w of the data term (m - g(x))",
+    "schedule.gammas": "likelihood std per level (empty: sigma_i)",
+    "mixing.kind": "mixing g: 'sum' (of alpha_j x_j) | 'grayscale' (colorization) | 'clipped_sum'",
+    "mixing.alphas": "gain alpha_j of each component",
+    "sampler.init": "start: 'uniform' | 'normal' (empty: the prior's own start)",
+    "sampler.init_range": "range of the uniform start",
+    "sampler.init_mean": "mean of the normal start N(init_mean, 1)",
+    "sampler.clamp": "clip the final state to (low, high) (empty: no clamp)",
+    "sampler.num_samples": "posterior samples per mixture (the run's time grows with it)",
+    "sampler.hard_constraint": "project onto g(x) = m after every step (linear g)",
+    "sampler.snapshots": "also keep the state at the end of every level (paper Figure 9)",
+    "sampler.unroll": "lax.scan unroll of the step loop (speed only)",
+    "sampler.divergence_bound": "|x| above it after a level counts as diverged (before the clamp)",
+    "sampler.prune_after": "keep `survivors` chains a mixture after this many levels (0: all)",
+    "sampler.survivors": "chains kept per mixture when pruning",
+    "select": "which sample is kept: 'likelihood' | 'residual' | 'none' (all)",
+    "data.source": "mnist | cifar10 | lsun_church | lsun_bedroom | image_folder | tfds | prior",
+    "data.path": "local dataset files (folder, archive, .npz); None: tensorflow-datasets",
+    "data.split": "dataset split the mixtures come from",
+    "data.resolution": "square side for LSUN and image folders (None: as stored)",
+    "data.tfds_name": "tfds dataset name for source 'tfds'",
+    "data.tfds_data_dir": "tfds data directory (None: ~/tensorflow_datasets)",
+    "data.download": "let tfds download and prepare a missing dataset (needs TensorFlow)",
+    "data.verify_checksums": "check local files against their published checksums",
+    "data.num_examples": "use only the split's first N examples (None: all)",
+    "data.first_example": "skip the split's first K examples",
+    "data.sha256": "SHA-256 a local file must have (None: unchecked)",
+    "mixture.kind": "agnostic | class_split | grayscale | images (your own mixture files)",
+    "mixture.num_components": "components k per mixture",
+    "mixture.seed": "which images are paired",
+    "mixture.distinct_classes": "agnostic only: redraw until the k classes differ",
+    "mixture.num_mixtures": "None: config.num_mixtures",
+    "mixture.class_groups": "class_split without defaults: labels of each component",
+    "mixture.files": "kind 'images': folder, glob or comma-separated mixture files",
+    "mixture.image_scale": "kind 'images': the mixture value of pixel 255 (None: 1)",
+    "output.grid_rows": "mixtures shown in separations.png",
+    "output.component_pngs": "also write components/mixture_NNNNN_component_J.png",
+}
 
 
 def get_config():
@@ -58,5 +125,5 @@ def get_config():
   config.select = "none"
   config.data = data.data_config_defaults()
   config.mixture = mixtures.mixture_config_defaults()
-  config.output = ml_collections.ConfigDict({"grid_rows": 8})
+  config.output = ml_collections.ConfigDict({"grid_rows": 8, "component_pngs": False})
   return config

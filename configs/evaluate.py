@@ -5,24 +5,29 @@
       --config.ssim=True --config.inception=required \
       --config.inception_weights=~/.cache/basis_jax/inception_fid.npz
 
-Fields:
-  workdir: the separation run's directory (holds separations.npz and config.json); the
-    results go beside them: eval.json, eval.md, psnr_histogram.png. Required.
-  ssim: also report SSIM (11×11 Gaussian window, σ = 1.5), per component and mixture.
-  inception: IS/FID with the FID Inception network: 'auto' (when its weights exist; the
-    reason is recorded otherwise), 'required' (fail without them) or 'never'.
-  inception_weights: the converted Inception .npz (`python -m convert_weights.inception`);
-    empty: $BASIS_INCEPTION_WEIGHTS, then ~/.cache/basis_jax/inception_fid.npz.
-  reference: the FID reference images. source empty: the run's own dataset (config.json),
-    train split. Otherwise a `basis_jax.data` source ('mnist', 'cifar10', 'image_folder',
-    'tfds', ...) with its local path (empty: through tfds) and split.
-  stats_cache_dir: where the reference's Inception statistics are cached (keyed by the
-    data and the weights' digest).
-  batch_size: images per Inception forward pass.
-  histogram_bins: bins of the per-component PSNR histogram (paper Figure 6).
+FIELD_HELP below gives one line of meaning per field (`experiments.evaluate --help` prints
+them beside the values). The reference images of FID: with reference.source empty, the
+run's own dataset (config.json), train split; otherwise a `basis_jax.data` source
+('mnist', 'cifar10', 'image_folder', 'tfds', ...) with its local path (empty: through
+tfds) and split. What every output key means: docs/outputs.md.
 """
 
 import ml_collections
+
+FIELD_HELP = {
+    "workdir": "the separation run's directory (required); eval.json, eval.md and "
+               "psnr_histogram.png go beside its separations.npz",
+    "ssim": "also report SSIM (11x11 Gaussian window, sigma 1.5)",
+    "inception": "IS/FID: 'auto' (when the Inception weights exist) | 'required' | 'never'",
+    "inception_weights": "converted Inception .npz (empty: $BASIS_INCEPTION_WEIGHTS, then "
+                         "~/.cache/basis_jax/inception_fid.npz)",
+    "reference.source": "FID reference dataset (empty: the run's own, train split)",
+    "reference.path": "local files of the reference dataset (empty: through tfds)",
+    "reference.split": "split of the reference dataset",
+    "stats_cache_dir": "cache of the reference's Inception statistics",
+    "batch_size": "images per Inception forward pass",
+    "histogram_bins": "bins of the per-component PSNR histogram (paper Figure 6)",
+}
 
 
 def get_config():

@@ -31,7 +31,7 @@ step 31,000 (a learning-rate cool-down branched off step 26,000): hard constrain
 29.50 dB on the same 50 held-out mixtures.
 """
 
-from configs.score_unet_common import sum_config
+from configs.score_unet_common import VARIANTS, sum_config
 
 # How many posterior samples a mixture gets and how one is chosen (docs/best_of_s.md: the
 # frontier on the 50 held-out mixtures, T = 50: one chain 29.50 dB; best of 2 by the
@@ -51,8 +51,9 @@ def get_config(variant: str = "agnostic"):
   if mixtures in QUALITIES and not quality:  # ':best' alone: class-agnostic test pairs.
     mixtures, quality = "agnostic", mixtures
   mixtures, quality = mixtures or "agnostic", quality or "default"
-  if quality not in QUALITIES:
-    raise ValueError(f"Unknown quality {quality!r}; use one of {tuple(QUALITIES)}.")
+  if mixtures not in VARIANTS or quality not in QUALITIES:
+    raise ValueError(f"no variant {variant!r}; use mixtures ({', '.join(VARIANTS)}), a quality "
+                     f"({', '.join(QUALITIES)}) or both, e.g. ':class_split,best'.")
   config = sum_config("mnist", mixtures, likelihood_weight=2.0, heldout_first=58_000)
   chosen = dict(QUALITIES[quality])
   config.select = chosen.pop("select")

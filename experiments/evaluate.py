@@ -15,6 +15,7 @@ from absl import app
 from ml_collections import config_flags
 
 from basis_jax import cli, errors, evaluation
+from configs import evaluate as evaluate_config
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                                "configs", "evaluate.py")
@@ -42,4 +43,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main, log_name="evaluate.log")
+  cli.run(main, log_name="evaluate.log", field_help=evaluate_config.FIELD_HELP)

@@ -7,6 +7,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from basis_jax import cli, separation
+from configs import base_separation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Separation config file.",
                                           lock_config=True)
@@ -24,4 +25,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main, cpu_device_per_core=True)
+  cli.run(main, cpu_device_per_core=True, field_help=base_separation.FIELD_HELP)

@@ -1,79 +1,219 @@
-"""Bad input as a new user types it: one `error:` line, exit 2, no workdir; Ctrl-C is one line.
+"""Bad input as a new user types it: one `error:` line (and at most one `hint:`), exit 2, no
+traceback, no workdir; `--help` exits 0 and lists the config's fields.
 
-Each case runs the real CLI in a subprocess with a timeout, so a hang fails the test.
+The table runs the real programs (`python -m experiments.separate ...`) through
+tests/cli_cases.py: one interpreter imports the library once and forks a child per case,
+so thirty command lines cost seconds, not a minute; a hang fails its case by timeout.
 """
 
+import gzip
+import json
 import os
-import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from tests.test_cli import REPO, TOY, _assert_user_error, _run
+from basis_jax import data, errors, workdir
+from configs import gaussian_toy
+from tests.test_cli import REPO
+
+SEP = ["-m", "experiments.separate"]
+TOY = [*SEP, "--config=configs/gaussian_toy.py"]
+TOY_MNIST = [*TOY, "--config.data.source=mnist"]  # Toy priors (instant), data from files.
+TOY_CIFAR = [*TOY, "--config.data.source=cifar10"]
+EVAL = ["-m", "experiments.evaluate"]
+
+# (case, argv with {tmp} and {w} (a workdir that must not appear), the exact last lines).
+CASES = [
+    ("config file mistyped", [*SEP, "--config=configs/mnist_unte.py", "--workdir={w}"], [
+        "error: config file configs/mnist_unte.py does not exist.",
+        "hint: did you mean --config=configs/mnist_unet.py?"]),
+    ("variant mistyped", [*SEP, "--config=configs/mnist_unet.py:clas_split", "--workdir={w}"], [
+        "error: --config=configs/mnist_unet.py:clas_split: no variant 'clas_split'; use "
+        "mixtures (agnostic, class_split, heldout), a quality (single, default, best) or both, "
+        "e.g. ':class_split,best'."]),
+    ("variant to a config without any", [*SEP, "--config=configs/gaussian_toy.py:big",
+                                         "--workdir={w}"], [
+        "error: --config=configs/gaussian_toy.py:big: configs/gaussian_toy.py takes no argument "
+        "(got ':big').", "hint: use --config=configs/gaussian_toy.py"]),
+    ("config is a folder", [*SEP, "--config=configs", "--workdir={w}"], [
+        "error: config file configs is a directory.",
+        "hint: name one config file in it (e.g. --config=configs/benchmark_ncsn.py)."]),
+    ("no --config", [*SEP, "--workdir={w}"], [
+        "error: --config is required.", "hint: --help shows what each flag means."]),
+    ("no --workdir", [*SEP, "--config=configs/gaussian_toy.py"], [
+        "error: --workdir is required.", "hint: --help shows what each flag means."]),
+    ("flag mistyped", [*TOY, "--workdr={w}"], [
+        "error: Unknown command line flag 'workdr'. Did you mean: workdir ?",
+        "hint: --help lists the flags."]),
+    ("stray argument", [*TOY, "--workdir={w}", "extra"], [
+        "error: Unexpected arguments: ['extra']",
+        "hint: flags take the form --name=value; --help lists them."]),
+    ("config key mistyped", [*TOY, "--workdir={w}", "--config.schedule.stp_lr=1"], [
+        "error: config.schedule has no field 'stp_lr'; valid keys of config.schedule: step_lr, "
+        "gammas, likelihood_weight, num_levels, sigma_max, sigma_min, sigmas, steps_per_level",
+        "hint: did you mean --config.schedule.step_lr?"]),
+    ("config value of the wrong type", [*TOY, "--workdir={w}", "--config.num_mixtures=many"], [
+        "error: --config.num_mixtures=many: config.num_mixtures takes an integer (its value is 16).",
+        "hint: --help lists every field with its value."]),
+    ("config value out of range", [*TOY, "--workdir={w}", "--config.schedule.step_lr=-1"], [
+        "error: step_lr (δ) must be positive, got -1.0."]),
+    ("batch size 0", [*TOY, "--workdir={w}", "--config.batch_size=0"], [
+        "error: batch_size must be at least 1, got 0.",
+        "hint: --config.batch_size=N sets how many mixtures run per chunk."]),
+    ("no mixtures", [*TOY, "--workdir={w}", "--config.num_mixtures=0"], [
+        "error: num_mixtures must be at least 1, got 0.",
+        "hint: to separate the whole test set give its size, e.g. --config.num_mixtures=10000."]),
+    ("workdir under a file", [*TOY, "--workdir={tmp}/file/run"], [
+        "error: cannot create workdir {tmp}/file/run: {tmp}/file is a file.",
+        "hint: choose a --workdir whose parent is a directory."]),
+    ("weights that do not exist", [*SEP, "--config=configs/mnist_ncsn.py", "--workdir={w}",
+                                   "--config.prior.weights={tmp}/ncsn.npz"], [
+        "error: Weights file not found: {tmp}/ncsn.npz"]),
+    ("data path that does not exist", [*TOY_MNIST, "--workdir={w}",
+                                       "--config.data.path={tmp}/nowhere"], [
+        "error: config.data.path {tmp}/nowhere does not exist.",
+        "hint: point --config.data.path at the dataset files, or leave it empty to read the "
+        "dataset through tfds."]),
+    ("MNIST path names a .gz file", [*TOY_MNIST, "--workdir={w}",
+                                     "--config.data.path={tmp}/mnist/t10k-images-idx3-ubyte.gz"], [
+        "error: config.data.path {tmp}/mnist/t10k-images-idx3-ubyte.gz is a file; MNIST is read "
+        "from the folder that holds its four idx files.",
+        "hint: --config.data.path={tmp}/mnist"]),
+    ("MNIST files damaged", [*TOY_MNIST, "--workdir={w}", "--config.data.path={tmp}/mnist"], [
+        "error: Checksum mismatch for {tmp}/mnist/t10k-images-idx3-ubyte.gz: sha256 is "
+        "d1163c4946f9fbcdfe13e504c69be57c0ee7553786482b9322fee723e434092c, the published file "
+        "has 8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6; it is "
+        "truncated, corrupt or not the standard distribution.",
+        "hint: download it again, or pass --config.data.verify_checksums=False for a file "
+        "changed on purpose."]),
+    ("CIFAR-10 .npz that is not one", [*TOY_CIFAR, "--workdir={w}",
+                                       "--config.data.path={tmp}/cifar.npz"], [
+        "error: {tmp}/cifar.npz is not an .npz archive (np.savez writes a zip file; this is not "
+        "one, or it is truncated).",
+        "hint: data.path takes the cifar-10-batches-py folder, cifar-10-python.tar.gz or an .npz "
+        "written by np.savez."]),
+    ("tfds data not prepared", [*TOY_MNIST, "--workdir={w}",
+                                "--config.data.tfds_data_dir={tmp}/tfds"], [
+        "error: tfds dataset 'mnist' (split 'test') is not prepared in {tmp}/tfds, and "
+        "config.data.download is False.",
+        "hint: use --config.data.path=DIR (local files: the folder of the four MNIST .gz files); "
+        "or prepare it with pip install 'basis-jax[prepare]' and `tfds build mnist "
+        "--file_format=array_record` (--config.data.download=True lets tfds download and "
+        "prepare it)."]),
+    ("resume under another config", [*TOY, "--workdir={tmp}/other_seed"], [
+        "error: The workdir {tmp}/other_seed holds results of a different config; these keys "
+        "change the results: seed.",
+        "hint: use a new --workdir, or pass --allow_config_change if you mean to mix results."]),
+    ("evaluate: no workdir", [*EVAL], [
+        "error: config.workdir is empty: which separation run to score?",
+        "hint: pass --config.workdir=DIR (the experiments.separate workdir)."]),
+    ("evaluate: not a run", [*EVAL, "--config.workdir={tmp}"], [
+        "error: {tmp}/separations.npz not found; run experiments/separate.py first."]),
+    ("evaluate: bad choice", [*EVAL, "--config.workdir={tmp}", "--config.inception=sometimes"], [
+        "error: inception='sometimes'; expected 'auto', 'required' or 'never'."]),
+]
 
 
-@pytest.mark.parametrize("override, message", [
-    ("--config.batch_size=0", "batch_size must be at least 1, got 0."),
-    ("--config.num_mixtures=0", "num_mixtures must be at least 1, got 0."),
-    ("--config.num_mixtures=-3", "num_mixtures must be at least 1, got -3."),
-])
-def test_sizes_below_one_are_refused_before_anything_is_written(tmp_path, override, message):
-  work = tmp_path / "run"
-  result = _run([*TOY, f"--workdir={work}", override], timeout=120)
-  assert _assert_user_error(result) == f"error: {message}"
-  assert not work.exists()
+def _prepare(tmp):
+  """The files the cases point at."""
+  (tmp / "file").write_text("")
+  (tmp / "mnist").mkdir()
+  for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    with gzip.GzipFile(tmp / "mnist" / name, "wb", mtime=0) as f:
+      f.write(b"\x00\x00\x08\x01\x00\x00\x00\x00")
+  (tmp / "cifar.npz").write_bytes(b"\x80\x04 this is a pickle, not an npz" * 4)
+  other = tmp / "other_seed"  # A run of the toy config with another seed, one chunk done.
+  other.mkdir()
+  saved = workdir._config_dict(gaussian_toy.get_config())  # pylint: disable=protected-access
+  saved["seed"] += 1
+  (other / "config.json").write_text(json.dumps(saved))
+  (other / "index.json").write_text(json.dumps({"chunks": [{"range": [0, 1]}]}))
 
 
-def test_workdir_under_a_file(tmp_path):
-  (tmp_path / "file").write_text("")
-  result = _run([*TOY, f"--workdir={tmp_path / 'file' / 'run'}"], timeout=120)
-  _assert_user_error(result, "cannot create workdir", "is a file")
-
-
-def test_missing_weights_leave_no_workdir(tmp_path):
-  work = tmp_path / "run"
-  result = _run(["-m", "experiments.separate", "--config=configs/mnist_ncsn.py",
-                 f"--workdir={work}"], timeout=200)
-  _assert_user_error(result)
-  assert not work.exists()
-
-
-def test_a_bad_data_path_leaves_no_workdir(tmp_path):
-  work = tmp_path / "run"
-  result = _run(["-m", "experiments.separate", "--config=configs/mnist_unet.py",
-                 f"--config.data.path={tmp_path / 'nowhere'}", "--config.num_mixtures=2",
-                 f"--workdir={work}"], timeout=200)
-  _assert_user_error(result, "nowhere")
-  assert not work.exists()
-
-
-def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+def run_cases(cases, timeout=120):
+  """Results of each {"argv": [...]} case, run by tests/cli_cases.py (see its docstring)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1", PYTHONPATH=str(REPO))
-  process = subprocess.Popen(
-      [sys.executable, *TOY, f"--workdir={tmp_path}", "--config.num_mixtures=100000",
-       "--config.batch_size=1"], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-  lines = []
-  try:
-    for line in process.stderr:
-      lines.append(line)
-      if "Chunk 1/" in line:
-        process.send_signal(signal.SIGINT)
-        break
-    rest = process.communicate(timeout=300)[1]  # Generous: it once ran past 120 s on a loaded machine.
-  finally:
-    if process.poll() is None:
-      process.kill()
-  assert process.returncode == 130, "".join(lines) + rest
-  assert "Traceback" not in rest, rest
-  last = rest.strip().splitlines()[-1]
-  assert last.startswith("interrupted after chunk "), last
-  assert last.endswith("/100000; re-run the same command to resume"), last
+  result = subprocess.run([sys.executable, str(REPO / "tests" / "cli_cases.py")],
+                          input=json.dumps(cases), cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout * len(cases), check=True)
+  return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def table_results(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("cli")
+  _prepare(tmp)
+  fill = lambda text, name: text.format(tmp=tmp, w=tmp / f"w_{name.replace(' ', '_')}")
+  cases = [{"argv": [fill(a, name) for a in argv]} for name, argv, _ in CASES]
+  results = dict(zip([name for name, _, _ in CASES], run_cases(cases)))
+  return tmp, fill, results
+
+
+@pytest.mark.parametrize("name, expected", [(name, lines) for name, _, lines in CASES],
+                         ids=[name for name, _, _ in CASES])
+def test_a_user_mistake_is_one_error_line(table_results, name, expected):
+  tmp, fill, results = table_results
+  result = results[name]
+  stderr = result["stderr"]
+  assert result["returncode"] == 2, stderr[-3000:]
+  assert "Traceback" not in stderr, stderr[-3000:]
+  lines = stderr.rstrip("\n").splitlines()
+  expected = [fill(line, name) for line in expected]
+  assert lines[-len(expected):] == expected
+  # Only the error (and its hint) may follow the program's own progress lines.
+  assert not any(line.startswith(("error:", "hint:")) for line in lines[:-len(expected)])
+  assert not (tmp / f"w_{name.replace(' ', '_')}").exists(), "nothing may be written"
+
+
+def test_help_exits_0_and_lists_the_config_fields():
+  results = run_cases([
+      {"argv": [*SEP, "--help"]},
+      {"argv": [*SEP, "--config=configs/mnist_unet.py", "--help"]},
+      {"argv": [*SEP, "--helpfull", "--config=configs/mnist_unet.py",
+                "--config.num_mixtures=20"]},
+      {"argv": [*EVAL, "--help"]}])
+  assert [r["returncode"] for r in results] == [0, 0, 0, 0], [r["stderr"] for r in results]
+  plain, with_config, full, evaluate = (r["stdout"] for r in results)
+  assert "--workdir: Output directory" in plain and "--config=FILE with --help" in plain
+  lines = with_config.splitlines()
+  assert "config fields of configs/mnist_unet.py (set any with --config.FIELD=VALUE):" in lines
+  field = next(line for line in lines if line.lstrip().startswith("num_mixtures = "))
+  assert field.split() [:3] == ["num_mixtures", "=", "50"] and "how many mixtures" in field
+  assert any(line.lstrip().startswith("sampler.num_samples = 2 ") for line in lines)
+  assert any(line.lstrip().startswith("num_mixtures = 20 ") for line in full.splitlines())
+  assert "--helpfull" not in full.split("config fields")[1]
+  assert "--[no]only_check_args" in full  # --helpfull: every flag, then the fields.
+  assert "histogram_bins = 40" in evaluate
+
+
+def test_every_separation_config_field_has_a_meaning():
+  """FIELD_HELP (configs/base_separation.py) covers every field of every separation config."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  from basis_jax import config_help  # pylint: disable=import-outside-toplevel
+  from configs import base_separation  # pylint: disable=import-outside-toplevel
+  names = ["gaussian_toy", "mnist_unet", "mnist_ncsn", "mnist_glow", "cifar_unet",
+           "cifar_color_unet", "cifar_ncsn", "cifar_color_ncsn", "cifar_glow", "lsun_glow"]
+  missing = set()
+  for name in names:
+    config = importlib.import_module(f"configs.{name}").get_config()
+    for line in config_help.config_fields(config, base_separation.FIELD_HELP):
+      field = line.split(" = ")[0].strip()
+      if not config_help.field_meaning(field, base_separation.FIELD_HELP):
+        missing.add(f"{name}: {field}")
+  assert not missing, sorted(missing)
+
+
+def test_data_loaders_name_the_fix():
+  """What the table's data cases print, at the library level (where notebooks meet it)."""
+  with pytest.raises(errors.InputFileError) as gz:
+    data.load_mnist_files(__file__, "test")
+  assert gz.value.hint == f"--config.data.path={os.path.dirname(__file__)}"
 
 
 def test_cifar10_path_hints(tmp_path):
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from basis_jax import data, errors  # pylint: disable=import-outside-toplevel
   np.savez(tmp_path / "cifar.npz", images=np.zeros((2, 32, 32, 3), np.uint8))
   with pytest.raises(errors.InputFileError) as folder:
     data.load_cifar10_files(str(tmp_path), "test")

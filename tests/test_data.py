@@ -159,8 +159,9 @@ def test_tfds_sources_mocked():
 
 
 def test_tfds_not_prepared_is_clear(tmp_path):
-  with pytest.raises(ValueError, match='tfds build mnist'):
+  with pytest.raises(ValueError, match='is not prepared in') as error:
     data.load({'source': 'mnist', 'tfds_data_dir': str(tmp_path)})
+  assert 'tfds build mnist' in error.value.hint
 
 
 def test_unknown_source():

@@ -158,3 +158,21 @@ def test_reference_cache_names_tell_datasets_apart():
       {**base, 'source': 'cifar10', 'path': '/data/cifar10_jpeg.npz'})}
   assert len(names) == 6
   assert evaluation.reference_cache_name(base) == evaluation.reference_cache_name(dict(base))
+
+
+def test_eval_md_says_once_how_many_samples_a_mixture_had():
+  stats = {'mean': 29.0, 'std': 6.0, 'ci95': 0.5, 'n': 500}
+  results = {'workdir': 'runs/x', 'n_mixtures': 500, 'n_components': 2, 'n_samples': 1,
+             'image_shape': [28, 28, 1], 'baseline': 'Average',
+             'fraction_mixtures_above_average': 0.99,
+             **{f'{p}_{s}': stats[s] for p in ('psnr', 'average_psnr') for s in stats},
+             'selection': {'select': 'likelihood', 'num_samples': 2,
+                           **{k: stats for k in ('chosen', 'single_sample', 'oracle',
+                                                 'posterior_mean')}}}
+  text = evaluation.markdown_table(results)
+  assert ('PSNR over 500 mixtures (2 components each, matched to the truth), of the sample '
+          'kept per mixture: one of 2 posterior samples, chosen by likelihood') in text
+  assert 'sample(s)' not in text and 'S = 2 samples per mixture' in text
+  assert 'PSNR is not the measure' not in text
+  results['image_shape'] = [32, 32, 3]
+  assert 'On natural images PSNR is not the measure' in evaluation.markdown_table(results)

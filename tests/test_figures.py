@@ -30,3 +30,45 @@ def test_summary_line():
                                   "average_baseline_psnr": average})
   assert line == ("20 mixtures: BASIS 27.5 ± 0.8 dB vs Average 14.7 ± 0.4 dB PSNR "
                   "(mean ± 95 % interval)")
+
+
+def test_the_grid_says_how_many_of_the_mixtures_it_shows():
+  truth = np.random.default_rng(1).uniform(size=(20, 2, 8, 8, 1)).astype(np.float32)
+  figure = visualize.separation_figure(truth.sum(1), truth, truth, max_rows=8)
+  assert figure._suptitle.get_text() == "first 8 of 20 mixtures"  # pylint: disable=protected-access
+  figure = visualize.separation_figure(truth[:3].sum(1), truth[:3], truth[:3])
+  assert figure._suptitle.get_text() == "all 3 mixtures"  # pylint: disable=protected-access
+
+
+def test_colorization_says_gray_original_colorized():
+  original = np.random.default_rng(2).uniform(size=(4, 1, 8, 8, 3)).astype(np.float32)
+  gray = original[:, 0].mean(-1, keepdims=True)
+  figure = visualize.separation_figure(gray, original, original,
+                                       labels=visualize.COLORIZATION_LABELS)
+  axes = np.asarray(figure.axes).reshape(4, 3)
+  assert [a.get_title() for a in axes[0]] == ["gray", "original", "colorized"]
+  assert figure._suptitle.get_text() == "all 4 images"  # pylint: disable=protected-access
+  line = separation.summary_line({
+      "num_mixtures": 4, "baseline": "gray image", "image_shape": [8, 8, 3],
+      "psnr": {"mean": 22.56, "ci95": 0.25}, "average_baseline_psnr": {"mean": 26.37, "ci95": 0.3}})
+  assert line == ("4 images colorized: colorized 22.6 ± 0.2 dB vs the gray image 26.4 ± 0.3 dB "
+                  "PSNR against the original (mean ± 95 % interval)")
+
+
+def test_an_rgb_sum_says_psnr_is_not_its_measure():
+  line = separation.summary_line({
+      "num_mixtures": 5, "baseline": "Average", "image_shape": [32, 32, 3],
+      "psnr": {"mean": 14.4, "ci95": 0.2}, "average_baseline_psnr": {"mean": 14.5, "ci95": 0.2}})
+  assert line.endswith("(mean ± 95 % interval); on natural images PSNR is not the measure "
+                       "(docs/outputs.md)")
+
+
+def test_component_pngs_are_named_after_their_mixture(tmp_path):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  components = np.random.default_rng(3).uniform(size=(13, 2, 8, 8, 1)).astype(np.float32)
+  assert visualize.save_component_pngs(str(tmp_path), components) == 26
+  picture = np.asarray(Image.open(tmp_path / "mixture_00012_component_2.png"))
+  np.testing.assert_array_equal(picture, (components[12, 1, ..., 0] * 255 + 0.5).astype(np.uint8))
+  samples = np.zeros((2, 3, 1, 8, 8, 3), np.float32)
+  assert visualize.save_component_pngs(str(tmp_path / "s"), samples) == 6
+  assert (tmp_path / "s" / "mixture_00001_sample_3_component_1.png").exists()

@@ -53,14 +53,14 @@ def test_outputs_follow_the_contract(tmp_path):
   assert json.loads((tmp_path / "config.json").read_text())["schedule"]["steps_per_level"] == 10
 
 
-def test_a_swallowed_ctrl_c_still_stops_after_the_chunk(tmp_path, monkeypatch):
-  # Ctrl-C's KeyboardInterrupt can land inside the sampler's progress callback, where JAX
-  # swallows it; cli's handler records it too, and the chunk loop stops on the record (the
-  # subprocess test in test_cli_bad_input.py once ran on for 300 s).
+def test_a_stop_asked_for_during_a_chunk_stops_once_it_is_saved(tmp_path, monkeypatch):
+  # What the first Ctrl-C does (cli sets the flag and logs the note); here it comes while
+  # chunk 1 is being recorded, and the loop stops before chunk 2.
   monkeypatch.setattr(cli, "_INTERRUPT", threading.Event())
-  cli._INTERRUPT.set()  # pylint: disable=protected-access
-  with pytest.raises(KeyboardInterrupt, match="interrupted after chunk 1/3; re-run"):
-    separation.run(_toy_config(), str(tmp_path))
+  asked = lambda number: cli._INTERRUPT.set()  # pylint: disable=protected-access
+  with pytest.raises(KeyboardInterrupt, match=r"^interrupted after chunk 1/3: 5/12 mixtures "
+                     "are saved; re-run the same command to resume$"):
+    separation.run(_toy_config(), str(tmp_path), on_chunk_recorded=asked)
   assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
   monkeypatch.setattr(cli, "_INTERRUPT", threading.Event())
   assert separation.run(_toy_config(), str(tmp_path))["num_mixtures"] == 12  # Resumes.
@@ -281,6 +281,22 @@ def test_colorization_run_reports_the_grayscale_baseline(tmp_path):
     gray = np.repeat(out["mixtures"], 3, axis=-1)
     expected = -10 * np.log10(np.mean((gray - out["ground_truth"][:, 0])**2, axis=(1, 2, 3)))
   assert summary["average_baseline_psnr"]["mean"] == pytest.approx(expected.mean(), rel=1e-5)
+  assert summary["baseline"] == "gray image"
+  from basis_jax import evaluation  # pylint: disable=import-outside-toplevel
+  evaluation.evaluate(str(tmp_path), inception="never")
+  report = (tmp_path / "eval.md").read_text()
+  assert "PSNR of 3 colorized images against the original, one posterior sample" in report
+  assert "| gray image |" in report and "| colorized |" in report and "Average" not in report
+
+
+def test_component_pngs_on_request(tmp_path):
+  config = _toy_config(num_mixtures=3, batch_size=3)
+  separation.run(config, str(tmp_path))
+  assert not (tmp_path / "components").exists()
+  config.output.component_pngs = True  # `output` may change on resume: nothing recomputes.
+  separation.run(config, str(tmp_path))
+  assert sorted(p.name for p in (tmp_path / "components").iterdir()) == [
+      f"mixture_{n:05d}_component_{j}.png" for n in range(3) for j in (1, 2)]
 
 
 def test_prior_and_priors_together_are_refused():
