@@ -21,6 +21,7 @@ from basis_jax import console
 
 _STEPS_BEFORE_ESTIMATE = 5  # Steps of the first level timed before the first estimate.
 _LEVEL_LINE_EVERY = 5.0  # Seconds: a level's line only this long after the last line.
+_BAR_EVERY = 0.25  # Seconds between redraws of the terminal's bar (steps come faster).
 _HOUR = 3600.0
 
 
@@ -53,6 +54,7 @@ class RunProgress:
     self.step_zero_at = None
     self.estimated = False
     self.last_line_at = 0.0
+    self.drawn_at = 0.0
 
   # ------------------------------------------------------------------- the loop's calls
 
@@ -208,9 +210,10 @@ class RunProgress:
     return text + "."
 
   def _draw(self) -> None:
-    if not self.bar.enabled:
+    if not self.bar.enabled or time.time() - self.drawn_at < _BAR_EVERY:
       return
     with self.lock:
+      self.drawn_at = time.time()
       done = self.already_done + self.saved
       if self.started is not None:
         fraction = (self.levels_done + self.steps_done / self.steps_per_level
