@@ -18,20 +18,19 @@ alone, in any batch, or on any number of devices (see `sharding.py`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from basis_jax import mixing as mixing_lib
+from basis_jax import mixing as mixing_lib, selection
 from basis_jax.errors import ConfigError, InputFileError, UserError
 from basis_jax.priors.base import ScoreFn, _identity_level
 from basis_jax.schedules import Schedule
 
 INITS = ("uniform", "normal")
-# rank_fn(params, x [M, k, H, W, C], mixtures [M, ...]) -> [M], higher is better.
-RankFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+RankFn = selection.RankFn  # rank_fn(params, x [M, k, H, W, C], mixtures [M, ...]) -> [M].
 
 
 class SamplingDivergedError(UserError, FloatingPointError):
@@ -266,8 +265,7 @@ def make_separator(
 
   def ranked(params, x, obs, num_rows):
     """rank_fn's scores [N, num_rows] of (clamped) states x; a non-finite score ranks last."""
-    scores = rank_fn(params, x, obs).reshape(-1, num_rows)
-    return jnp.where(jnp.isfinite(scores), scores, -jnp.inf)
+    return selection.rankable(rank_fn(params, x, obs).reshape(-1, num_rows))
 
   def prune(params, x, obs, level):
     """Scores [N, S] of the chains after `level` (on the denoised state, E[x₀ | x] = x +
@@ -326,7 +324,7 @@ def make_separator(
     if selecting:
       samples = result["components"]
       scores = ranked(params, x, obs, kept_per_mixture)
-      chosen = jnp.argmax(scores, axis=1).astype(jnp.int32)
+      chosen = selection.choose(scores)
       every_chain = jnp.broadcast_to(jnp.arange(num_samples, dtype=jnp.int32),
                                      (num_mixtures, num_samples))
       result.update({"sample_index": every_chain, **extra, "samples": samples,

@@ -1,6 +1,12 @@
-"""Choosing one of S posterior samples per mixture, inside the compiled separation.
+"""Best of S: choosing one of S posterior samples per mixture, by one rule set.
 
-`config.select` names the criterion a run ranks its S samples by (`config.sampler.num_samples`):
+The one place the concept lives. A run chooses inside the compiled separation (the
+sampler's `rank_fn`, from `make_rank_fn`); `best_of_s` applies the same ranking after the
+fact to a run that kept all S samples. The rules, both ways: a criterion scores every
+sample (higher is better), a non-finite score ranks last (`rankable`), and the chosen
+sample is the first of the highest (`choose`).
+
+`config.select` names the criterion (`config.sampler.num_samples` is S):
 
 - 'likelihood': Σ_j log p(x_j) under the component priors (`Prior.log_density_fn`: Glow's
   exact density at the schedule's last level, the score network's denoising bound,
@@ -19,17 +25,32 @@ draws come from its seed alone), so a mixture's choice never depends on its batc
 
 from __future__ import annotations
 
-from typing import Sequence
+import logging
+from typing import Any, Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from basis_jax import likelihood, metrics, mixing as mixing_lib
-from basis_jax.errors import ConfigError
+from basis_jax.errors import ConfigError, UserError
 from basis_jax.priors.base import Prior
-from basis_jax.sampler import RankFn
 
 CRITERIA = ("likelihood", "residual", "none")
+# rank_fn(params, x [M, k, H, W, C], mixtures [M, ...]) -> [M], higher is better.
+RankFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+
+def rankable(scores):
+  """Scores with every non-finite one set to −∞: a broken sample ranks last (jnp or np)."""
+  xp = np if isinstance(scores, np.ndarray) else jnp
+  return xp.where(xp.isfinite(scores), scores, -xp.inf)
+
+
+def choose(scores):
+  """The chosen sample of each row of scores [N, S]: the first of the highest (jnp or np)."""
+  xp = np if isinstance(scores, np.ndarray) else jnp
+  return xp.argmax(rankable(scores), axis=1).astype(xp.int32)
 
 
 def check_criterion(criterion: str) -> str:
@@ -108,3 +129,51 @@ def sample_psnr_summary(samples: np.ndarray, chosen_components: np.ndarray,
       "posterior_mean": metrics.separation_psnr(aligned_mean(samples, chosen_components), truth,
                                                 data_range)["mixture"],
   }
+
+
+def best_of_s(samples, priors: Sequence[Prior], num_levels: int | None = None,
+              level: int | None = None, chunk_size: int = 256):
+  """Best of S after the fact: samples [N, S, k, H, W, C] -> (chosen [N, k, H, W, C],
+  index [N], scores [N, S]), by the likelihood criterion with the run's priors, under the
+  same rules as the in-run choice (`rankable`, `choose`).
+
+  `num_levels`: the run's schedule length (a σ-conditioned prior fits any ladder, so only
+  the schedule knows its last level); needed unless the priors were trained for a fixed
+  number of levels or `level` is given. `chunk_size`: samples (of k images each) scored at
+  a time, all chunks of one shape (one compilation), so N·S may exceed device memory.
+  `samples` are in the dataset's space (separations.npz); they are scored in the priors'
+  (`Prior.to_prior`) and the chosen ones returned as given.
+  """
+  samples = np.asarray(samples)
+  if samples.ndim != 6:
+    raise UserError(f"samples must be [N, S, k, H, W, C], got shape {samples.shape}.")
+  missing = [p.name for p in priors if p.log_density_fn is None]
+  if missing:
+    raise UserError(f"Best of S by likelihood needs a prior log-density; {missing} expose "
+                    "none.")
+  if len(priors) != samples.shape[2]:
+    raise UserError(f"{len(priors)} priors for {samples.shape[2]} components.")
+  if level is None:
+    num_levels = num_levels or priors[0].num_levels
+    if num_levels is None:
+      raise UserError(f"Best of S scores at the schedule's last σ, but the {priors[0].name} "
+                      "prior fits any ladder: pass the schedule's num_levels.")
+    level = num_levels - 1
+  rank = jax.jit(make_rank_fn("likelihood", priors, None, num_levels=level + 1))
+  shared = all(p is priors[0] for p in priors)
+  params = priors[0].params if shared else tuple(p.params for p in priors)
+  n, s = samples.shape[:2]
+  flat = np.asarray(priors[0].to_prior(samples)).reshape((n * s,) + samples.shape[2:])
+  scores = []
+  for start in range(0, len(flat), chunk_size):
+    chunk = flat[start:start + chunk_size]
+    pad = chunk_size - len(chunk) if len(flat) > chunk_size else 0
+    if pad:
+      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+    scores.append(np.asarray(rank(params, jnp.asarray(chunk), None))[:len(chunk) - pad])
+  scores = np.concatenate(scores).reshape(n, s)
+  if not np.all(np.isfinite(scores)):
+    logging.warning("%d of %d samples have a non-finite prior log-density; they rank last.",
+                    int(np.sum(~np.isfinite(scores))), scores.size)
+  index = choose(scores)
+  return samples[np.arange(n), index], index, scores

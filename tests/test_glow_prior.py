@@ -1,4 +1,4 @@
-"""Glow as a BASIS prior (per-σ stacked parameters in the sampler's scan) and best-of-N."""
+"""Glow as a BASIS prior (per-σ stacked parameters in the sampler's scan) and best of S."""
 
 import dataclasses
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax import best_of_n, errors, mixing, sampler, schedules
+from basis_jax import errors, mixing, sampler, schedules, selection
 from basis_jax.priors import gaussian, glow
 from basis_jax import priors as priors_lib
 
@@ -54,7 +54,7 @@ def test_sigma_ladder_mismatch_is_refused(tmp_path):
     priors_lib.load(_prior_config(path), SCHEDULE)
 
 
-def test_glow_basis_end_to_end_with_best_of_n(tmp_path):
+def test_glow_basis_end_to_end_with_best_of_s(tmp_path):
   path, _ = _stacked_file(tmp_path)
   prior = priors_lib.load(_prior_config(path), SCHEDULE)
   op = mixing.Sum((0.5, 0.5))
@@ -67,20 +67,20 @@ def test_glow_basis_end_to_end_with_best_of_n(tmp_path):
   out = jax.jit(separate)(prior.params, mixtures, jax.random.key(0))
   samples = np.asarray(out["components"])
   assert samples.shape == (3, 4, 2, 8, 8, 1) and np.isfinite(samples).all()
-  best, index, scores = best_of_n.select_best_for_priors(samples, [prior, prior])
+  best, index, scores = selection.best_of_s(samples, [prior, prior])
   assert best.shape == (3, 2, 8, 8, 1) and scores.shape == (3, 4)
   np.testing.assert_array_equal(best, samples[np.arange(3), index])
   np.testing.assert_array_equal(index, scores.argmax(1))
 
 
-def test_best_of_n_picks_the_most_likely_sample():
+def test_best_of_s_picks_the_most_likely_sample():
   sigmas = (1.0, 0.1)
   means, stds = gaussian.toy_moments((4, 4, 1), 0, 0, 0.5, 0.1)
   prior = gaussian.make_prior(means, stds**2, sigmas)
   rng = np.random.default_rng(0)
   samples = means + 0.3 * rng.standard_normal((5, 6, 2, 4, 4, 1)).astype(np.float32)
   samples[2, 4] = means  # The prior's mode, for both components.
-  best, index, scores = best_of_n.select_best_for_priors(samples, [prior, prior], level=1,
+  best, index, scores = selection.best_of_s(samples, [prior, prior], level=1,
                                                          chunk_size=7)
   assert index[2] == 4
   np.testing.assert_array_equal(best[2], samples[2, 4])
@@ -89,22 +89,29 @@ def test_best_of_n_picks_the_most_likely_sample():
   per_image = prior.log_density_fn(level_params, samples[0].reshape(12, 4, 4, 1), 1)
   np.testing.assert_allclose(scores[0], np.asarray(per_image).reshape(6, 2).sum(1), rtol=1e-5)
   # Per-component priors give the same answer when they are the same prior.
-  _, index_k, scores_k = best_of_n.select_best_for_priors(
+  _, index_k, scores_k = selection.best_of_s(
       samples, [prior, dataclasses.replace(prior)], level=1)
   np.testing.assert_array_equal(index_k, index)
   np.testing.assert_allclose(scores_k, scores, rtol=1e-5)
 
 
-def test_best_of_n_errors():
+def test_best_of_s_errors():
   toy = gaussian.make_prior(np.zeros((2, 2, 1)), np.ones((2, 2, 1)), (1.0,))
-  with pytest.raises(ValueError, match=r"\[N, S, k, H, W, C\]"):
-    best_of_n.select_best_for_priors(np.zeros((2, 3, 4, 4, 1)), [toy, toy])
-  with pytest.raises(ValueError, match="3 priors for 2 components"):
-    best_of_n.select_best_for_priors(np.zeros((1, 2, 2, 2, 2, 1)), [toy] * 3)
+  with pytest.raises(errors.UserError, match=r"\[N, S, k, H, W, C\]"):
+    selection.best_of_s(np.zeros((2, 3, 4, 4, 1)), [toy, toy])
+  with pytest.raises(errors.UserError, match="3 priors for 2 components"):
+    selection.best_of_s(np.zeros((1, 2, 2, 2, 2, 1)), [toy] * 3)
   toy = gaussian.make_prior(np.zeros((2, 2, 1)), np.ones((2, 2, 1)), (1.0,))
   no_density = toy.__class__(**{**toy.__dict__, "log_density_fn": None})
-  with pytest.raises(ValueError, match="needs a prior log-density"):
-    best_of_n.select_best_for_priors(np.zeros((1, 2, 1, 2, 2, 1)), [no_density])
+  with pytest.raises(errors.UserError, match="needs a prior log-density"):
+    selection.best_of_s(np.zeros((1, 2, 1, 2, 2, 1)), [no_density])
+  # A broken sample (NaN) ranks last, with a warning, instead of stopping the choice.
+  toy = gaussian.make_prior(np.zeros((2, 2, 1)), np.ones((2, 2, 1)), (1.0,))
+  samples = np.zeros((2, 3, 1, 2, 2, 1), np.float32)
+  samples[:, 1] += 0.5
+  samples[0, 0, 0, 0, 0, 0] = np.nan
+  _, index, scores = selection.best_of_s(samples, [toy])
+  assert np.isnan(scores[0, 0]) and list(index) == [2, 0]  # Row 1: the first of the tie.
 
 
 def test_separation_configs():
@@ -177,7 +184,7 @@ def test_glow32_data_space_pads_tiles_and_crops_back(tmp_path):
     space.to_prior(np.zeros((2, 32, 32, 3)))
 
 
-def test_best_of_n_scores_a_sigma_conditioned_prior_at_the_schedules_last_sigma():
+def test_best_of_s_scores_a_sigma_conditioned_prior_at_the_schedules_last_sigma():
   """A σ-conditioned prior (num_levels None) is scored at σ_L, not at level 0 (σ_max)."""
   from basis_jax.priors import score_unet  # pylint: disable=import-outside-toplevel
   schedule = schedules.Schedule(sigmas=(1.0, 0.1, 0.01), steps_per_level=1, step_lr=1e-5)
@@ -188,8 +195,8 @@ def test_best_of_n_scores_a_sigma_conditioned_prior_at_the_schedules_last_sigma(
   asked = lambda params, x, level: jnp.sum(x, axis=(1, 2, 3)) * 0 - sigmas[level]
   prior = dataclasses.replace(prior, log_density_fn=asked)  # Reports the σ it is asked at.
   samples = np.random.default_rng(0).uniform(size=(2, 3, 2, 32, 32, 3)).astype(np.float32)
-  _, _, scores = best_of_n.select_best_for_priors(samples, [prior, prior],
+  _, _, scores = selection.best_of_s(samples, [prior, prior],
                                                   num_levels=schedule.num_levels)
   np.testing.assert_allclose(scores, -2 * 0.01, rtol=1e-6)  # Two components at σ_L each.
-  with pytest.raises(ValueError, match="num_levels"):
-    best_of_n.select_best_for_priors(samples, [prior, prior])
+  with pytest.raises(errors.UserError, match="num_levels"):
+    selection.best_of_s(samples, [prior, prior])

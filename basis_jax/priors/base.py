@@ -10,7 +10,7 @@ Priors whose parameters differ per level (Glow fine-tuned per σ) supply
 `select_level(params, level)`, which the sampler calls once per level, outside the
 inner step loop, so only that level's slice is touched by the steps.
 Priors with a tractable density (Glow) supply `log_density_fn(params, x, level)`
--> [B], used for best-of-N selection.
+-> [B], used for best-of-S selection.
 
 A prior also owns its data space. Mixtures, ground truth and separations stay in the
 dataset's space ([0, 1] pixels of the dataset's shape); `to_prior` maps images into the

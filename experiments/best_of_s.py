@@ -1,16 +1,18 @@
-"""Best-of-N (the paper's "10×" rows) on a finished separation run with num_samples = S > 1.
+"""Best of S after the fact (the paper's "10×" rows), on a finished run that kept all S samples.
 
     python -m experiments.separate --config=CONFIG --workdir=DIR \
         --config.sampler.num_samples=10 ...
-    python -m experiments.best_of_n --config=CONFIG --workdir=DIR \
+    python -m experiments.best_of_s --config=CONFIG --workdir=DIR \
         --config.sampler.num_samples=10 ...
 
 CONFIG is any separation config whose prior has a log-density (`Prior.log_density_fn`).
 
-Keeps, per mixture, the sample with the highest Σ_j log p_σL(x_j) under the run's prior(s)
-and writes DIR/best_of_n.npz (`components` [N, k, H, W, C], `index` [N], `scores` [N, S])
-and DIR/best_of_n.json: PSNR of the chosen samples against the mean PSNR of single samples
-(every one of the S counts as a single-sample run), when the ground truth is known.
+The same choice a run makes itself with `config.select='likelihood'` (basis_jax/selection.py,
+one rule set), for a run made with `config.select='none'`: per mixture, the sample with the
+highest Σ_j log p_σL(x_j) under the run's prior(s). Writes DIR/best_of_s.npz (`components`
+[N, k, H, W, C], `index` [N], `scores` [N, S]) and DIR/best_of_s.json: with the ground truth,
+`psnr` (the chosen samples), `psnr_single_sample` (every one of the S counts as a one-sample
+run) and `psnr_oracle` (the best of the S by PSNR), the names metrics.json uses.
 """
 
 import json
@@ -21,7 +23,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import atomic, best_of_n, cli, errors, schedules, selection, separation
+from basis_jax import atomic, cli, errors, schedules, selection, separation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The separation config of the run.",
                                           lock_config=True)
@@ -46,21 +48,20 @@ def main(argv):
                              "--config.sampler.num_samples > 1.")
   schedule = schedules.from_config(config.schedule)
   priors = separation.build_priors(config, schedule, samples.shape[2])
-  best, index, scores = best_of_n.select_best_for_priors(samples, priors,
-                                                         num_levels=schedule.num_levels)
-  atomic.save_npz(os.path.join(workdir, "best_of_n.npz"), components=best, index=index,
+  best, index, scores = selection.best_of_s(samples, priors, num_levels=schedule.num_levels)
+  atomic.save_npz(os.path.join(workdir, "best_of_s.npz"), components=best, index=index,
                   scores=scores)
   summary = {"num_mixtures": int(samples.shape[0]), "num_samples": int(samples.shape[1])}
   if truth is not None:
     # separations.npz is in the dataset's [0, 1] space: peak 1, as experiments.evaluate.
     psnr = selection.sample_psnr_summary(samples, best, truth, 1.0)
-    summary.update({"psnr_best_of_n": float(psnr["chosen"].mean()),
+    summary.update({"psnr": float(psnr["chosen"].mean()),
                     "psnr_single_sample": float(psnr["single_sample"].mean()),
-                    "psnr_oracle_best_sample": float(psnr["oracle"].mean())})
-  atomic.write_json(os.path.join(workdir, "best_of_n.json"), summary)
-  logging.info("Best-of-%d: %s", samples.shape[1], json.dumps(summary))
+                    "psnr_oracle": float(psnr["oracle"].mean())})
+  atomic.write_json(os.path.join(workdir, "best_of_s.json"), summary)
+  logging.info("Best of %d: %s", samples.shape[1], json.dumps(summary))
   print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
-  cli.run(main, log_name="best_of_n.log")
+  cli.run(main, log_name="best_of_s.log")
