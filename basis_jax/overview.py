@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from clu import parameter_overview
 
-from basis_jax import checkpoint_io
+from basis_jax.files import checkpoint_io
 
 
 def count_params(params) -> int:

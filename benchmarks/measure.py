@@ -17,7 +17,7 @@ import jax.extend.core  # noqa: F401  (jaxpr types for the FLOP walk)
 import jax.numpy as jnp
 import numpy as np
 
-from basis_jax import sharding
+from basis_jax.files import sharding
 
 # Dense peak matrix rates (TFLOP/s) by device kind: bf16, and fp32 as run by matmul units
 # at the platform default (TF32 on NVIDIA) — the "floors" a step is compared against.

@@ -17,7 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import memory, mixing, sampler, schedules, sharding
+from basis_jax.sampling import memory, mixing, sampler, schedules
+
+from basis_jax.files import sharding
 from basis_jax.priors import ncsn
 from benchmarks import measure, report
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from basis_jax import atomic
+from basis_jax.files import atomic
 from benchmarks import measure
 
 

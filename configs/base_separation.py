@@ -2,14 +2,14 @@
 
 FIELD_HELP below gives one line of meaning per field; `experiments.separate --help
 --config=FILE` prints every field of FILE with its value and that line. Details:
-basis_jax/sampler.py (sampler fields), basis_jax/selection.py (select),
-basis_jax.data.data_config_defaults and basis_jax.mixtures.mixture_config_defaults (data,
+basis_jax/sampling/sampler.py (sampler fields), basis_jax/sampling/selection.py (select),
+basis_jax.files.data.data_config_defaults and basis_jax.files.mixtures.mixture_config_defaults (data,
 mixture), the prior modules under basis_jax/priors/ (prior fields).
 """
 
 import ml_collections
 
-from basis_jax import data, mixtures
+from basis_jax.files import data, mixtures
 
 # Field -> one line of meaning. `prior.x` also covers `priors[i].x` (one prior per component).
 FIELD_HELP = {

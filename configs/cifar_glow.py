@@ -2,7 +2,7 @@
 
 Same settings as configs/mnist_glow.py (average mixture, N(0, 1) init, T = 100, δ = 3e-5,
 likelihood weight 4); the Glow is openai's CIFAR-10 architecture (3 levels, depth 32,
-width 512), fine-tuned per σ with experiments/finetune_glow.py.
+width 512), fine-tuned per σ with experiments/train_glow.py.
 
   python -m experiments.separate --config=configs/cifar_glow.py --workdir=/tmp/sep_cifar_glow \
       --config.prior.weights=/tmp/glow_cifar/glow_sigmas.npz --config.data.path=/path/to/cifar

@@ -11,7 +11,7 @@ step 35,731; training/score_unet_cifar10/README.md); another training state runs
   python -m experiments.evaluate --config.workdir=runs/cifar_unet
 
 Data: the python batches, their .tar.gz, or an .npz (x_test/y_test, an exact subset such as
-x_test_first1000/y_test_first1000, or JPEG streams; basis_jax/data.py).
+x_test_first1000/y_test_first1000, or JPEG streams; basis_jax/files/data.py).
 
 Variants: ':class_split' (one animal, one vehicle, paper Table 3), ':heldout' (mixtures of
 the 2,000 training images the prior never saw, images 48,000-49,999: choose settings on

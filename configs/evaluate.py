@@ -7,7 +7,7 @@
 
 FIELD_HELP below gives one line of meaning per field (`experiments.evaluate --help` prints
 them beside the values). The reference images of FID: with reference.source empty, the
-run's own dataset (config.json), train split; otherwise a `basis_jax.data` source
+run's own dataset (config.json), train split; otherwise a `basis_jax.files.data` source
 ('mnist', 'cifar10', 'image_folder', 'tfds', ...) with its local path (empty: through
 tfds) and split. What every output key means: docs/outputs.md.
 """

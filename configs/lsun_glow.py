@@ -3,7 +3,7 @@
 Each component has its own per-σ stack of Glows (4 levels, depth 48 as in BASIS's LSUN
 separation script, width 512), so `config.priors` lists two priors; the sampler scans over
 both stacks. Mixtures are user images here (`mixture.kind = 'images'`, averages of a
-church and a bedroom photo, 64×64); basis_jax.mixtures has no two-dataset test-set mixture.
+church and a bedroom photo, 64×64); basis_jax.files.mixtures has no two-dataset test-set mixture.
 
   python -m experiments.separate --config=configs/lsun_glow.py --workdir=/tmp/sep_lsun \
       --config.church_weights=/tmp/glow_church/glow_sigmas.npz \

@@ -6,7 +6,7 @@
   python -m experiments.separate --config=configs/mnist_ncsn.py:class_split ...
 
 Weights: a file from `python -m convert_weights.ncsn` (the published checkpoint) or from
-`experiments/train_ncsn.py` (WORKDIR/weights.npz). Without weights the prior falls back to
+`experiments/train.py` (WORKDIR/weights.npz). Without weights the prior falls back to
 a shipped default if the package has one; random weights only with
 --config.prior.allow_random_weights=True.
 

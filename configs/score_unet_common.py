@@ -30,7 +30,7 @@ def unet_prior(dataset: str = "mnist") -> ml_collections.ConfigDict:
       "allow_random_weights": False,
       # Query σ outside the trained range anyway (refused by default: extrapolations).
       "allow_sigma_extrapolation": False,
-      # The denoising bound on −log p (basis_jax/likelihood.py, docs/likelihood.md): the
+      # The denoising bound on −log p (basis_jax/priors/likelihood.py, docs/likelihood.md): the
       # prior's log_density_fn, for choosing among posterior samples. σ range (MNIST: the
       # trained range, chosen on held-out digits), K noise levels (stratified in log σ),
       # noise draws per level, seed, form ('data': the training loss; 'marginal': bounds

@@ -1,4 +1,4 @@
-"""Train the project's CIFAR-10 classifier (basis_jax/classifier.py), used to measure label
+"""Train the project's CIFAR-10 classifier (basis_jax/evaluation/classifier.py), used to measure label
 recovery of separations and colorizations (experiments/label_recovery.py; docs/classifier.md).
 
 - stem 24, stages 24/48/96 (conv → 2×2 max-pool → conv, BN + ReLU): 0.17M parameters,
@@ -20,7 +20,7 @@ recovery of separations and colorizations (experiments/label_recovery.py; docs/c
 
 import ml_collections
 
-from basis_jax import data
+from basis_jax.files import data
 
 
 def get_config():

@@ -8,7 +8,7 @@ tiled) costs 2.3× more per training image and 1.6× more per score at the same 
 width, for the same 784 MNIST values. The last 2,000 training images (58,000-59,999) are
 never trained on: held-out bits/dim before and after each stage come from them.
 
-  python -m experiments.finetune_glow --config=configs/train_glow_mnist.py \
+  python -m experiments.train_glow --config=configs/train_glow_mnist.py \
       --workdir=runs/glow_mnist --config.data.path=/path/to/mnist
 
 ':paper': the paper's size (BASIS / openai: 32×32×3 glow32, 3 levels, depth 32, width 512,
@@ -16,13 +16,13 @@ never trained on: held-out bits/dim before and after each stage come from them.
 
 ':small': the 32×32×3 model of the first CPU runs (docs/glow.md), about half an hour:
 
-  python -m experiments.finetune_glow --config=configs/train_glow_mnist.py:small \
+  python -m experiments.train_glow --config=configs/train_glow_mnist.py:small \
       --workdir=/tmp/glow_mnist_small --config.data.path=/path/to/mnist
 """
 
 import ml_collections
 
-from basis_jax import data as data_lib
+from basis_jax.files import data as data_lib
 
 
 HELDOUT_FIRST = 58_000  # Training images from here on are held out.

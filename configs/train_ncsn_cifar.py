@@ -5,8 +5,8 @@ flips, 10 levels σ=1→0.01, Adam lr 1e-3, batch 128, 200k steps. Data through 
 'cifar10' by default, or local files (the python batches, their .tar.gz, or an .npz with
 x_train/y_train) via --config.data.path:
 
-  python -m experiments.train_ncsn --config=configs/train_ncsn_cifar.py --workdir=/tmp/ncsn_cifar
-  python -m experiments.train_ncsn --config=configs/train_ncsn_cifar.py --workdir=/tmp/ncsn_cifar \
+  python -m experiments.train --config=configs/train_ncsn_cifar.py --workdir=/tmp/ncsn_cifar
+  python -m experiments.train --config=configs/train_ncsn_cifar.py --workdir=/tmp/ncsn_cifar \
       --config.data.path=/path/to/cifar-10-python.tar.gz
 """
 

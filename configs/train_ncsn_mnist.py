@@ -5,7 +5,7 @@ levels geometric from σ=1 to 0.01, Adam lr 1e-3 β=(0.9, 0.999), batch 128, 200
 no EMA, float32. Data: the four MNIST IDX .gz files in --config.data.path (or, without a
 path, TFDS 'mnist').
 
-  python -m experiments.train_ncsn --config=configs/train_ncsn_mnist.py \
+  python -m experiments.train --config=configs/train_ncsn_mnist.py \
       --config.data.path=/path/to/mnist --workdir=/tmp/ncsn_mnist
 
 Re-running the same command resumes from WORKDIR/checkpoints. Useful switches:
@@ -15,7 +15,7 @@ Re-running the same command resumes from WORKDIR/checkpoints. Useful switches:
 
 import ml_collections
 
-from basis_jax import data
+from basis_jax.files import data
 from ml_collections.config_dict import placeholder
 
 
@@ -23,7 +23,7 @@ def base_config() -> ml_collections.ConfigDict:
   """Fields shared by the MNIST and CIFAR-10 training configs."""
   config = ml_collections.ConfigDict()
   config.seed = 0
-  # enabled: jax.distributed.initialize() (multi-host; see basis_jax.sharding).
+  # enabled: jax.distributed.initialize() (multi-host; see basis_jax.files.sharding).
   config.distributed = ml_collections.ConfigDict({
       "enabled": False, "coordinator_address": "", "num_processes": 0, "process_id": -1})
   # Architecture (basis_jax.priors.ncsn.NCSNConfig); unset fields keep the dataset preset.
@@ -32,7 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
       "name": "ncsn", "dataset": "mnist", "channels": placeholder(int), "image_size": placeholder(int),
       "ngf": placeholder(int), "num_classes": placeholder(int), "dtype": placeholder(str)})
   config.sigmas = ml_collections.ConfigDict({"sigma_max": 1.0, "sigma_min": 0.01})
-  # basis_jax.data fields: source, path (None: through tfds), split, num_examples, ...
+  # basis_jax.files.data fields: source, path (None: through tfds), split, num_examples, ...
   config.data = data.data_config_defaults()
   config.data.split = "train"
   config.training = ml_collections.ConfigDict({"batch_size": 128, "random_flip": False})

@@ -16,10 +16,10 @@ The prior of configs/cifar_unet.py and configs/cifar_color_unet.py. Its settings
   held-out images, never on the test pairs that are reported.
 
 Data: the 50,000 training images; the project trains on a JPEG-lossy copy (quality 75,
-an .npz with `train_jpeg_data`/`train_jpeg_offsets`/`y_train`, see basis_jax/data.py), and
+an .npz with `train_jpeg_data`/`train_jpeg_offsets`/`y_train`, see basis_jax/files/data.py), and
 the python batches or an exact .npz work the same way.
 
-  python -m experiments.train_ncsn --config=configs/train_score_unet_cifar10.py \
+  python -m experiments.train --config=configs/train_score_unet_cifar10.py \
       --config.data.path=/path/to/cifar10.npz --workdir=runs/train_cifar10 \
       [--config.init_weights=training/score_unet_cifar10/weights.npz]
 

@@ -4,7 +4,7 @@ This is the prior the package ships (basis_jax/weights/score_unet_mnist.npz, the
 of configs/mnist_unet.py). Its settings, and why (docs/score_unet.md has the measurements):
 - widths 32/64/64 at 28 → 14 → 7, one residual block per resolution each way (0.70M
   params, 0.267 GFLOP per forward): the candidate that trains fastest per unit of quality
-  on a 2-core CPU among those measured (`python -m experiments.score_unet_throughput`).
+  on a 2-core CPU among those measured (`python -m studies.score_unet_throughput`).
 - σ log-uniform on [0.005, 17]: 17 ≈ the largest pairwise L2 distance between MNIST
   training images (16.88, NCSNv2's rule for σ_max); 0.005 lies below the smallest σ of the
   released separation ladder (0.01), so every σ a separation queries was trained on.
@@ -13,14 +13,14 @@ of configs/mnist_unet.py). Its settings, and why (docs/score_unet.md has the mea
   steps (raw and EMA) in metrics.jsonl, and separation settings are chosen on mixtures of
   held-out images, never on the test pairs that are reported.
 
-  python -m experiments.train_ncsn --config=configs/train_score_unet_mnist.py \
+  python -m experiments.train --config=configs/train_score_unet_mnist.py \
       --config.data.path=/path/to/mnist --workdir=runs/train_score_unet
 
 Shipping a model (a warm-up/stable/decay schedule): the committed training state stays on
 the constant-lr branch, and the shipped weights come from a cool-down branched off it, the
 lr falling linearly to 5 % over the last 5,000 steps (docs/score_unet.md):
 
-  python -m experiments.train_ncsn --config=configs/train_score_unet_mnist.py \
+  python -m experiments.train --config=configs/train_score_unet_mnist.py \
       --config.data.path=/path/to/mnist --workdir=runs/cool \
       --config.init_weights=STABLE_STATE.npz --config.optim.decay_start=S \
       --config.optim.decay_steps=5000 --config.optim.final_lr_factor=0.05 \

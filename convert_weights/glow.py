@@ -50,7 +50,11 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from basis_jax import checkpoint_io, cli, schedules
+from basis_jax.files import checkpoint_io
+
+from basis_jax import cli
+
+from basis_jax.sampling import schedules
 from basis_jax.errors import (ConfigError, InputFileError, MissingDependencyError,
                              MissingFileError)
 from basis_jax.priors import glow

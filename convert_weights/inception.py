@@ -20,7 +20,11 @@ from typing import Mapping
 
 import numpy as np
 
-from basis_jax import atomic, data, errors, inception
+from basis_jax.files import atomic, data
+
+from basis_jax import errors
+
+from basis_jax.evaluation import inception
 from basis_jax.errors import InputFileError
 from convert_weights import torch_io
 

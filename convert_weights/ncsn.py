@@ -8,7 +8,7 @@ The input is what the NCSN code saves, `[state_dict, optimizer_state]` with Data
 levels) is read off the tensor shapes; `--dataset` only fixes the image size (28 for MNIST,
 32 otherwise). The mapping is strict: every source tensor must be consumed and every Flax
 parameter assigned with the right shape, otherwise the error lists the missing, unexpected
-and mis-shaped keys. The output loads without torch (see `basis_jax.checkpoint_io`).
+and mis-shaped keys. The output loads without torch (see `basis_jax.files.checkpoint_io`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ import jax
 import numpy as np
 from absl import flags
 
-from basis_jax import checkpoint_io, cli, schedules
+from basis_jax.files import checkpoint_io
+
+from basis_jax import cli
+
+from basis_jax.sampling import schedules
 from basis_jax.errors import ConfigError, InputFileError
 from basis_jax.priors import ncsn
 from convert_weights import torch_io

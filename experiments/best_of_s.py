@@ -7,7 +7,7 @@
 
 CONFIG is any separation config whose prior has a log-density (`Prior.log_density_fn`).
 
-The same choice a run makes itself with `config.select='likelihood'` (basis_jax/selection.py,
+The same choice a run makes itself with `config.select='likelihood'` (basis_jax/sampling/selection.py,
 one rule set), for a run made with `config.select='none'`: per mixture, the sample with the
 highest Σ_j log p_σL(x_j) under the run's prior(s). Writes DIR/best_of_s.npz (`components`
 [N, k, H, W, C], `index` [N], `scores` [N, S]) and DIR/best_of_s.json: with the ground truth,
@@ -23,7 +23,11 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import atomic, cli, errors, schedules, selection, separation
+from basis_jax.files import atomic
+
+from basis_jax import cli, errors
+
+from basis_jax.sampling import schedules, selection, separation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The separation config of the run.",
                                           lock_config=True)

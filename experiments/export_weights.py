@@ -11,7 +11,9 @@ import logging
 
 from absl import app, flags
 
-from basis_jax import checkpoint_io, cli
+from basis_jax.files import checkpoint_io
+
+from basis_jax import cli
 
 _STATE = flags.DEFINE_string("state", None, "A compact training state (weights.npz).")
 _OUT = flags.DEFINE_string("out", None, "Where to write the exported weights.")

@@ -18,7 +18,11 @@ import os
 import numpy as np
 from absl import app, flags
 
-from basis_jax import atomic, classifier, cli, data as data_lib, metrics
+from basis_jax.files import atomic, data as data_lib
+
+from basis_jax.evaluation import classifier, metrics
+
+from basis_jax import cli
 from basis_jax.errors import ConfigError, InputFileError
 
 _RUN = flags.DEFINE_string("run", None, "Workdir of a separation run (separations.npz).")

@@ -4,7 +4,7 @@
       --weights=basis_jax/weights/score_unet_cifar10.npz \
       --out=docs/images/score_unet_cifar10_samples.png
 
-`experiments.train_ncsn` draws this grid every `config.sampling.every` steps; here it comes
+`experiments.train` draws this grid every `config.sampling.every` steps; here it comes
 from any weights file of the config's network (shipped, exported or a training state; the
 EMA weights where the file has them): `config.sampling` sets the σ ladder, steps per level,
 step size and number of samples (override them as usual, e.g.
@@ -16,7 +16,9 @@ import logging
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import cli, train_ncsn
+from basis_jax import cli
+
+from basis_jax.training import score_training
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A training config (configs/train_*.py).",
                                           lock_config=True)
@@ -29,7 +31,7 @@ flags.mark_flags_as_required(["config", "weights", "out"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  train_ncsn.write_sample_grid(_CONFIG.value, _WEIGHTS.value, _OUT.value, _SEED.value)
+  score_training.write_sample_grid(_CONFIG.value, _WEIGHTS.value, _OUT.value, _SEED.value)
   logging.info("Wrote %s", _OUT.value)
 
 

@@ -6,7 +6,9 @@ Re-running the same command on the same workdir resumes: finished chunks are kep
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import cli, separation
+from basis_jax import cli
+
+from basis_jax.sampling import separation
 from configs import base_separation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Separation config file.",

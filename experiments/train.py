@@ -2,14 +2,16 @@
 
 The network is the prior `config.model.name` names, any whose module defines a `NETWORK`
 spec (basis_jax/priors/network_spec.py). Re-running the same command on the same
-workdir resumes from its latest checkpoint. `experiments.train_ncsn` is the same program
+workdir resumes from its latest checkpoint. `experiments.train` is the same program
 under its older name.
 """
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import cli, train_ncsn
+from basis_jax import cli
+
+from basis_jax.training import score_training
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
@@ -20,7 +22,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  train_ncsn.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  score_training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 def run():

@@ -10,7 +10,9 @@ Writes WORKDIR/classifier.npz (atomically), metrics.jsonl and config.json.
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax import classifier_training, cli
+from basis_jax.training import classifier_training
+
+from basis_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)

@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import cli, glow_training, overview
+from basis_jax import cli, overview
+
+from basis_jax.training import glow_training
 from basis_jax.priors import glow
 
 _CANDIDATES = flags.DEFINE_list("candidates", ["32x32x3/3/8/64", "32x32x1/3/8/64"],

@@ -17,7 +17,9 @@ import tempfile
 import threading
 import time
 
-from basis_jax import evaluation, separation  # noqa: F401  # pylint: disable=unused-import
+from basis_jax.evaluation import report  # noqa: F401  # pylint: disable=unused-import
+
+from basis_jax.sampling import separation  # noqa: F401  # pylint: disable=unused-import
 
 
 def run_case(argv: list[str], timeout: float) -> dict:

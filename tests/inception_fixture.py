@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 
 from convert_weights import inception as converter
-from basis_jax import inception
+from basis_jax.evaluation import inception
 
 SEED = 20151205
 GOLDEN = 'inception_golden.npz'

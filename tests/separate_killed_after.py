@@ -11,7 +11,7 @@ import runpy
 import signal
 import sys
 
-from basis_jax import separation
+from basis_jax.sampling import separation
 
 
 def _kill_after(chunks: int, number: int) -> None:

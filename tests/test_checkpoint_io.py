@@ -10,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from basis_jax import checkpoint_io
+from basis_jax.files import checkpoint_io
 
 
 def _tree():

@@ -6,8 +6,12 @@ import os
 import numpy as np
 import pytest
 
-from basis_jax import checkpoint_io, mixing, sampler, schedules, separation, train_ncsn
-from basis_jax import train_resume
+from basis_jax.files import checkpoint_io
+
+from basis_jax.sampling import mixing, sampler, schedules, separation
+
+from basis_jax.training import score_training
+from basis_jax.training import train_resume
 from basis_jax.errors import ConfigError
 from basis_jax.priors import ncsn, score_unet
 from configs import cifar_color_unet, cifar_ncsn, cifar_unet, score_unet_common
@@ -143,7 +147,7 @@ def test_a_truncated_training_state_is_refused_naming_the_file(tmp_path):
   config = train_score_unet_cifar10.get_config()
   with pytest.raises(checkpoint_io.CheckpointError, match="weights.npz"):
     train_resume.load_into(str(truncated), {"params": {}}, architecture=score_unet.ARCHITECTURE,
-                           model_config=train_ncsn.model_config(config), seed=config.seed)
+                           model_config=score_training.model_config(config), seed=config.seed)
   prior = cifar_unet.get_config().prior
   prior.weights = str(truncated)
   with pytest.raises(checkpoint_io.CheckpointError, match="weights.npz"):

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax import checkpoint_io, classifier, classifier_training, metrics, sharding
-from basis_jax.checkpoint_io import CheckpointError
+from basis_jax.files import checkpoint_io, sharding
+
+from basis_jax.evaluation import classifier, metrics
+
+from basis_jax.training import classifier_training
+from basis_jax.files.checkpoint_io import CheckpointError
 from configs import train_classifier_cifar10
 
 TINY = classifier.ClassifierConfig(stem=4, widths=(4, 8), num_classes=10)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from basis_jax import workdir
+from basis_jax.files import workdir
 from configs import gaussian_toy
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def test_missing_weights_and_random_weights_refusal(tmp_path):
                  f"--workdir={tmp_path}"])
   _assert_user_error(result, "The NCSN prior has no weights")
   hint = result.stderr.splitlines()[-1]
-  for way in ("convert_weights.ncsn", "experiments.train_ncsn", "allow_random_weights=True"):
+  for way in ("convert_weights.ncsn", "experiments.train", "allow_random_weights=True"):
     assert way in hint
   assert not (tmp_path / "separations.npz").exists()
 
@@ -140,7 +140,7 @@ def test_a_bug_keeps_its_traceback(tmp_path):
 
 def test_training_console_shows_progress_not_orbax(tmp_path, shared_data):
   workdir = tmp_path / "train"
-  result = _run(["-m", "experiments.train_ncsn", "--config=configs/train_ncsn_mnist.py",
+  result = _run(["-m", "experiments.train", "--config=configs/train_ncsn_mnist.py",
                  f"--config.data.path={shared_data / 'mnist'}", "--config.data.num_examples=64",
                  "--config.model.ngf=4", "--config.training.batch_size=8",
                  "--config.num_steps=2", "--config.checkpoint_every=2", "--config.log_every=1",

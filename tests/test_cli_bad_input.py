@@ -15,7 +15,9 @@ import sys
 import numpy as np
 import pytest
 
-from basis_jax import data, errors, workdir
+from basis_jax.files import data, workdir
+
+from basis_jax import errors
 from configs import gaussian_toy
 from tests.test_cli import REPO
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from basis_jax import checkpoint_io
+from basis_jax.files import checkpoint_io
 from basis_jax.priors import ncsn
 from convert_weights import ncsn as convert_ncsn
 

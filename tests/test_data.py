@@ -12,7 +12,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from basis_jax import data, errors
+from basis_jax.files import data
+
+from basis_jax import errors
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import inception_fixture
-from basis_jax import evaluation, inception
+from basis_jax.evaluation import report, inception
 
 TESTDATA = os.path.join(os.path.dirname(__file__), 'fixtures')
 
@@ -20,22 +20,22 @@ def _fid_scipy(mu1, s1, mu2, s2):
 
 def test_fid_matches_pytorch_fid_and_sqrtm():
   a, b = inception_fixture.fid_features()
-  sa, sb = evaluation.activation_statistics(a), evaluation.activation_statistics(b)
-  fid = evaluation.frechet_distance(*sa, *sb)
+  sa, sb = report.activation_statistics(a), report.activation_statistics(b)
+  fid = report.frechet_distance(*sa, *sb)
   golden = float(np.load(os.path.join(TESTDATA, inception_fixture.GOLDEN))['fid'])
   # pytorch-fid's calculate_frechet_distance on the same features (golden): 198.382066.
   assert abs(fid - golden) / golden <= 1e-6
   assert abs(fid - _fid_scipy(*sa, *sb)) / fid <= 1e-6
-  assert abs(evaluation.frechet_distance(*sa, *sa)) < 1e-6
+  assert abs(report.frechet_distance(*sa, *sa)) < 1e-6
 
 
 def test_fid_live_pytorch_fid():
   fid_score = pytest.importorskip('pytorch_fid.fid_score')
   rng = np.random.default_rng(1)
   a, b = rng.normal(size=(300, 32)), rng.normal(size=(300, 32)) * 1.5 + 0.1
-  sa, sb = evaluation.activation_statistics(a), evaluation.activation_statistics(b)
+  sa, sb = report.activation_statistics(a), report.activation_statistics(b)
   expected = fid_score.calculate_frechet_distance(*sa, *sb)
-  assert abs(evaluation.frechet_distance(*sa, *sb) - expected) / expected <= 1e-6
+  assert abs(report.frechet_distance(*sa, *sb) - expected) / expected <= 1e-6
 
 
 def _is_loops(logits, splits):
@@ -50,14 +50,14 @@ def _is_loops(logits, splits):
 
 def test_inception_score():
   logits = np.random.default_rng(0).normal(size=(103, 1008)) * 3
-  np.testing.assert_allclose(evaluation.inception_score(logits), _is_loops(logits, 10),
+  np.testing.assert_allclose(report.inception_score(logits), _is_loops(logits, 10),
                              rtol=1e-10)
-  assert evaluation.inception_score(np.zeros((50, 1008)))[0] == pytest.approx(1.0)
+  assert report.inception_score(np.zeros((50, 1008)))[0] == pytest.approx(1.0)
   # 10 confidently and evenly predicted classes per split: IS = 10.
   confident = np.tile(np.eye(1008)[:10] * 50, (10, 1))
-  assert evaluation.inception_score(confident)[0] == pytest.approx(10.0, rel=1e-6)
+  assert report.inception_score(confident)[0] == pytest.approx(10.0, rel=1e-6)
   with pytest.raises(ValueError):
-    evaluation.inception_score(np.zeros((5, 1008)))
+    report.inception_score(np.zeros((5, 1008)))
 
 
 def _write_run(workdir, n=30, samples=False, seed=0):
@@ -76,20 +76,20 @@ def _write_run(workdir, n=30, samples=False, seed=0):
 
 def test_load_separations(tmp_path):
   _write_run(str(tmp_path), samples=True)
-  sep = evaluation.load_separations(str(tmp_path))
+  sep = report.load_separations(str(tmp_path))
   assert sep.components.shape == (30, 2, 2, 16, 16, 1) and sep.alphas == (1.0, 1.0)
   np.savez(tmp_path / 'separations.npz', mixtures=np.zeros((3, 8, 8, 1)),
            components=np.zeros((3, 2, 8, 8, 1)), ground_truth=np.zeros((3, 3, 8, 8, 1)))
   with pytest.raises(ValueError, match='ground_truth'):
-    evaluation.load_separations(str(tmp_path))
+    report.load_separations(str(tmp_path))
   with pytest.raises(FileNotFoundError, match='separate.py'):
-    evaluation.load_separations(str(tmp_path / 'missing'))
+    report.load_separations(str(tmp_path / 'missing'))
 
 
 def test_evaluate_writes_tables(tmp_path, monkeypatch):
   monkeypatch.setenv(inception.WEIGHTS_ENV, str(tmp_path / 'no_weights.npz'))
   truth, _ = _write_run(str(tmp_path))
-  results = evaluation.evaluate(str(tmp_path), ssim=True)
+  results = report.evaluate(str(tmp_path), ssim=True)
   for key in ('psnr_mean', 'psnr_std', 'psnr_ci95', 'n_mixtures', 'average_psnr_mean',
               'average_psnr_std', 'average_psnr_ci95', 'ssim_mean'):
     assert key in results
@@ -99,9 +99,9 @@ def test_evaluate_writes_tables(tmp_path, monkeypatch):
   assert results['fraction_mixtures_above_average'] == 1.0  # Every mixture: 30 dB vs ~8.
   assert 'on 100.0 % of the mixtures' in (tmp_path / 'eval.md').read_text()
   # Half the mixtures swapped for the Average itself (m/2 each): they no longer beat it.
-  sep = evaluation.load_separations(str(tmp_path))
+  sep = report.load_separations(str(tmp_path))
   sep.components[:15, 0] = sep.mixtures[:15, None] / 2
-  swapped = evaluation.psnr_results(sep)
+  swapped = report.psnr_results(sep)
   assert swapped['fraction_mixtures_above_average'] == 0.5
   assert swapped['mixture_psnr'].shape == (30,)  # Per mixture, as the summary averages.
   assert swapped['mixture_psnr'].mean() == pytest.approx(swapped['basis']['mean'])
@@ -111,12 +111,12 @@ def test_evaluate_writes_tables(tmp_path, monkeypatch):
   assert '| BASIS |' in (tmp_path / 'eval.md').read_text()
   assert os.path.getsize(tmp_path / 'psnr_histogram.png') > 0
   with pytest.raises(FileNotFoundError):
-    evaluation.evaluate(str(tmp_path), inception='required')
+    report.evaluate(str(tmp_path), inception='required')
 
 
 def test_evaluate_inception_plumbing(tmp_path, monkeypatch):
   """IS/FID wiring and the reference cache, with a cheap stand-in for the network."""
-  from basis_jax import data  # pylint: disable=g-import-not-at-top
+  from basis_jax.files import data  # pylint: disable=g-import-not-at-top
 
   class FakeExtractor:
     calls = []
@@ -138,9 +138,9 @@ def test_evaluate_inception_plumbing(tmp_path, monkeypatch):
   _write_run(str(tmp_path))
   kwargs = dict(inception='required', inception_weights=str(weights),
                 stats_cache_dir=str(tmp_path / 'cache'))
-  first = evaluation.evaluate(str(tmp_path), **kwargs)['inception']
+  first = report.evaluate(str(tmp_path), **kwargs)['inception']
   assert FakeExtractor.calls == [40, 60, 60]  # reference, 30x2 components, 30x2 average
-  second = evaluation.evaluate(str(tmp_path), **kwargs)['inception']
+  second = report.evaluate(str(tmp_path), **kwargs)['inception']
   assert FakeExtractor.calls[3:] == [60, 60]  # reference statistics came from the cache
   assert first['basis']['fid'] == pytest.approx(second['basis']['fid'])
   assert first['average']['fid'] > 0 and 'inception_score' in first['basis']
@@ -150,14 +150,14 @@ def test_reference_cache_names_tell_datasets_apart():
   """Two folders, two tfds names or two CIFAR-10 files must not share FID statistics."""
   base = {'source': 'image_folder', 'split': 'train', 'variant': None, 'resolution': 64,
           'num_examples': None, 'path': '/data/churches'}
-  names = {evaluation.reference_cache_name(cfg) for cfg in (
+  names = {report.reference_cache_name(cfg) for cfg in (
       base, {**base, 'path': '/data/bedrooms'},
       {**base, 'source': 'tfds', 'path': None, 'tfds_name': 'lsun/church_outdoor'},
       {**base, 'source': 'tfds', 'path': None, 'tfds_name': 'lsun/bedroom'},
       {**base, 'source': 'cifar10', 'path': '/data/cifar10.npz'},
       {**base, 'source': 'cifar10', 'path': '/data/cifar10_jpeg.npz'})}
   assert len(names) == 6
-  assert evaluation.reference_cache_name(base) == evaluation.reference_cache_name(dict(base))
+  assert report.reference_cache_name(base) == report.reference_cache_name(dict(base))
 
 
 def test_eval_md_says_once_how_many_samples_a_mixture_had():
@@ -169,10 +169,10 @@ def test_eval_md_says_once_how_many_samples_a_mixture_had():
              'selection': {'select': 'likelihood', 'num_samples': 2,
                            **{k: stats for k in ('chosen', 'single_sample', 'oracle',
                                                  'posterior_mean')}}}
-  text = evaluation.markdown_table(results)
+  text = report.markdown_table(results)
   assert ('PSNR over 500 mixtures (2 components each, matched to the truth), of the sample '
           'kept per mixture: one of 2 posterior samples, chosen by likelihood') in text
   assert 'sample(s)' not in text and 'S = 2 samples per mixture' in text
   assert 'PSNR is not the measure' not in text
   results['image_shape'] = [32, 32, 3]
-  assert 'On natural images PSNR is not the measure' in evaluation.markdown_table(results)
+  assert 'On natural images PSNR is not the measure' in report.markdown_table(results)

@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from basis_jax import separation, visualize
+from basis_jax.sampling import separation
+
+from basis_jax.evaluation import visualize
 
 
 def test_separation_figure_labels_columns_and_orders_by_the_matching():

@@ -10,7 +10,7 @@ from flax import nnx
 
 torch = pytest.importorskip("torch")
 
-from basis_jax import checkpoint_io  # noqa: E402
+from basis_jax.files import checkpoint_io  # noqa: E402
 from basis_jax.priors import glow  # noqa: E402
 from convert_weights import glow as convert_glow  # noqa: E402
 from tests.reference import torch_glow  # noqa: E402

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax import errors, mixing, sampler, schedules, selection
+from basis_jax import errors
+
+from basis_jax.sampling import mixing, sampler, schedules, selection
 from basis_jax.priors import gaussian, glow
 from basis_jax import priors as priors_lib
 
@@ -115,7 +117,7 @@ def test_best_of_s_errors():
 
 
 def test_separation_configs():
-  from basis_jax import separation  # pylint: disable=import-outside-toplevel
+  from basis_jax.sampling import separation  # pylint: disable=import-outside-toplevel
   from configs import cifar_glow, lsun_glow, mnist_glow  # pylint: disable=import-outside-toplevel
   config = mnist_glow.get_config("small")
   with pytest.raises(ValueError, match="has no weights"):  # Random weights only on request.
@@ -166,7 +168,7 @@ def test_one_clean_model_for_every_sigma_is_announced_and_level_free(tmp_path, c
 def test_glow32_data_space_pads_tiles_and_crops_back(tmp_path):
   """MNIST as BASIS's Glow takes it (glow32), owned by the prior: 28×28×1 in 32×32×3."""
   from tests.test_data import write_mnist  # pylint: disable=import-outside-toplevel
-  from basis_jax import data  # pylint: disable=import-outside-toplevel
+  from basis_jax.files import data  # pylint: disable=import-outside-toplevel
   write_mnist(str(tmp_path))
   space = glow.data_space(glow.GlowConfig(), (28, 28, 1))
   images = space.to_prior(data.load({'source': 'mnist', 'path': str(tmp_path),

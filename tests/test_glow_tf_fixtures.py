@@ -21,7 +21,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax import checkpoint_io, errors, schedules
+from basis_jax.files import checkpoint_io
+
+from basis_jax import errors
+
+from basis_jax.sampling import schedules
 from basis_jax.priors import glow
 from configs import mnist_glow
 from convert_weights import glow as convert_glow

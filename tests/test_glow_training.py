@@ -8,7 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from basis_jax import errors, glow_training
+from basis_jax import errors
+
+from basis_jax.training import glow_training
 from basis_jax.priors import glow
 from tests.conftest import shared_data_dir
 
@@ -111,9 +113,9 @@ def test_resume_with_another_ladder_is_refused(tmp_path):
 
 
 def test_resume_with_changed_train_settings_is_refused_naming_the_keys(tmp_path):
-  """experiments.finetune_glow compares the workdir's config.json before writing it."""
+  """experiments.train_glow compares the workdir's config.json before writing it."""
   from tests.test_cli import _assert_user_error, _run  # pylint: disable=import-outside-toplevel
-  command = ["-m", "experiments.finetune_glow", "--config=configs/train_glow_mnist.py:small",
+  command = ["-m", "experiments.train_glow", "--config=configs/train_glow_mnist.py:small",
              f"--workdir={tmp_path}", f"--config.data.path={tmp_path / 'no_data'}"]
   # Each start records its config, then stops at the missing data (cheap: no training).
   _assert_user_error(_run(command), "no_data does not exist")

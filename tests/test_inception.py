@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import inception_fixture
-from basis_jax import errors, inception
+from basis_jax import errors
+from basis_jax.evaluation import inception
 from convert_weights import inception as converter
 
 TESTDATA = os.path.join(os.path.dirname(__file__), 'fixtures')

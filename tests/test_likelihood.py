@@ -11,8 +11,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from basis_jax import likelihood as lk
-from basis_jax import schedules
+from basis_jax.priors import likelihood as lk
+from basis_jax.sampling import schedules
 from basis_jax.errors import ConfigError
 from basis_jax.priors import base, score_unet
 

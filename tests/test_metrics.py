@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from basis_jax import metrics
+from basis_jax.evaluation import metrics
 
 
 def test_psnr_known_value():

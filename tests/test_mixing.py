@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from basis_jax import mixing
+from basis_jax.sampling import mixing
 
 
 def _random(shape, seed):

@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from basis_jax import errors, mixing, mixtures
+from basis_jax import errors
+
+from basis_jax.sampling import mixing
+
+from basis_jax.files import mixtures
 from test_data import write_mnist
 
 
@@ -26,7 +30,7 @@ def _config(mnist_dir, alphas=None, **mixture):
 
 
 def _mixed(ms, operator=None):
-  """The mixtures of a picked set, made as a run makes them (g of basis_jax.mixing)."""
+  """The mixtures of a picked set, made as a run makes them (g of basis_jax.sampling.mixing)."""
   return mixing.mix(operator or mixing.Sum(ms.alphas), ms.ground_truth)
 
 

@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax import checkpoint_io, data, errors, schedules
+from basis_jax.files import checkpoint_io, data
+
+from basis_jax import errors
+
+from basis_jax.sampling import schedules
 from basis_jax.priors import ncsn
 from basis_jax.priors import ncsn_layers
 from convert_weights import ncsn as convert_ncsn

@@ -5,7 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from basis_jax import checkpoint_io, schedules, separation
+from basis_jax.files import checkpoint_io
+
+from basis_jax.sampling import schedules, separation
 from basis_jax.priors import ncsn
 from configs import cifar_color_ncsn, cifar_ncsn, mnist_ncsn
 from convert_weights import ncsn as convert_ncsn

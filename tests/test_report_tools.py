@@ -8,7 +8,7 @@ import pytest
 
 from basis_jax import errors
 from configs import mnist_unet
-from experiments import best_of_s_report, psnr_sweep, training_log
+from studies import best_of_s_report, psnr_sweep, training_log
 
 
 def test_sweep_settings_parse_and_apply_without_touching_the_base_config():

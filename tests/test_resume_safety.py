@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from basis_jax import separation
+from basis_jax.sampling import separation
 from tests.test_separation_runs import REPO, _env, _separate_cmd, _toy_config
 
 # Three chunks of about 3 s each on one CPU device (the toy's first level reports each of
@@ -156,7 +156,8 @@ def test_an_index_without_checksums_still_resumes(tmp_path, finished_toy_run, ca
 
 def test_a_chunk_damaged_after_the_check_fails_assembly_with_one_line(tmp_path,
                                                                       finished_toy_run):
-  from basis_jax import errors, workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  from basis_jax import errors  # pylint: disable=import-outside-toplevel
+  from basis_jax.files import workdir as workdir_lib
   workdir = _copy(finished_toy_run, tmp_path / "late")
   _truncate(workdir / "chunks" / "chunk_00000000_00000005.p000.npz")
   config = _toy_config()

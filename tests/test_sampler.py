@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from basis_jax import mixing, sampler, schedules, sharding
+from basis_jax.sampling import mixing, sampler, schedules
+
+from basis_jax.files import sharding
 from basis_jax.priors import gaussian
 
 SHAPE = (4, 4, 1)
@@ -264,7 +266,7 @@ def test_bad_input_is_refused_before_compilation():
 
 
 def test_residual_rank_is_the_residual_the_sampler_reports():
-  from basis_jax import selection  # pylint: disable=g-import-not-at-top
+  from basis_jax.sampling import selection  # pylint: disable=g-import-not-at-top
   separate, params, mixtures, _ = _small_setup(num_samples=4)
   out = jax.jit(separate)(params, mixtures[:3], jax.random.key(0))
   components = np.asarray(out["components"])  # [3, 4, k, ...], every sample kept.

@@ -4,7 +4,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from basis_jax import schedules
+from basis_jax.sampling import schedules
 
 
 def test_reference_ladder_and_step_sizes():

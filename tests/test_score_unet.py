@@ -14,7 +14,11 @@ import optax
 import pytest
 from flax import nnx
 
-from basis_jax import checkpoint_io, dsm, schedules, train_ncsn
+from basis_jax.files import checkpoint_io
+
+from basis_jax.training import dsm, score_training
+
+from basis_jax.sampling import schedules
 from basis_jax.errors import ConfigError
 from basis_jax.priors import score_unet
 from configs import train_score_unet_mnist
@@ -27,8 +31,8 @@ TINY = (8, 8, 8)
 def runs(tmp_path_factory):
   """One uninterrupted 4-step run and one stopped after 2 steps, shared by the tests."""
   root = tmp_path_factory.mktemp("score_unet_runs")
-  straight = train_ncsn.train_and_evaluate(_tiny_config(root), str(root / "straight"))
-  half = train_ncsn.train_and_evaluate(_tiny_config(root, num_steps=2), str(root / "half"))
+  straight = score_training.train_and_evaluate(_tiny_config(root), str(root / "straight"))
+  half = score_training.train_and_evaluate(_tiny_config(root, num_steps=2), str(root / "half"))
   return root, straight, half
 
 
@@ -132,10 +136,10 @@ def test_training_resumes_exactly_from_orbax_and_from_the_compact_state(runs, tm
   # The compact file is a whole training state: a new workdir on another machine resumes.
   state_file = str(root / "half" / "weights.npz")
   assert os.path.getsize(state_file) < 1e6
-  moved = train_ncsn.train_and_evaluate(_tiny_config(root, init_weights=state_file),
+  moved = score_training.train_and_evaluate(_tiny_config(root, init_weights=state_file),
                                         str(tmp_path / "moved"))
   shutil.copytree(root / "half", tmp_path / "half")
-  resumed = train_ncsn.train_and_evaluate(_tiny_config(root), str(tmp_path / "half"))
+  resumed = score_training.train_and_evaluate(_tiny_config(root), str(tmp_path / "half"))
   for run in (moved, resumed):
     assert int(run["step"]) == 4
     for a, b in zip(_leaves(straight), _leaves(run)):
@@ -152,7 +156,7 @@ def test_a_kill_between_checkpoints_does_not_duplicate_metrics(runs, tmp_path):
   shutil.copytree(root / "straight", work)
   # As if killed after logging steps 3 and 4 but before the step-4 checkpoint landed.
   shutil.rmtree(work / "checkpoints" / "4")
-  train_ncsn.train_and_evaluate(_tiny_config(root), str(work))
+  score_training.train_and_evaluate(_tiny_config(root), str(work))
   lines = [json.loads(line) for line in open(work / "metrics.jsonl")]
   assert [r["step"] for r in lines] == [1, 2, 3, 4]
   straight = [json.loads(line) for line in open(root / "straight" / "metrics.jsonl")]
@@ -166,18 +170,18 @@ def test_resume_with_a_changed_config_is_refused_naming_the_keys(runs, tmp_path)
   changed.optim.lr = 5e-4
   changed.sigmas.sigma_min = 0.01
   with pytest.raises(ConfigError, match=r"optim\.lr, sigmas\.sigma_min"):
-    train_ncsn.train_and_evaluate(changed, str(tmp_path / "run"))
+    score_training.train_and_evaluate(changed, str(tmp_path / "run"))
   # Keys that do not change the weights (num_steps, logging) may change.
   longer = _tiny_config(root, num_steps=3, log_every=3, checkpoint_every=3)
-  assert int(train_ncsn.train_and_evaluate(longer, str(tmp_path / "run"))["step"]) == 3
+  assert int(score_training.train_and_evaluate(longer, str(tmp_path / "run"))["step"]) == 3
 
 
 def test_the_cool_down_schedule_and_a_cool_down_branched_from_a_saved_state(runs, tmp_path):
   root, constant, _ = runs
-  settings = lambda **o: train_ncsn._optimizer_settings(ml_collections.ConfigDict(
+  settings = lambda **o: score_training._optimizer_settings(ml_collections.ConfigDict(
       dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, grad_clip=1.0, warmup_steps=4, **o)))
-  plain, cooled = (train_ncsn.learning_rate(settings()),
-                   train_ncsn.learning_rate(settings(decay_start=10, decay_steps=20,
+  plain, cooled = (score_training.learning_rate(settings()),
+                   score_training.learning_rate(settings(decay_start=10, decay_steps=20,
                                                      final_lr_factor=0.1)))
   for count, want in [(0, 2.5e-4), (2, 6.25e-4), (4, 1e-3), (10, 1e-3), (20, 5.5e-4),
                       (30, 1e-4), (90, 1e-4)]:
@@ -195,10 +199,10 @@ def test_the_cool_down_schedule_and_a_cool_down_branched_from_a_saved_state(runs
   cool = dict(decay_start=2, decay_steps=2, final_lr_factor=0.25)
   straight = _tiny_config(root)
   straight.optim.update(cool)
-  whole = train_ncsn.train_and_evaluate(straight, str(tmp_path / "whole"))
+  whole = score_training.train_and_evaluate(straight, str(tmp_path / "whole"))
   branched = _tiny_config(root, init_weights=str(root / "half" / "weights.npz"))
   branched.optim.update(cool)
-  branch = train_ncsn.train_and_evaluate(branched, str(tmp_path / "branch"))
+  branch = score_training.train_and_evaluate(branched, str(tmp_path / "branch"))
   for a, b in zip(_leaves(whole), _leaves(branch)):
     np.testing.assert_array_equal(a, b)
   assert not np.array_equal(_leaves(whole["params"])[0], _leaves(constant["params"])[0])
@@ -214,12 +218,12 @@ def test_a_non_finite_loss_stops_training_before_the_bad_state_is_saved(tmp_path
     return losses * jnp.nan, bands
 
   monkeypatch.setattr(dsm, "dsm_loss", poisoned)
-  train_ncsn._train_step.cache_clear()
+  score_training._train_step.cache_clear()
   try:
-    with pytest.raises(train_ncsn.NonFiniteLossError, match="non-finite between steps 0 and 1"):
-      train_ncsn.train_and_evaluate(_tiny_config(tmp_path), str(tmp_path / "nan"))
+    with pytest.raises(score_training.NonFiniteLossError, match="non-finite between steps 0 and 1"):
+      score_training.train_and_evaluate(_tiny_config(tmp_path), str(tmp_path / "nan"))
   finally:
-    train_ncsn._train_step.cache_clear()
+    score_training._train_step.cache_clear()
   assert not os.path.exists(tmp_path / "nan" / "weights.npz")
 
 
@@ -236,7 +240,7 @@ def test_prior_queries_level_i_at_sigma_i_and_bad_files_are_clear_errors(runs, t
   prior = score_unet.load(_prior_config(weights), schedule)
   for a, b in zip(_leaves(prior.params), _leaves(state["ema"])):
     np.testing.assert_array_equal(a, b)
-  graphdef, _ = score_unet.abstract_params(train_ncsn.model_config(config))
+  graphdef, _ = score_unet.abstract_params(score_training.model_config(config))
   x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
   direct = score_unet.make_score_fn(graphdef)(state["ema"], x, 0.1)
   np.testing.assert_allclose(prior.score_fn(prior.params, x, jnp.int32(1)), direct, rtol=1e-6)
@@ -270,14 +274,14 @@ def test_prior_queries_level_i_at_sigma_i_and_bad_files_are_clear_errors(runs, t
   with open(truncated, "wb") as f:
     f.write(blob[: len(blob) // 2])
   with pytest.raises(checkpoint_io.CheckpointError, match="truncated.npz"):
-    train_ncsn.init_state(_tiny_config(root, init_weights=truncated))
+    score_training.init_state(_tiny_config(root, init_weights=truncated))
   with pytest.raises(checkpoint_io.CheckpointError, match="truncated.npz"):
     score_unet.load(_prior_config(truncated), schedule)
   # A resume after the architecture changed.
   wider = _tiny_config(root, init_weights=weights)
   wider.model.widths = (16, 16, 16)
   with pytest.raises(checkpoint_io.CheckpointError, match="cannot be loaded"):
-    train_ncsn.init_state(wider)
+    score_training.init_state(wider)
   # No weights given: the shipped file, with its digest recorded for resumed runs.
   shipped = score_unet.load(_prior_config(""), schedule)
   assert shipped.weights_digest is not None and shipped.image_shape == (28, 28, 1)

@@ -1,5 +1,5 @@
 """Best-of-S inside the separation: the chosen sample, early pruning, the run's outputs and
-refusals (basis_jax/selection.py, sampler rank_fn / prune_after)."""
+refusals (basis_jax/sampling/selection.py, sampler rank_fn / prune_after)."""
 
 import dataclasses
 import json
@@ -11,7 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from basis_jax import errors, mixing, sampler, schedules, selection, separation
+from basis_jax import errors
+
+from basis_jax.sampling import mixing, sampler, schedules, selection, separation
 from basis_jax.priors import gaussian
 from tests.test_separation_runs import REPO, _env, _separate_cmd, _toy_config
 
@@ -189,10 +191,10 @@ def test_a_killed_best_of_s_run_resumes_byte_identically(tmp_path):
 
 
 def test_the_evaluator_reports_chosen_single_oracle_and_mean(tmp_path):
-  from basis_jax import evaluation  # pylint: disable=import-outside-toplevel
+  from basis_jax.evaluation import report  # pylint: disable=import-outside-toplevel
   config = _toy_config(**{"sampler.num_samples": 3, "select": "likelihood", "num_mixtures": 6})
   summary = separation.run(config, str(tmp_path))
-  results = evaluation.evaluate(str(tmp_path), inception="never")
+  results = report.evaluate(str(tmp_path), inception="never")
   chosen = results["selection"]
   assert chosen["select"] == "likelihood" and chosen["num_samples"] == 3
   assert chosen["chosen"]["mean"] == pytest.approx(results["psnr_mean"])
@@ -212,7 +214,7 @@ def test_the_posterior_mean_aligns_swapped_samples():
 
 
 def test_the_frontier_scores_a_scheme_as_the_sampler_would_choose():
-  from experiments import best_of_s_schemes as frontier  # pylint: disable=import-outside-toplevel
+  from studies import best_of_s_schemes as frontier  # pylint: disable=import-outside-toplevel
   per_sample = np.array([[20.0, 30.0, 25.0, 10.0]])  # One mixture, 4 chains.
   final = np.array([[1.0, 0.0, 3.0, 9.0]])  # The likelihood at the end prefers chain 3.
   early = {2: np.array([[5.0, 4.0, 0.0, 1.0]])}  # After level 2: chains 0 and 1 lead.

@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 from ml_collections import config_dict
 
-from basis_jax import atomic, cli, errors, metrics, mixing, priors as priors_lib, separation, workdir
+from basis_jax.files import atomic, workdir
+
+from basis_jax import cli, errors, priors as priors_lib
+
+from basis_jax.evaluation import metrics
+
+from basis_jax.sampling import mixing, separation
 from basis_jax.priors import gaussian, glow
 from configs import gaussian_toy
 
@@ -154,7 +160,7 @@ def test_a_write_killed_midway_leaves_no_partial_file(tmp_path):
   before = target.read_bytes()
   writer = subprocess.Popen([sys.executable, "-c", (
       "import sys, time\n"
-      "from basis_jax import atomic\n"
+      "from basis_jax.files import atomic\n"
       "with atomic.atomic_open(sys.argv[1], 'wb') as f:\n"
       "  f.write(b'x' * 1000000)\n"
       "  print('writing', flush=True)\n"
@@ -282,8 +288,8 @@ def test_colorization_run_reports_the_grayscale_baseline(tmp_path):
     expected = -10 * np.log10(np.mean((gray - out["ground_truth"][:, 0])**2, axis=(1, 2, 3)))
   assert summary["average_baseline_psnr"]["mean"] == pytest.approx(expected.mean(), rel=1e-5)
   assert summary["baseline"] == "gray image"
-  from basis_jax import evaluation  # pylint: disable=import-outside-toplevel
-  evaluation.evaluate(str(tmp_path), inception="never")
+  from basis_jax.evaluation import report  # pylint: disable=import-outside-toplevel
+  report.evaluate(str(tmp_path), inception="never")
   report = (tmp_path / "eval.md").read_text()
   assert "PSNR of 3 colorized images against the original, one posterior sample" in report
   assert "| gray image |" in report and "| colorized |" in report and "Average" not in report

@@ -2,7 +2,7 @@
 
 import json
 
-from basis_jax import separation
+from basis_jax.sampling import separation
 from basis_jax.priors import score_unet
 from configs import mnist_unet
 

@@ -10,7 +10,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from basis_jax import checkpoint_io, dsm, train_ncsn
+from basis_jax.files import checkpoint_io
+
+from basis_jax.training import dsm, score_training
 from basis_jax.priors import ncsn
 from configs import train_ncsn_mnist
 
@@ -46,9 +48,9 @@ def _leaves(state):
 
 def test_resume_is_bit_identical_and_compact_weights_load(tmp_path):
   config = _tiny_config(tmp_path)
-  straight = train_ncsn.train_and_evaluate(config, str(tmp_path / "straight"))
-  train_ncsn.train_and_evaluate(config, str(tmp_path / "resumed"), stop_after=2)
-  resumed = train_ncsn.train_and_evaluate(config, str(tmp_path / "resumed"))
+  straight = score_training.train_and_evaluate(config, str(tmp_path / "straight"))
+  score_training.train_and_evaluate(config, str(tmp_path / "resumed"), stop_after=2)
+  resumed = score_training.train_and_evaluate(config, str(tmp_path / "resumed"))
   assert int(straight["step"]) == int(resumed["step"]) == 4
   assert set(straight) == {"step", "params", "opt_state", "ema"}
   for a, b in zip(_leaves(straight), _leaves(resumed)):
@@ -60,9 +62,9 @@ def test_resume_is_bit_identical_and_compact_weights_load(tmp_path):
 
   # A wall-clock budget stops early but checkpoints first; the next run resumes exactly.
   budget = _tiny_config(tmp_path, max_seconds=1e-6)
-  stopped = train_ncsn.train_and_evaluate(budget, str(tmp_path / "budget"))
+  stopped = score_training.train_and_evaluate(budget, str(tmp_path / "budget"))
   assert int(stopped["step"]) == 1
-  finished = train_ncsn.train_and_evaluate(config, str(tmp_path / "budget"))
+  finished = score_training.train_and_evaluate(config, str(tmp_path / "budget"))
   for a, b in zip(_leaves(straight), _leaves(finished)):
     np.testing.assert_array_equal(a, b)
 
@@ -75,7 +77,7 @@ def test_resume_is_bit_identical_and_compact_weights_load(tmp_path):
 
   # Training can start from a compact file (params and EMA restored, step restarts).
   config = _tiny_config(tmp_path, init_weights=weights)
-  _, state = train_ncsn.init_state(config)
+  _, state = score_training.init_state(config)
   for a, b in zip(_leaves(state["params"]), _leaves(straight["params"])):
     np.testing.assert_array_equal(a, b)
 
@@ -101,10 +103,10 @@ def test_dsm_loss_is_zero_for_the_exact_score_of_a_point_mass():
 
 def test_data_of_the_wrong_shape_is_a_clear_error(tmp_path):
   config = _tiny_config(tmp_path)
-  images = train_ncsn.load_images(config.data, (28, 28, 1))
+  images = score_training.load_images(config.data, (28, 28, 1))
   assert images.dtype == np.uint8 and images.shape == (64, 28, 28, 1)
   with pytest.raises(ValueError, match=r"expects images of shape \(32, 32, 3\)"):
-    train_ncsn.load_images(config.data, (32, 32, 3))
+    score_training.load_images(config.data, (32, 32, 3))
 
 
 @pytest.mark.slow
@@ -119,14 +121,14 @@ def test_training_on_mnist_lowers_the_loss_at_every_level(tmp_path, shared_data)
   config.checkpoint_every = 400
   config.sampling.update(every=400, num_samples=16, steps_per_level=20)
   workdir = str(tmp_path / "mnist")
-  _, initial = train_ncsn.init_state(config)
-  final = train_ncsn.train_and_evaluate(config, workdir)
+  _, initial = score_training.init_state(config)
+  final = score_training.train_and_evaluate(config, workdir)
   test = ml_collections.ConfigDict(dict(config.data, split="test", num_examples=256))
-  x = dsm.dequantize(jnp.asarray(train_ncsn.load_images(test, (28, 28, 1))),
+  x = dsm.dequantize(jnp.asarray(score_training.load_images(test, (28, 28, 1))),
                      jax.random.key(1))
-  graphdef, _ = ncsn.abstract_params(train_ncsn.model_config(config))
+  graphdef, _ = ncsn.abstract_params(score_training.model_config(config))
   score_fn = ncsn.make_score_fn(graphdef)
-  sigmas = train_ncsn.sigmas_of(config)
+  sigmas = score_training.sigmas_of(config)
   evaluate = jax.jit(lambda p: dsm.fixed_level_loss(score_fn, p, x, jax.random.key(2), sigmas))
   before, after = np.asarray(evaluate(initial["params"])), np.asarray(evaluate(final["params"]))
   print("held-out DSM loss per level, before:", np.round(before, 1).tolist())

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from basis_jax import training_loop
+from basis_jax.training import training_loop
 from basis_jax.errors import UserError
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from basis_jax import visualize
+from basis_jax.evaluation import visualize
 
 
 def test_image_grid_places_tiles_row_major():

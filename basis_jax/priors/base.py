@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from basis_jax import checkpoint_io
+from basis_jax.files import checkpoint_io
 from basis_jax.errors import ConfigError
 
 ScoreFn = Callable[[Any, Any, Any], Any]

@@ -17,7 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import data as data_lib, errors
+from basis_jax.files import data as data_lib
+
+from basis_jax import errors
 from basis_jax.priors import base
 from basis_jax.priors.base import Prior, _identity_level
 from basis_jax.priors.glow_model import (  # pylint: disable=unused-import
@@ -98,7 +100,7 @@ def save_weights(path: str, config: GlowConfig, state, sigmas=None, *, float16: 
                  **metadata) -> None:
   """Writes one state, or per-σ states stacked on a leading axis with their `sigmas`
   (`float16`: stored in 16 bits, as the package ships them; read back as float32)."""
-  from basis_jax import checkpoint_io  # pylint: disable=import-outside-toplevel
+  from basis_jax.files import checkpoint_io  # pylint: disable=import-outside-toplevel
   meta = {"architecture": "glow", "glow_config": config_to_json(config), **metadata}
   if sigmas is not None:
     meta["sigmas"] = [float(s) for s in sigmas]
@@ -116,7 +118,7 @@ def shipped_weights(dataset: str | None) -> str | None:
 
 def load_weights(path: str) -> GlowWeights:
   """Reads a file written by `save_weights` or `convert_weights.glow`, strictly checked."""
-  from basis_jax import checkpoint_io  # pylint: disable=import-outside-toplevel
+  from basis_jax.files import checkpoint_io  # pylint: disable=import-outside-toplevel
   metadata = checkpoint_io.read_metadata(path)
   if metadata.get("architecture") != "glow" or "glow_config" not in metadata:
     raise ValueError(f"{path} is not a Glow weights file (architecture "
@@ -155,7 +157,7 @@ def _check_architecture(path: str, file_config: GlowConfig, prior_config) -> Non
 def load(prior_config, schedule=None) -> Prior:
   """The Glow prior of `config.prior`, one parameter set per σ level.
 
-  Fields: weights (a file from `experiments/finetune_glow.py`: per-σ states whose σ ladder
+  Fields: weights (a file from `experiments/train_glow.py`: per-σ states whose σ ladder
   must equal the schedule's; a single clean model, e.g. a converted one, is used at every
   level; empty: the package's Glow for `dataset` when it ships one (`shipped_weights`),
   else random weights from `seed` and the architecture fields of `GlowConfig`, only with
@@ -181,7 +183,7 @@ def load(prior_config, schedule=None) -> Prior:
       logging.warning(
           "Glow prior: %s holds one clean model (no per-σ fine-tuning); it serves all %d "
           "noise levels, so its scores ignore σ (BASIS fine-tunes one Glow per σ, "
-          "experiments/finetune_glow.py).", path, num_levels)
+          "experiments/train_glow.py).", path, num_levels)
       params, select = weights.state, _identity_level
       num_levels = None  # Any number of levels.
     else:
@@ -192,7 +194,7 @@ def load(prior_config, schedule=None) -> Prior:
     base.require_random_weights_allowed(
         prior_config, "Glow", "convert a trained Glow (python -m convert_weights.glow "
         "--checkpoint=glow.pt --out=glow.npz) or train and fine-tune one (python -m "
-        "experiments.finetune_glow ..., which writes WORKDIR/glow_sigmas.npz)")
+        "experiments.train_glow ..., which writes WORKDIR/glow_sigmas.npz)")
     config = GlowConfig.from_config(prior_config)
     graphdef, params = nnx.split(Glow(config, seed=prior_config.get("seed", 0)))
     select, num_levels = _identity_level, None  # One model for any number of levels.

@@ -9,8 +9,8 @@ x; level 0 is the largest σ.
     score = model(x, levels)            # x [B,H,W,C] in [0,1], levels int [B]
 
 `load(prior_config)` builds the `Prior` the sampler uses, with weights from a project
-checkpoint (`basis_jax.checkpoint_io`): converted from the published `checkpoint.pth`
-(`python -m convert_weights.ncsn`) or written by `experiments/train_ncsn.py`.
+checkpoint (`basis_jax.files.checkpoint_io`): converted from the published `checkpoint.pth`
+(`python -m convert_weights.ncsn`) or written by `experiments/train.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax import checkpoint_io, data as data_lib, errors, overview
+from basis_jax.files import checkpoint_io, data as data_lib
+
+from basis_jax import errors, overview
 from basis_jax.priors import base, network_spec
 from basis_jax.priors.base import Prior
 from basis_jax.priors.ncsn_layers import (CondInstanceNormPlus, CondRefineBlock, ResidualBlock,
@@ -195,7 +197,7 @@ def load(prior_config, schedule=None) -> Prior:
          prior_config.get("dataset", "mnist") in shipped else "") +
         "convert the published checkpoint (python -m "
         "convert_weights.ncsn --checkpoint=checkpoint.pth --out=weights.npz) or train one "
-        "(python -m experiments.train_ncsn ..., which writes WORKDIR/weights.npz)")
+        "(python -m experiments.train ..., which writes WORKDIR/weights.npz)")
     logging.warning("NCSN prior: no weights given, using a random initialisation "
                     "(seed %s). Separations will be meaningless.", prior_config.get("seed", 0))
     graphdef, params = nnx.split(build(config, prior_config.get("seed", 0)), nnx.Param)

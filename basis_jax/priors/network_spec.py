@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 import jax.numpy as jnp
 
-from basis_jax import checkpoint_io
+from basis_jax.files import checkpoint_io
 from basis_jax.errors import ConfigError
 from basis_jax.priors import base
 

@@ -39,7 +39,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from basis_jax import data as data_lib, likelihood, overview
+from basis_jax.files import data as data_lib
+
+from basis_jax.priors import likelihood
+
+from basis_jax import overview
 from basis_jax.errors import ConfigError
 from basis_jax.priors import base, network_spec
 from basis_jax.priors.base import Prior
@@ -263,7 +267,7 @@ def load(prior_config, schedule=None) -> Prior:
   """The score_unet prior of `config.prior` (fields: weights, dataset, use_ema, dtype, seed,
   allow_random_weights). Level i of `schedule` is queried at σ_i.
 
-  weights: a file from `experiments.train_ncsn` with a score_unet config; empty takes the
+  weights: a file from `experiments.train` with a score_unet config; empty takes the
   shipped weights for the dataset preset.
   """
   if schedule is None:
@@ -281,7 +285,7 @@ def load(prior_config, schedule=None) -> Prior:
   else:
     base.require_random_weights_allowed(
         prior_config, ARCHITECTURE,
-        "train weights with `python -m experiments.train_ncsn "
+        "train weights with `python -m experiments.train "
         f"--config=configs/train_score_unet_{dataset}.py` (WORKDIR/weights.npz)")
     logging.warning("score_unet prior: random weights (seed %s), as asked; separations will "
                     "be meaningless.", prior_config.get("seed", 0))

@@ -204,7 +204,7 @@ def from_jax(params, channels: int, ngf: int, num_classes: int = 10) -> CondRefi
   must be assigned exactly once with its shape, as in the forward conversion.
   """
   # pylint: disable=import-outside-toplevel
-  from basis_jax import checkpoint_io
+  from basis_jax.files import checkpoint_io
   from convert_weights import ncsn as convert_ncsn
   model = CondRefineNetDilated(channels, ngf, num_classes)
   targets = dict(model.named_parameters())

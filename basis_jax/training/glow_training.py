@@ -1,0 +1,509 @@
+"""Training Glow, then fine-tuning it on noisy data x + N(0, σ²) for every σ of a ladder.
+
+The run is a sequence of stages: stage 0 trains the clean model (σ = 0) from scratch
+(skipped when an initial weights file is given); stage s ≥ 1 fine-tunes on σ_s, taking the
+σ in ascending order and starting each from the previous stage's parameters, as the BASIS
+appendix does (the large-σ models would otherwise collapse to non-invertible maps). Each
+stage has a fresh Adamax state with a linear learning-rate warm-up.
+
+Each stage is one run of the loop every trainer shares (`basis_jax.training.training_loop`), with
+the negative log-likelihood of noisy data as its objective and (seed, stage) as its random
+stream: the batch order, the dequantisation noise and the σ noise are functions of (seed,
+stage, step), so an Orbax checkpoint of (stage, step, params, optimizer state,
+learning-rate scale) resumes exactly. A non-finite loss or gradient (Glow lost
+invertibility) is not applied; the loop goes back to the last good checkpoint with half the
+learning rate, up to `max_restarts` times, then stops with a user error. Data-parallel as
+the loop is: the batch sharded over all devices (batch_size must divide), parameters
+replicated; more than one device changes the weights only by float rounding.
+
+Outputs in the workdir: `training_state.npz` beside every checkpoint (the compact training
+state: the current stage's parameters, Adamax state and progress, every finished stage's
+parameters and the held-out records; a few MB, committed between sessions, and
+`init_weights=training_state.npz` continues the run in an empty workdir exactly as the
+checkpoint would), `glow_clean.npz` (after stage 0), `sigma_XX.npz` per finished σ,
+`glow_sigmas.npz` (all σ stacked on a leading axis, largest σ first, as
+`basis_jax.priors.glow.load` expects), `metrics.jsonl` (bits/dim before and after each
+stage on held-out data at that stage's σ) and `train_metrics.jsonl` (training bits/dim,
+learning rate and steps/s per log window; `step` counts optimizer steps over all stages).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from basis_jax.files import atomic, checkpoint_io, sharding
+
+from basis_jax import errors
+
+from basis_jax.sampling import schedules
+
+from basis_jax.training import training_loop
+from basis_jax.errors import ConfigError, InputFileError
+from basis_jax.priors import glow
+
+CLEAN_FILE = "glow_clean.npz"
+STACKED_FILE = "glow_sigmas.npz"
+LADDER_FILE = "sigmas.json"  # The ascending ladder the workdir is trained for.
+STEPS_FILE = "train_metrics.jsonl"  # One record per log window (the loop's MetricsLog).
+STATE_FILE = "training_state.npz"  # The compact training state, rewritten at each checkpoint.
+# Config keys a resumed run may change (experiments/train_glow.py): they change neither
+# the weights nor the metrics.
+RESUME_INVARIANT_KEYS = ("train.log_every", "train.checkpoint_every", "train.max_restarts",
+                         "train.max_seconds", "allow_config_change")
+_STAGE_STRIDE = 10**7  # Checkpoint number = stage · stride + step.
+# Random streams besides the stages' (which use the stage index 0..L).
+_INIT_STREAM, _EVAL_STREAM = 10_000, 10_001
+
+
+# Training produced a non-finite loss or gradient and did not recover: a user error (the fix
+# is a setting), raised by the shared loop's non-finite policy.
+InvertibilityError = training_loop.NonFiniteLossError
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+  """Static settings of a training run (see `options_from_config`)."""
+
+  sigmas: tuple[float, ...]  # The separation ladder (any order; trained ascending).
+  batch_size: int = 64
+  learning_rate: float = 1e-3
+  warmup_steps: int = 200
+  train_steps: int = 10_000  # Stage 0 (clean); ignored with initial weights.
+  finetune_steps: int = 2_000  # Per σ.
+  seed: int = 0
+  init_batch_size: int = 256  # Data-dependent actnorm initialisation.
+  eval_batch_size: int = 256
+  log_every: int = 50
+  checkpoint_every: int = 500
+  max_restarts: int = 3
+  max_seconds: float = 0.0  # Wall-clock budget of one call (0: none): checkpoint, then stop.
+
+  def __post_init__(self):
+    sigmas = tuple(float(s) for s in self.sigmas)
+    if not sigmas or not all(s > 0 for s in sigmas) or len(set(sigmas)) != len(sigmas):
+      raise ConfigError(f"sigmas must be distinct positive values, got {self.sigmas}.")
+    object.__setattr__(self, "sigmas", sigmas)
+    for name in ("batch_size", "train_steps", "finetune_steps", "log_every",
+                 "checkpoint_every", "init_batch_size", "eval_batch_size"):
+      if getattr(self, name) < 1:
+        raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+
+  @property
+  def ascending_sigmas(self) -> tuple[float, ...]:
+    return tuple(sorted(self.sigmas))
+
+
+def options_from_config(config) -> TrainOptions:
+  """TrainOptions from `config.train` and the σ ladder of `config.schedule` (`sigmas`, or
+  `sigma_max`, `sigma_min`, `num_levels` as in a separation config)."""
+  t, s = config.train, config.schedule
+  sigmas = tuple(s.get("sigmas") or ()) or schedules.geometric_sigmas(
+      s.sigma_max, s.sigma_min, s.num_levels)
+  fields = {f.name for f in dataclasses.fields(TrainOptions)} - {"sigmas"}
+  return TrainOptions(sigmas=sigmas, **{k: t[k] for k in fields if k in t})
+
+
+def _stage_sigma(options: TrainOptions, stage: int) -> float:
+  return 0.0 if stage == 0 else options.ascending_sigmas[stage - 1]
+
+
+def _stage_steps(options: TrainOptions, stage: int) -> int:
+  return options.train_steps if stage == 0 else options.finetune_steps
+
+
+def learning_rate(options: TrainOptions, step: int, lr_scale: float) -> float:
+  """Linear warm-up over `warmup_steps`, then constant (each stage warms up anew)."""
+  return options.learning_rate * lr_scale * min(1.0, (step + 1) / max(1, options.warmup_steps))
+
+
+def make_optimizer():
+  # The learning rate is an input of every step, so warm-up, restarts with a lower rate and
+  # all stages share one compiled step.
+  return optax.inject_hyperparams(optax.adamax)(learning_rate=0.0)
+
+
+@functools.lru_cache(maxsize=4)
+def make_steps(graphdef, config: glow.GlowConfig):
+  """(jitted optimizer init, jitted train_step, jitted eval_bpd); σ and the learning rate are traced
+  arguments, so one compilation serves every stage (and every run of the same model)."""
+  tx = make_optimizer()
+
+  def noisy(images, key, sigma):
+    k_deq, k_noise = jax.random.split(key)
+    x = glow.dequantize(images, k_deq, config.n_bits)
+    return x + sigma * jax.random.normal(k_noise, x.shape)
+
+  def mean_bpd(params, rest, x):
+    log_prob = nnx.merge(graphdef, params, rest)(x)
+    return jnp.mean(glow.log_prob_to_bits_per_dim(log_prob, config))
+
+  @jax.jit
+  def train_step(params, rest, opt_state, images, key, sigma, lr):
+    loss, grads = jax.value_and_grad(mean_bpd)(params, rest, noisy(images, key, sigma))
+    opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    finite = jnp.isfinite(loss) & jnp.all(jnp.array(
+        [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    updates, new_opt_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    # A non-finite step is not applied; the host restarts from the last checkpoint.
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+    return keep(new_params, params), keep(new_opt_state, opt_state), loss, finite
+
+  @jax.jit
+  def eval_bpd(params, rest, images, key, sigma):
+    return mean_bpd(params, rest, noisy(images, key, sigma))
+
+  # Jitted too: eagerly, each parameter shape would compile its own zeros.
+  return jax.jit(tx.init), train_step, eval_bpd
+
+
+def _save_state_file(path, graphdef, config, params, rest, **metadata):
+  _, state = nnx.split(nnx.merge(graphdef, params, rest))
+  glow.save_weights(path, config, state, **metadata)
+
+
+def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np.ndarray,
+          eval_images: np.ndarray, workdir: str, init_weights: str | None = None,
+          stop_after_steps: int | None = None) -> dict[str, Any]:
+  """Runs (or resumes) every stage; returns {'sigmas', 'metrics'}.
+
+  Images are [N, H, W, C] in [0, 1] (8-bit values). `stop_after_steps` ends the call
+  after that many optimizer steps in this call (for tests of resumption); the result then
+  has 'stopped': True.
+  """
+  _check_images(train_images, model_config, "train_images")
+  _check_images(eval_images, model_config, "eval_images")
+  mesh = sharding.make_mesh()
+  training_loop.check_batch_size(options.batch_size, mesh, "train.batch_size")
+  replicated = sharding.replicated(mesh)
+  os.makedirs(workdir, exist_ok=True)
+  key = jax.random.key(options.seed)
+  state_file = None
+  if init_weights and is_training_state(init_weights):
+    # A compact training state: the run continues from it (the clean file is not needed).
+    state_file, init_weights = init_weights, None
+  if init_weights:
+    weights = glow.load_weights(init_weights)
+    if weights.config != model_config or weights.sigmas is not None:
+      raise InputFileError(f"{init_weights} holds {weights.config} "
+                           f"({'per-σ' if weights.sigmas else 'one model'}); expected one clean "
+                           f"model of {model_config}.")
+    model = nnx.merge(weights.graphdef, weights.state)
+  else:
+    init_order = training_loop.BatchOrder(len(train_images), options.init_batch_size,
+                                          stream=(options.seed, _INIT_STREAM))
+    init_x = glow.dequantize(train_images[init_order(0)],
+                             jax.random.fold_in(key, _INIT_STREAM), model_config.n_bits)
+    model = glow.create(model_config, seed=options.seed, init_batch=init_x)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  first_stage = 1 if init_weights else 0
+  if state_file:
+    first_stage = int(checkpoint_io.read_metadata(state_file)["first_stage"])
+  num_stages = len(options.sigmas) + 1
+
+  manager = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+  # stage_start_bpd: held-out bits/dim of the parameters the stage started from.
+  progress = {"stage": first_stage, "step": 0, "lr_scale": 1.0, "restarts": 0,
+              "stage_start_bpd": 0.0}
+  opt_init, train_step, eval_bpd = make_steps(graphdef, model_config)
+  opt_state = opt_init(params)
+  _check_ladder(workdir, options)
+  if manager.latest_step() is None and state_file:
+    _unpack_state(state_file, workdir, manager, model_config, options, params, opt_state)
+  if manager.latest_step() is not None:
+    params, opt_state, progress = _restore(manager, params, opt_state, progress)
+    logging.info("Resumed from checkpoint %d: stage %d, step %d.", manager.latest_step(),
+                 progress["stage"], progress["step"])
+    for stage in range(1, min(progress["stage"], num_stages)):  # Fail now, not at the end.
+      _load_stage_file(workdir, options, stage)
+  # Replicated over the mesh, as the step's outputs are: otherwise the first call after a
+  # start or restore compiles again.
+  params, rest, opt_state = jax.device_put((params, rest, opt_state), replicated)
+
+  eval_x = eval_images[:options.eval_batch_size]
+  eval_key = jax.random.fold_in(key, _EVAL_STREAM)
+  steps_left = stop_after_steps
+  # Each stage's run takes the budget left (and at least one step, as every run of the loop).
+  deadline = time.time() + options.max_seconds if options.max_seconds else None
+  metrics = _read_metrics(workdir)
+  while progress["stage"] < num_stages:
+    stage, sigma = progress["stage"], _stage_sigma(options, progress["stage"])
+    num_steps = _stage_steps(options, stage)
+    name = "clean" if stage == 0 else f"σ={sigma:.4g} ({stage}/{num_stages - 1})"
+    if steps_left is not None and steps_left <= 0:
+      manager.wait_until_finished()
+      return {"stopped": True, "metrics": metrics}
+    if progress["step"] == 0 and manager.latest_step() != _total_step(progress):
+      opt_state = jax.device_put(opt_init(params), replicated)
+      progress["stage_start_bpd"] = float(eval_bpd(params, rest, eval_x, eval_key, sigma))
+      _save_checkpoint(manager, params, opt_state, progress)
+    # One run of the shared loop per stage: its batches, noise and checkpoints are the stage's.
+    checkpoints = _StageCheckpoints(manager, progress, replicated,
+                                    lambda: _pack_state(workdir, model_config, options,
+                                                        first_stage, manager))
+    batches = training_loop.MeshBatches(train_images, options.batch_size,
+                                        (options.seed, stage), mesh)
+    objective = _NoisyLikelihood(train_step, rest, batches, options, stage, sigma,
+                                 jax.random.fold_in(key, stage))
+    # Records numbered by optimizer steps over all stages, so the file stays in order.
+    steps_log = training_loop.MetricsLog(os.path.join(workdir, STEPS_FILE), offset=sum(
+        _stage_steps(options, earlier) for earlier in range(first_stage, stage)))
+    settings = training_loop.LoopSettings(
+        num_steps=num_steps, log_every=options.log_every,
+        checkpoint_every=options.checkpoint_every, max_restarts=options.max_restarts,
+        max_seconds=max(deadline - time.time(), 1e-9) if deadline else 0.0, name=f"[{name}] ")
+    start = progress["step"]
+    steps_log.truncate(start)
+    state, done = training_loop.run(
+        objective, {"params": params, "opt_state": opt_state},
+        training_loop.Progress(start, progress["lr_scale"], progress["restarts"]), settings,
+        checkpoints, steps_log, stop_after=steps_left)
+    params, opt_state = state["params"], state["opt_state"]
+    progress.update(step=done.step, lr_scale=done.lr_scale, restarts=done.restarts)
+    if steps_left is not None:
+      steps_left -= done.step - start
+    if done.step < num_steps:
+      manager.wait_until_finished()
+      return {"stopped": True, "metrics": metrics}
+    before = progress["stage_start_bpd"]
+    after = float(eval_bpd(params, rest, eval_x, eval_key, sigma))
+    record = {"stage": stage, "sigma": sigma, "steps": num_steps, "bpd_before": before,
+              "bpd_after": after, "lr_scale": progress["lr_scale"]}
+    logging.info("[%s] done: held-out bits/dim %.4f -> %.4f", name, before, after)
+    stage_file = os.path.join(workdir, CLEAN_FILE if stage == 0 else f"sigma_{stage:02d}.npz")
+    _save_state_file(stage_file, graphdef, model_config, params, rest, stage_sigma=sigma)
+    metrics = [m for m in metrics if m["stage"] != stage] + [record]
+    with atomic.atomic_open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+      f.writelines(json.dumps(m) + "\n" for m in metrics)
+    progress = {"stage": stage + 1, "step": 0, "lr_scale": 1.0, "restarts": 0,
+                "stage_start_bpd": 0.0}
+  manager.wait_until_finished()
+  _write_stacked(workdir, model_config, options)
+  return {"stopped": False, "metrics": metrics, "sigmas": options.ascending_sigmas}
+
+
+class _NoisyLikelihood(training_loop.Objective):
+  """Glow's objective for one stage: mean bits/dim of dequantised images plus N(0, σ²), the
+  stage's batches and keys drawn from the (seed, stage) stream."""
+
+  non_finite = "Glow lost invertibility (non-finite loss or gradient)"
+  non_finite_hint = ("lower train.learning_rate, lengthen train.warmup_steps, or fine-tune "
+                     "with smaller σ steps.")
+
+  def __init__(self, train_step, rest, batches: training_loop.MeshBatches,
+               options: TrainOptions, stage: int, sigma: float, stage_key):
+    self.train_step, self.rest, self.batches, self.options = train_step, rest, batches, options
+    self.stage, self.sigma, self.key, self.lr = stage, sigma, stage_key, 0.0
+
+  def step(self, state, step: int, lr_scale: float):
+    self.lr = learning_rate(self.options, step, lr_scale)
+    params, opt_state, loss, finite = self.train_step(
+        state["params"], self.rest, state["opt_state"], self.batches(step),
+        training_loop.step_key(self.key, step), self.sigma, self.lr)
+    return ({"params": params, "opt_state": opt_state},
+            {"loss": loss, "non_finite": jnp.logical_not(finite).astype(jnp.int32)})
+
+  def report(self, state, window, steps: int, done: int, last: bool):
+    del state, done, last
+    bpd = float(window["loss"]) / steps
+    return (f"bits/dim {bpd:.4f}  lr {self.lr:.2e}",
+            {"stage": self.stage, "sigma": self.sigma, "bits_per_dim": bpd, "lr": self.lr})
+
+
+class _StageCheckpoints:
+  """One stage's checkpoints in the run's Orbax manager (numbered stage·10⁷ + step), with
+  the stage's progress (σ-stage, step, learning-rate scale, restarts, starting bits/dim)."""
+
+  def __init__(self, manager, progress: dict, replicated, after_save=None):
+    self.manager, self.progress, self.replicated = manager, dict(progress), replicated
+    self.after_save = after_save
+
+  def latest_step(self) -> int | None:
+    latest = self.manager.latest_step()
+    if latest is None or latest // _STAGE_STRIDE != self.progress["stage"]:
+      return None
+    return latest % _STAGE_STRIDE
+
+  def save(self, step: int, state, progress: training_loop.Progress) -> None:
+    self.progress.update(step=step, lr_scale=progress.lr_scale, restarts=progress.restarts)
+    _save_checkpoint(self.manager, state["params"], state["opt_state"], self.progress)
+    if self.after_save is not None:
+      self.after_save()
+
+  def restore(self, state):
+    params, opt_state, restored = _restore(self.manager, state["params"], state["opt_state"],
+                                           self.progress)
+    params, opt_state = jax.device_put((params, opt_state), self.replicated)
+    return ({"params": params, "opt_state": opt_state},
+            training_loop.Progress(restored["step"], restored["lr_scale"], restored["restarts"]))
+
+
+def _check_images(images, config, name):
+  if images.ndim != 4 or tuple(images.shape[1:]) != config.image_shape:
+    raise ConfigError(f"{name} must be [N, {', '.join(map(str, config.image_shape))}], "
+                      f"got {images.shape}.")
+  if len(images) == 0:
+    raise ConfigError(f"{name} is empty.")
+
+
+def _check_ladder(workdir, options):
+  """Records the σ ladder of the workdir's first run and refuses to resume under another.
+
+  A checkpoint taken mid-stage would otherwise continue (and label) the stage at a new σ.
+  """
+  path = os.path.join(workdir, LADDER_FILE)
+  current = list(options.ascending_sigmas)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)["sigmas"]
+    if len(saved) != len(current) or not np.allclose(saved, current, rtol=1e-6, atol=0):
+      raise errors.ConfigError(
+          f"{workdir} was trained with the σ ladder {tuple(saved)}, but this run asks for "
+          f"{tuple(current)}.", hint="Resume with the same ladder, or use a new workdir.")
+  else:
+    atomic.write_json(path, {"sigmas": current})
+
+
+def _load_stage_file(workdir, options, stage):
+  """A finished stage's weights, refused unless it was trained at this run's σ for the stage.
+
+  A resumed run with another ladder would otherwise label old files with new σ values,
+  which `glow.load`'s σ check then accepts.
+  """
+  path = os.path.join(workdir, f"sigma_{stage:02d}.npz")
+  weights = glow.load_weights(path)
+  stored, expected = weights.metadata.get("stage_sigma"), _stage_sigma(options, stage)
+  if stored is None or not np.isclose(float(stored), expected, rtol=1e-6, atol=0):
+    raise errors.ConfigError(
+        f"{path} was fine-tuned at σ = {stored}, but this run's ladder "
+        f"{options.ascending_sigmas} puts σ = {expected:.6g} at stage {stage}.",
+        hint="Resume with the ladder the workdir was trained with, or use a new workdir.")
+  return weights
+
+
+def _write_stacked(workdir, config, options):
+  """All σ stacked, largest σ first (the sampler's level order)."""
+  states, sigmas = [], []
+  for stage in range(len(options.sigmas), 0, -1):
+    weights = _load_stage_file(workdir, options, stage)
+    states.append(weights.state)
+    sigmas.append(float(weights.metadata["stage_sigma"]))
+  glow.save_weights(os.path.join(workdir, STACKED_FILE), config, glow.stack_states(states),
+                    sigmas=sigmas)
+
+
+def _total_step(progress) -> int:
+  return progress["stage"] * _STAGE_STRIDE + progress["step"]
+
+
+def _checkpoint_tree(params, opt_state, progress):
+  return {"params": nnx.to_pure_dict(params), "opt_state": opt_state,
+          "progress": {k: np.asarray(v, np.float64 if isinstance(v, float) else np.int64)
+                       for k, v in progress.items()}}
+
+
+def _save_checkpoint(manager, params, opt_state, progress):
+  if manager.latest_step() == _total_step(progress):
+    return  # Already saved (runs are deterministic, so it holds the same values).
+  manager.save(_total_step(progress),
+               args=ocp.args.StandardSave(_checkpoint_tree(params, opt_state, progress)),
+               force=True)
+  manager.wait_until_finished()
+
+
+def _restore(manager, params, opt_state, progress):
+  template = _checkpoint_tree(params, opt_state, progress)
+  restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(template))
+  nnx.replace_by_pure_dict(params, restored["params"])
+  progress = {k: np.asarray(v).item() for k, v in restored["progress"].items()}
+  return params, restored["opt_state"], progress
+
+
+def _read_metrics(workdir):
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+# -- the compact training state ------------------------------------------------------------
+
+
+def is_training_state(path: str) -> bool:
+  """Whether `path` is a compact Glow training state (not a weights file)."""
+  return bool(checkpoint_io.read_metadata(path).get("glow_training_state"))
+
+
+def _pack_state(workdir, model_config, options, first_stage, manager) -> None:
+  """Writes STATE_FILE from the workdir's latest checkpoint and its finished stage files."""
+  latest = manager.latest_step()
+  if latest is None or jax.process_index() != 0:
+    return
+  graphdef, params, _ = nnx.split(nnx.eval_shape(lambda: glow.Glow(model_config)),
+                                  nnx.Param, ...)
+  opt_init, _, _ = make_steps(graphdef, model_config)
+  progress = {"stage": 0, "step": 0, "lr_scale": 1.0, "restarts": 0, "stage_start_bpd": 0.0}
+  template = _checkpoint_tree(params, jax.eval_shape(opt_init, params), progress)
+  restored = manager.restore(latest, args=ocp.args.StandardRestore(template))
+  progress = {k: np.asarray(v).item() for k, v in restored["progress"].items()}
+  tree = {"params": restored["params"], "opt_state": restored["opt_state"], "stages": {
+      f"{stage:02d}": nnx.to_pure_dict(_load_stage_file(workdir, options, stage).state)
+      for stage in range(1, progress["stage"])}}
+  metadata = {"architecture": "glow", "glow_training_state": True,
+              "glow_config": glow.config_to_json(model_config), "progress": progress,
+              "first_stage": first_stage, "sigmas": list(options.ascending_sigmas),
+              "seed": options.seed, "metrics": _read_metrics(workdir)}
+  checkpoint_io.save_params(os.path.join(workdir, STATE_FILE), tree, metadata, compress=True)
+
+
+def _unpack_state(path, workdir, manager, model_config, options, params, opt_state) -> None:
+  """Turns a compact training state into the workdir's first checkpoint, its finished stage
+  files and metrics, so the run continues exactly where the state was written."""
+  metadata = checkpoint_io.read_metadata(path)
+  if metadata.get("glow_config") != glow.config_to_json(model_config):
+    raise errors.ConfigError(f"{path} is a training state of the Glow "
+                             f"{metadata.get('glow_config')}, but config.model builds "
+                             f"{glow.config_to_json(model_config)}.")
+  saved = metadata["sigmas"]
+  if len(saved) != len(options.sigmas) or not np.allclose(saved, options.ascending_sigmas,
+                                                          rtol=1e-6, atol=0):
+    raise errors.ConfigError(f"{path} was trained with the σ ladder {tuple(saved)}, but this "
+                             f"run asks for {options.ascending_sigmas}.")
+  if metadata.get("seed") != options.seed:
+    raise errors.ConfigError(f"{path} is a training state of seed {metadata.get('seed')}, but "
+                             f"config.train.seed={options.seed}: the data order would not "
+                             "continue.")
+  progress = metadata["progress"]
+  full_state = nnx.state(nnx.eval_shape(lambda: glow.Glow(model_config)))
+  stages = {f"{stage:02d}": nnx.to_pure_dict(full_state)
+            for stage in range(1, progress["stage"])}
+  abstract = jax.eval_shape(lambda: {"params": nnx.to_pure_dict(params),
+                                     "opt_state": opt_state, "stages": stages})
+  tree, _ = checkpoint_io.load_params(path, abstract)
+  for stage, values in tree["stages"].items():
+    state = nnx.state(glow.Glow(model_config))
+    nnx.replace_by_pure_dict(state, values)
+    glow.save_weights(os.path.join(workdir, f"sigma_{stage}.npz"), model_config, state,
+                      stage_sigma=_stage_sigma(options, int(stage)))
+  nnx.replace_by_pure_dict(params, tree["params"])
+  _save_checkpoint(manager, params, tree["opt_state"], progress)
+  with atomic.atomic_open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(m) + "\n" for m in metadata.get("metrics", []))
+  logging.info("Continuing from the training state %s: stage %d, step %d.", path,
+               progress["stage"], progress["step"])

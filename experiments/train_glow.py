@@ -1,0 +1,61 @@
+"""Train a Glow and fine-tune it on x + N(0, σ²) for every σ of the separation ladder.
+
+    python -m experiments.train_glow --config=configs/train_glow_mnist.py \
+        --workdir=/tmp/glow_mnist --config.data.path=/path/to/mnist
+
+Re-running the same command resumes from the last checkpoint in the workdir (with the same
+settings: a changed key that changes the weights is refused unless
+--config.allow_config_change=True). The result,
+WORKDIR/glow_sigmas.npz, is the `weights` of a Glow prior (configs/mnist_glow.py).
+With --config.init_weights=clean.npz the clean stage is skipped (e.g. a converted model).
+"""
+
+import json
+import logging
+import os
+
+import jax
+import numpy as np
+from absl import app, flags
+from flax import nnx
+from ml_collections import config_flags
+
+from basis_jax import cli
+
+from basis_jax.files import data as data_lib
+from basis_jax.training import glow_training, train_resume
+from basis_jax.priors import glow
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  model_config = glow.GlowConfig.from_config(config.model)
+  options = glow_training.options_from_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  # A resumed run with other train.* settings would mix two settings: refused, keys named.
+  train_resume.record_config(config, workdir, invariant=glow_training.RESUME_INVARIANT_KEYS)
+  # The Glow's data space: dataset images as the model takes them (MNIST: padded to 32×32×3).
+  space = glow.data_space(model_config, config.model.get("data_shape"))
+  train_images = space.to_prior(data_lib.load(config.data).images)
+  eval_data = dict(config.data)
+  eval_data.update(split=config.eval_split, first_example=config.get("eval_first_example", 0),
+                   num_examples=options.eval_batch_size)
+  eval_images = space.to_prior(data_lib.load(eval_data).images)
+  num_params = sum(int(np.prod(a.shape)) for a in
+                   jax.tree.leaves(nnx.state(glow.Glow(model_config))))
+  logging.info("Glow %s: %.2fM parameters; %d training images; σ ladder %s.", model_config,
+               num_params / 1e6, len(train_images), options.sigmas)
+  result = glow_training.train(model_config, options, train_images, eval_images, workdir,
+                               init_weights=config.init_weights or None)
+  logging.info("Done: %s", json.dumps(result["metrics"]))
+
+
+if __name__ == "__main__":
+  cli.run(main, log_name="train.log")

@@ -1,0 +1,1 @@
+"""One-off studies: frontiers, sweeps, probes, report builders (not user commands)."""
