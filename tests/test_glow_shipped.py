@@ -1,0 +1,59 @@
+"""The Glow the package ships (basis_jax/weights/glow_mnist.npz, 16-bit storage): it loads
+as float32, is the default of configs/mnist_glow.py, and 16 bits change little.
+
+The float32 figures below were measured from the float32 training output
+(runs/glow_mnist/glow_sigmas.npz, training/glow_mnist/README.md) with jax 0.10.2 on the CPU,
+before it was stored in 16 bits: held-out bits/dim of 64 training images 58,000-58,063
+(never trained on), dequantised and noised with PRNGKey(0) as below, per σ model.
+16-bit storage moved each mean by at most 0.0004 bits/dim (and one image by at most
+0.0019), so the bound of 0.001 bits/dim also catches a wrong file or a lossy loader.
+"""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from basis_jax.files import data as data_lib
+from basis_jax.priors import glow, glow_model
+from basis_jax.sampling import schedules
+from configs import mnist_glow
+
+FLOAT32_BITS_PER_DIM = {  # σ -> mean held-out bits/dim of the float32 model
+    1.0: 10.08301, 0.5995: 9.36853, 0.3594: 8.66171, 0.2154: 7.96341, 0.1292: 7.27747,
+    0.07743: 6.60999, 0.04642: 5.95661, 0.02783: 5.32541, 0.01668: 4.71747, 0.01: 4.27743}
+TOLERANCE_BITS = 1e-3
+
+
+def test_shipped_glow_is_the_config_default_and_loads_as_float32():
+  path = glow.shipped_weights("mnist")
+  assert path is not None, "the package ships no MNIST Glow"
+  weights = glow.load_weights(path)
+  config = mnist_glow.get_config()
+  assert not config.prior.weights and config.prior.dataset == "mnist"
+  assert {a.dtype for a in jax.tree.leaves(weights.state)} == {np.dtype(np.float32)}
+  expected = schedules.geometric_sigmas(config.schedule.sigma_max, config.schedule.sigma_min,
+                                        config.schedule.num_levels)
+  np.testing.assert_allclose(weights.sigmas, expected, rtol=1e-6)
+  assert weights.config.image_shape == tuple(config.prior.image_shape)
+  assert (weights.config.levels, weights.config.depth, weights.config.width) == (
+      config.prior.levels, config.prior.depth, config.prior.width)
+
+
+def test_16_bit_storage_keeps_heldout_bits_per_dim(shared_data):
+  weights = glow.load_weights(glow.shipped_weights("mnist"))
+  images = data_lib.load_mnist_files(str(shared_data / "mnist"), "train").images[58000:58064]
+  k_deq, k_noise = jax.random.split(jax.random.PRNGKey(0))
+  x = glow_model.dequantize(images, k_deq, 8)
+  noise = jax.random.normal(k_noise, x.shape)
+  # One compilation for the ten σ models: the state is an argument.
+  log_prob = jax.jit(lambda state, v: nnx.merge(weights.graphdef, state)(v))
+  measured = {}
+  for i, sigma in enumerate(weights.sigmas):
+    state = jax.tree.map(lambda a, i=i: a[i], weights.state)
+    bits = glow_model.log_prob_to_bits_per_dim(log_prob(state, x + sigma * noise),
+                                               weights.config)
+    measured[sigma] = float(np.mean(bits))
+  for sigma, expected in FLOAT32_BITS_PER_DIM.items():
+    got = next(v for s, v in measured.items() if abs(s - sigma) / sigma < 1e-3)
+    assert got == pytest.approx(expected, abs=TOLERANCE_BITS), (sigma, got, expected)
