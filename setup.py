@@ -32,7 +32,8 @@ setuptools.setup(
         # pytest-xdist: the suite runs on one worker per core (pytest.ini). No torch here: a
         # plain `pip install torch` can pull a multi-GB CUDA build. The PyTorch parity tests
         # skip (with the reason) without it and committed golden fixtures stand in.
-        "test": ["pytest", "pytest-xdist", "chex"],
+        # ruff: tests/test_lint.py runs `ruff check` (ruff.toml) over the code.
+        "test": ["pytest", "pytest-xdist", "chex", "ruff"],
         # PyTorch is only needed to convert the published checkpoints and for the
         # parity tests; converted checkpoints load without it. Install a CPU build yourself
         # where the default wheel is CUDA's (README, Install and test).

@@ -16,7 +16,11 @@
   meanings (`field_help`, kept beside the defaults in configs/), one line of meaning each.
   They exit 0.
 - The console shows the project's own log lines and everyone's warnings (basis_jax.console);
-  third-party INFO lines go only to WORKDIR/<log_name> (`--workdir` or `config.workdir`).
+  third-party INFO lines go only to WORKDIR/<log_name> (`--workdir`).
+- The same flags mean the same thing in every program: `--workdir` (the run's directory)
+  and, in those that resume one, `--allow_config_change` (help text
+  `ALLOW_CONFIG_CHANGE_HELP`). A program flag given as a config field
+  (`--config.workdir=DIR`) is refused, naming the flag.
 - Programs that run the sampler (`cpu_device_per_core=True`) give JAX one CPU device per
   usable core, before JAX starts, unless the user chose a count (`JAX_NUM_CPU_DEVICES`, or
   `--xla_force_host_platform_device_count` in `XLA_FLAGS`): XLA:CPU runs some convolutions
@@ -54,6 +58,8 @@ from basis_jax.errors import UserError
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 _TRACEBACK_FLAG = "traceback"
+ALLOW_CONFIG_CHANGE_HELP = ("Continue the workdir even though its saved config differs in keys "
+                            "that change the results (the run then mixes two settings).")
 _HELP = re.compile(r"--?(help|helpshort|h|\?|helpfull)(=(true|1))?", re.I)
 _INTERRUPT = threading.Event()
 _stop_note: Callable[[], str] | None = None  # Set inside stop_after_work_in_flight.
@@ -62,12 +68,18 @@ _workers: set[threading.Thread] = set()  # wait_for's threads still computing.
 
 def run(main: Callable[[list[str]], Any], log_name: str | None = None, *,
         cpu_device_per_core: bool = False,
-        field_help: Mapping[str, str] | None = None) -> None:
+        field_help: Mapping[str, str] | None = None,
+        default_config: str | None = None) -> None:
   """`app.run(main)` with the error, help, Ctrl-C, logging and device behaviour above.
 
   `field_help`: one line of meaning per config field (dotted names; `prior.x` also
   serves `priors[i].x`), shown by `--help` and `--helpfull`.
+  `default_config`: the `--config` file when the command line names none. (Not the flag's
+  own default: ml_collections applies `--config.x` overrides to that when the flag is
+  defined, at import, where a mistyped field would end in a traceback.)
   """
+  if default_config and config_help.flag_argument(sys.argv, "config") is None:
+    sys.argv = [sys.argv[0], f"--config={default_config}", *sys.argv[1:]]
   if cpu_device_per_core:
     use_cpu_device_per_core()
   if _TRACEBACK_FLAG not in flags.FLAGS:
@@ -274,7 +286,4 @@ def _log_path(log_name: str | None) -> str | None:
   if not log_name:
     return None
   workdir = flags.FLAGS["workdir"].value if "workdir" in flags.FLAGS else None
-  if not workdir and "config" in flags.FLAGS:
-    config = flags.FLAGS["config"].value
-    workdir = config.get("workdir") if isinstance(config, config_dict.ConfigDict) else None
   return os.path.join(workdir, log_name) if workdir else None

@@ -160,13 +160,26 @@ def unknown_config_key(argv: list[str]) -> ConfigError | None:
     except Exception:  # pylint: disable=broad-except
       continue  # The file itself is broken: let the original error speak.
     for arg in argv[1:]:
-      match = re.match(rf"--?(?:no)?{re.escape(name)}\.([^=]+)", arg)
+      match = re.match(rf"--?(?:no)?{re.escape(name)}\.([^=]+)(=.*)?", arg)
       if match:
         path = [p for p in re.split(r"[.\[\]]", match.group(1)) if p]
         error = _missing_key(config, name, path)
+        if error is not None and len(path) == 1 and path[0] in flags.FLAGS:
+          return _flag_given_as_field(name, path[0], match.group(2))
         if error is not None:
           return error
   return None
+
+
+def _flag_given_as_field(config_name: str, flag: str, value: str | None) -> ConfigError:
+  """`--config.workdir=DIR` where the program takes `--workdir=DIR`."""
+  given = f"--{config_name}.{flag}{value or ''}"
+  if isinstance(flags.FLAGS[flag], flags.BooleanFlag):
+    use = f"--{flag}" if (value or "=true").lower() in ("=true", "=1") else f"--no{flag}"
+  else:
+    use = f"--{flag}{value or '=...'}"
+  return ConfigError(f"{given}: {flag} is a flag of the program, not a field of its "
+                     f"{config_name}.", hint=f"use {use}")
 
 
 def config_flags():

@@ -5,8 +5,9 @@ Timing comes from the sampler's host callbacks: every step of a chunk's first le
 estimate of the whole run is logged as one line a few steps into the first chunk, once
 its program is compiled; a run estimated at over an hour says so and how to shrink it.
 Later lines refine it: one per saved chunk and one per level (at most one every 5 s), each
-with mixtures done / total and the ETA of the whole run, shown as a progress bar instead where the console is a terminal
-(basis_jax.console). `stop_note()` says what a Ctrl-C waits for and about how long.
+with mixtures done / total and the ETA of the whole run, shown as a progress bar instead
+where the console is a terminal (basis_jax.console). `stop_note()` says what a Ctrl-C
+waits for and about how long.
 """
 
 from __future__ import annotations

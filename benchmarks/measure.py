@@ -22,7 +22,8 @@ from basis_jax.files import sharding
 # Dense peak matrix rates (TFLOP/s) by device kind: bf16, and fp32 as run by matmul units
 # at the platform default (TF32 on NVIDIA) — the "floors" a step is compared against.
 PEAK_TFLOPS = {
-    "NVIDIA H200": {"bf16": 790.0, "fp32": 395.0},  # The H200's ~790 TFLOP/s bf16 matrix rate; TF32 ½.
+    # The H200's ~790 TFLOP/s bf16 matrix rate; TF32 ½.
+    "NVIDIA H200": {"bf16": 790.0, "fp32": 395.0},
     "NVIDIA H100 80GB HBM3": {"bf16": 790.0, "fp32": 395.0},
 }
 

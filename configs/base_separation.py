@@ -3,8 +3,9 @@
 FIELD_HELP below gives one line of meaning per field; `experiments.separate --help
 --config=FILE` prints every field of FILE with its value and that line. Details:
 basis_jax/sampling/sampler.py (sampler fields), basis_jax/sampling/selection.py (select),
-basis_jax.files.data.data_config_defaults and basis_jax.files.mixtures.mixture_config_defaults (data,
-mixture), the prior modules under basis_jax/priors/ (prior fields).
+basis_jax.files.data.data_config_defaults and
+basis_jax.files.mixtures.mixture_config_defaults (data, mixture), the prior modules under
+basis_jax/priors/ (prior fields).
 """
 
 import ml_collections
@@ -28,7 +29,8 @@ FIELD_HELP = {
     "prior.dataset": "which shipped weights an empty `weights` means (mnist, cifar10)",
     "prior.allow_random_weights": "random weights when none exist (plumbing checks only)",
     "prior.seed": "initialisation seed of random weights (and of the toy prior's moments)",
-    "prior.allow_sigma_extrapolation": "use sigma outside the trained range (warns instead of refusing)",
+    "prior.allow_sigma_extrapolation": "use sigma outside the trained range (warns instead of "
+                                       "refusing)",
     "prior.use_ema": "use the EMA weights of a training file (False: its raw weights)",
     "prior.dtype": "compute dtype of the network (None: float32; 'bfloat16')",
     "prior.ngf": "NCSN width (filters of the first block; 64 MNIST, 128 CIFAR-10)",

@@ -7,7 +7,8 @@
 Data: TFDS 'cifar10' by default, or --config.data.path (python batches, their .tar.gz, or
 an .npz with x_test/y_test).
 
-Defaults are the released CIFAR-10 runner's (BASIS `cifar_runner.py` at jthickstun/basis-separation@17627da):
+Defaults are the released CIFAR-10 runner's (BASIS `cifar_runner.py` at
+jthickstun/basis-separation@17627da):
 - σ: 10 levels geometric 1.0 → 0.01, T = 100; δ = 3e-5.
 - w = 1: the runner's likelihood term is (m − x₀ − x₁)/σ², exactly the Gaussian gradient.
 - Init x ~ U(0, 1); m = x₀ + x₁ (alphas (1, 1)); no clamp (the CIFAR runner does not).

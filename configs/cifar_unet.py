@@ -8,7 +8,7 @@ step 35,731; training/score_unet_cifar10/README.md); another training state runs
 
   python -m experiments.separate --config=configs/cifar_unet.py \
       --config.data.path=/path/to/cifar10 --workdir=runs/cifar_unet
-  python -m experiments.evaluate --config.workdir=runs/cifar_unet
+  python -m experiments.evaluate --workdir=runs/cifar_unet
 
 Data: the python batches, their .tar.gz, or an .npz (x_test/y_test, an exact subset such as
 x_test_first1000/y_test_first1000, or JPEG streams; basis_jax/files/data.py).

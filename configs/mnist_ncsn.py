@@ -10,7 +10,8 @@ Weights: a file from `python -m convert_weights.ncsn` (the published checkpoint)
 a shipped default if the package has one; random weights only with
 --config.prior.allow_random_weights=True.
 
-Defaults are the released MNIST runner's (BASIS `multiple_mnist_runner.py` at jthickstun/basis-separation@17627da):
+Defaults are the released MNIST runner's (BASIS `multiple_mnist_runner.py` at
+jthickstun/basis-separation@17627da):
 - σ: 10 levels geometric from 1.0 to 0.01, T = 100 steps per level.
 - δ = 3e-5 (the paper's text says 2e-5; the released separation runners use 3e-5).
 - w = 2: the runner adds λ∇‖x₁ + x₂ − m‖² with λ = 1/σ² and no ½, i.e. twice the

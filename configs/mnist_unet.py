@@ -7,7 +7,7 @@ this project's CPU) and are used when config.prior.weights is empty.
 
   python -m experiments.separate --config=configs/mnist_unet.py \
       --config.data.path=/path/to/mnist --workdir=runs/mnist_unet
-  python -m experiments.evaluate --config.workdir=runs/mnist_unet
+  python -m experiments.evaluate --workdir=runs/mnist_unet
 
 Variants: ':class_split' (one digit from 0–4, one from 5–9, paper Table 2), ':heldout'
 (mixtures of the 2,000 training images the prior never saw: choose settings on these, never

@@ -44,7 +44,8 @@ def unet_prior(dataset: str = "mnist") -> ml_collections.ConfigDict:
 def sum_config(dataset: str, variant: str, *, likelihood_weight: float,
                heldout_first: int) -> ml_collections.ConfigDict:
   """Two-component sums with the score_unet prior of `dataset` and the schedule of
-  configs/mnist_unet.py's docstring; ':heldout' separates training images from `heldout_first` on."""
+  configs/mnist_unet.py's docstring; ':heldout' separates training images from
+  `heldout_first` on."""
   if variant not in VARIANTS:
     raise ValueError(f"Unknown variant {variant!r}; use one of {VARIANTS}.")
   config = base_separation.get_config()

@@ -1,5 +1,6 @@
-"""Train the project's CIFAR-10 classifier (basis_jax/evaluation/classifier.py), used to measure label
-recovery of separations and colorizations (experiments/label_recovery.py; docs/classifier.md).
+"""Train the project's CIFAR-10 classifier (basis_jax/evaluation/classifier.py), used to
+measure label recovery of separations and colorizations (experiments/label_recovery.py;
+docs/classifier.md).
 
 - stem 24, stages 24/48/96 (conv → 2×2 max-pool → conv, BN + ReLU): 0.17M parameters,
   sized by measured step time to train in ~20 minutes on a 2-core CPU: 2.27 CPU-seconds

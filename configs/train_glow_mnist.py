@@ -58,8 +58,6 @@ def get_config(size: str = "native"):
   config.eval_split = "train"
   config.eval_first_example = HELDOUT_FIRST
   config.init_weights = ""
-  # Resume a workdir although a key that changes the weights differs from its config.json.
-  config.allow_config_change = False
   if size == "native":
     config.model.update({"image_shape": (28, 28, 1), "levels": 2, "depth": 16, "width": 64,
                          "data_shape": (28, 28, 1)})

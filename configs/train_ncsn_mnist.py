@@ -29,8 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Architecture (basis_jax.priors.ncsn.NCSNConfig); unset fields keep the dataset preset.
   # dtype 'bfloat16': bf16 compute with float32 parameters.
   config.model = ml_collections.ConfigDict({
-      "name": "ncsn", "dataset": "mnist", "channels": placeholder(int), "image_size": placeholder(int),
-      "ngf": placeholder(int), "num_classes": placeholder(int), "dtype": placeholder(str)})
+      "name": "ncsn", "dataset": "mnist", "channels": placeholder(int),
+      "image_size": placeholder(int), "ngf": placeholder(int), "num_classes": placeholder(int),
+      "dtype": placeholder(str)})
   config.sigmas = ml_collections.ConfigDict({"sigma_max": 1.0, "sigma_min": 0.01})
   # basis_jax.files.data fields: source, path (None: through tfds), split, num_examples, ...
   config.data = data.data_config_defaults()
@@ -55,7 +56,6 @@ def base_config() -> ml_collections.ConfigDict:
   # metrics.jsonl (raw and EMA weights). Settings are chosen on these, never on the test set.
   config.heldout = ml_collections.ConfigDict({"num_images": 0, "eval_images": 512})
   config.heldout_every = 0
-  config.allow_config_change = False  # Resume although result-changing keys differ.
   # Unconditional sample grids (plain annealed Langevin, as NCSN samples): δ=2e-5, T=100.
   config.sampling = ml_collections.ConfigDict({
       "every": 5000, "num_samples": 64, "steps_per_level": 100, "step_lr": 2e-5})

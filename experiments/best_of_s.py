@@ -7,12 +7,13 @@
 
 CONFIG is any separation config whose prior has a log-density (`Prior.log_density_fn`).
 
-The same choice a run makes itself with `config.select='likelihood'` (basis_jax/sampling/selection.py,
-one rule set), for a run made with `config.select='none'`: per mixture, the sample with the
-highest Σ_j log p_σL(x_j) under the run's prior(s). Writes DIR/best_of_s.npz (`components`
-[N, k, H, W, C], `index` [N], `scores` [N, S]) and DIR/best_of_s.json: with the ground truth,
-`psnr` (the chosen samples), `psnr_single_sample` (every one of the S counts as a one-sample
-run) and `psnr_oracle` (the best of the S by PSNR), the names metrics.json uses.
+The same choice a run makes itself with `config.select='likelihood'`
+(basis_jax/sampling/selection.py, one rule set), for a run made with `config.select='none'`:
+per mixture, the sample with the highest Σ_j log p_σL(x_j) under the run's prior(s). Writes
+DIR/best_of_s.npz (`components` [N, k, H, W, C], `index` [N], `scores` [N, S]) and
+DIR/best_of_s.json: with the ground truth, `psnr` (the chosen samples), `psnr_single_sample`
+(every one of the S counts as a one-sample run) and `psnr_oracle` (the best of the S by
+PSNR), the names metrics.json uses.
 """
 
 import json

@@ -1,13 +1,13 @@
 """Label recovery of a CIFAR-10 separation (or colorization) run, by the project classifier.
 
-  python -m experiments.label_recovery --run=runs/cifar_sep \
+  python -m experiments.label_recovery --workdir=runs/cifar_sep \
       --classifier=runs/classifier/classifier.npz [--data_path=/path/to/cifar10_test.npz]
 
-Reads RUN/separations.npz and RUN/config.json (written by `experiments.separate`). The
+Reads WORKDIR/separations.npz and WORKDIR/config.json (written by `experiments.separate`). The
 ground-truth labels are those of the dataset items mixed (`indices`), read from the run's
 own `config.data` (`--data_path` replaces its path, e.g. on another machine); the images
 at those indices must equal the saved ground truth, so another dataset file is refused.
-Prints a table and writes RUN/label_recovery.json. The measure is "label recovery (project
+Prints a table and writes WORKDIR/label_recovery.json. The measure is "label recovery (project
 classifier, test acc X %)": not Inception Score or FID (docs/classifier.md).
 """
 
@@ -25,10 +25,10 @@ from basis_jax.evaluation import classifier, metrics
 from basis_jax import cli
 from basis_jax.errors import ConfigError, InputFileError
 
-_RUN = flags.DEFINE_string("run", None, "Workdir of a separation run (separations.npz).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a separation run (separations.npz).")
 _CLASSIFIER = flags.DEFINE_string("classifier", None, "classifier.npz of train_classifier.")
 _DATA_PATH = flags.DEFINE_string("data_path", None, "Replaces the run's config.data.path.")
-flags.mark_flags_as_required(["run", "classifier"])
+flags.mark_flags_as_required(["workdir", "classifier"])
 
 
 def ground_truth_labels(run: str, separations, data_path: str | None) -> np.ndarray:
@@ -53,7 +53,7 @@ def ground_truth_labels(run: str, separations, data_path: str | None) -> np.ndar
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  run = _RUN.value
+  run = _WORKDIR.value
   model, meta = classifier.load(_CLASSIFIER.value)
   name = classifier.name_of(meta.get("test_accuracy"))
   with np.load(os.path.join(run, "separations.npz")) as f:

@@ -1,6 +1,8 @@
 """Separate mixtures with BASIS: `python -m experiments.separate --config=CONFIG --workdir=DIR`.
 
-Re-running the same command on the same workdir resumes: finished chunks are kept.
+Re-running the same command on the same workdir resumes: finished chunks are kept (with
+the same config: a changed key that changes the results is refused unless
+--allow_config_change).
 """
 
 from absl import app, flags
@@ -14,8 +16,8 @@ from configs import base_separation
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Separation config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).")
-_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False, "Resume even if the saved config differs in result keys.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool("allow_config_change", False,
+                                         cli.ALLOW_CONFIG_CHANGE_HELP)
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -4,9 +4,8 @@
         --workdir=/tmp/glow_mnist --config.data.path=/path/to/mnist
 
 Re-running the same command resumes from the last checkpoint in the workdir (with the same
-settings: a changed key that changes the weights is refused unless
---config.allow_config_change=True). The result,
-WORKDIR/glow_sigmas.npz, is the `weights` of a Glow prior (configs/mnist_glow.py).
+settings: a changed key that changes the weights is refused unless --allow_config_change).
+The result, WORKDIR/glow_sigmas.npz, is the `weights` of a Glow prior (configs/mnist_glow.py).
 With --config.init_weights=clean.npz the clean stage is skipped (e.g. a converted model).
 """
 
@@ -29,6 +28,8 @@ from basis_jax.priors import glow
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool("allow_config_change", False,
+                                         cli.ALLOW_CONFIG_CHANGE_HELP)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -40,7 +41,8 @@ def main(argv):
   options = glow_training.options_from_config(config)
   os.makedirs(workdir, exist_ok=True)
   # A resumed run with other train.* settings would mix two settings: refused, keys named.
-  train_resume.record_config(config, workdir, invariant=glow_training.RESUME_INVARIANT_KEYS)
+  train_resume.record_config(config, workdir, invariant=glow_training.RESUME_INVARIANT_KEYS,
+                             allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   # The Glow's data space: dataset images as the model takes them (MNIST: padded to 32×32×3).
   space = glow.data_space(model_config, config.model.get("data_shape"))
   train_images = space.to_prior(data_lib.load(config.data).images)

@@ -1,7 +1,8 @@
 """The test-pair report of best-of-S separation runs: one table and one histogram figure.
 
     python -m studies.best_of_s_report \
-        --runs="class-agnostic:default=runs/report23/test_agnostic_default,class-split:default=runs/report23/test_split_default" \
+        --runs="class-agnostic:default=runs/report23/test_agnostic_default,\
+class-split:default=runs/report23/test_split_default" \
         --out=docs/best_of_s_test.md --plot=docs/images/best_of_s_test_histogram.png
 
 Each run is `SET:LABEL=WORKDIR`, a finished `experiments.separate` workdir (its
@@ -80,7 +81,8 @@ def run_report(workdir: str) -> dict:
   chosen_psnr = metrics.separation_psnr(chosen, truth)
   chain0 = metrics.separation_psnr(sep.samples[:, 0], truth)
   summary = selection.sample_psnr_summary(sep.samples, chosen, truth)
-  average = metrics.separation_psnr(report.average_baseline(sep), truth)
+  average = metrics.separation_psnr(metrics.average_baseline(
+      sep.mixtures, sep.num_components, sep.alphas, channels=sep.components.shape[-1]), truth)
   return {
       "num_mixtures": int(len(chosen)),
       "num_samples": int(sep.samples.shape[1]),

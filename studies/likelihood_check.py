@@ -117,8 +117,8 @@ def main(argv):
         f"{_ODE_STEPS.value} steps, 1 Rademacher probe), held-out candidates of {n} mixtures")
   t = time.time()
   steps_check = [evaluate(jax.jit(lambda p, x, s=s: -lk.ode_log_likelihood(
-      score, p, x, dataclasses.replace(ode_settings, num_steps=s))), params, as_8bit(groups["real digits"][:4]),
-      4) for s in (8, _ODE_STEPS.value, 2 * _ODE_STEPS.value)]
+      score, p, x, dataclasses.replace(ode_settings, num_steps=s))), params,
+      as_8bit(groups["real digits"][:4]), 4) for s in (8, _ODE_STEPS.value, 2 * _ODE_STEPS.value)]
   print("  ODE steps 8 / {} / {} on 4 digits: {} bits/dim  ({:.0f} s)".format(
       _ODE_STEPS.value, 2 * _ODE_STEPS.value,
       " / ".join(f"{bpd(v).mean():.4f}" for v in steps_check), time.time() - t))

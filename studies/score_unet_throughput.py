@@ -98,7 +98,8 @@ def main(argv):
     print(rows[-1], flush=True)
   if _NCSN.value:
     rows.append(_measure("ncsn F=64 (published)", ncsn.build(ncsn.NCSNConfig.mnist()),
-                         lambda b: jnp.zeros((b,), jnp.int32), _BATCH.value, max(2, _STEPS.value // 5)))
+                         lambda b: jnp.zeros((b,), jnp.int32), _BATCH.value,
+                         max(2, _STEPS.value // 5)))
   print(f"jax {jax.__version__}, batch {_BATCH.value}, {jax.device_count()} CPU device(s)")
   print(measure.markdown_table(rows, [
       ("name", "network"), ("params", "params"), ("gflop", "fwd GFLOP/img"),

@@ -179,20 +179,20 @@ def test_random_weights_run_when_allowed(random_weights_run):
 def test_evaluation_from_the_config(random_weights_run, tmp_path):
   workdir, _ = random_weights_run
   result = _run(["-m", "experiments.evaluate", "--config=configs/evaluate.py",
-                 f"--config.workdir={workdir}", "--config.inception=never",
+                 f"--workdir={workdir}", "--config.inception=never",
                  "--config.histogram_bins=7"])
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads((workdir / "eval.json").read_text())
   assert report["n_mixtures"] == 2 and len(report["histogram"]["counts"]) == 7
   assert "ssim_mean" not in report
-  result = _run(["-m", "experiments.evaluate", f"--config.workdir={workdir}",
+  result = _run(["-m", "experiments.evaluate", f"--workdir={workdir}",
                  "--config.inception=never", "--config.ssim=True"])  # Default --config.
   assert result.returncode == 0, result.stderr[-3000:]
   assert "ssim_mean" in json.loads((workdir / "eval.json").read_text())
-  result = _run(["-m", "experiments.evaluate", f"--config.workdir={tmp_path}"])
+  result = _run(["-m", "experiments.evaluate", f"--workdir={tmp_path}"])
   _assert_user_error(result, f"{tmp_path}/separations.npz not found")
   result = _run(["-m", "experiments.evaluate", "--config.inception=sometimes",
-                 f"--config.workdir={workdir}"])
+                 f"--workdir={workdir}"])
   _assert_user_error(result, "inception='sometimes'")
 
 

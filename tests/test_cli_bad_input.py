@@ -18,7 +18,7 @@ import pytest
 from basis_jax.files import data, workdir
 
 from basis_jax import errors
-from configs import gaussian_toy
+from configs import gaussian_toy, train_ncsn_mnist
 from tests.test_cli import REPO
 
 SEP = ["-m", "experiments.separate"]
@@ -26,6 +26,7 @@ TOY = [*SEP, "--config=configs/gaussian_toy.py"]
 TOY_MNIST = [*TOY, "--config.data.source=mnist"]  # Toy priors (instant), data from files.
 TOY_CIFAR = [*TOY, "--config.data.source=cifar10"]
 EVAL = ["-m", "experiments.evaluate"]
+TRAIN = ["-m", "experiments.train", "--config=configs/train_ncsn_mnist.py"]
 
 # (case, argv with {tmp} and {w} (a workdir that must not appear), the exact last lines).
 CASES = [
@@ -58,7 +59,8 @@ CASES = [
         "gammas, likelihood_weight, num_levels, sigma_max, sigma_min, sigmas, steps_per_level",
         "hint: did you mean --config.schedule.step_lr?"]),
     ("config value of the wrong type", [*TOY, "--workdir={w}", "--config.num_mixtures=many"], [
-        "error: --config.num_mixtures=many: config.num_mixtures takes an integer (its value is 16).",
+        "error: --config.num_mixtures=many: config.num_mixtures takes an integer (its value "
+        "is 16).",
         "hint: --help lists every field with its value."]),
     ("config value out of range", [*TOY, "--workdir={w}", "--config.schedule.step_lr=-1"], [
         "error: step_lr (δ) must be positive, got -1.0."]),
@@ -109,12 +111,27 @@ CASES = [
         "error: The workdir {tmp}/other_seed holds results of a different config; these keys "
         "change the results: seed.",
         "hint: use a new --workdir, or pass --allow_config_change if you mean to mix results."]),
+    ("a program flag as a config field", [*TOY, "--workdir={w}",
+                                          "--config.allow_config_change=True"], [
+        "error: --config.allow_config_change=True: allow_config_change is a flag of the "
+        "program, not a field of its config.", "hint: use --allow_config_change"]),
+    ("train: resume under another config", [*TRAIN, "--workdir={tmp}/other_train"], [
+        "error: The workdir {tmp}/other_train holds a training run of a different config; these "
+        "keys change what is trained: seed.",
+        "hint: use a new --workdir, or pass --allow_config_change to continue anyway (the run "
+        "then mixes two settings)."]),
+    ("train: the old spelling of --allow_config_change", [
+        *TRAIN, "--workdir={tmp}/other_train", "--config.allow_config_change=True"], [
+        "error: --config.allow_config_change=True: allow_config_change is a flag of the "
+        "program, not a field of its config.", "hint: use --allow_config_change"]),
     ("evaluate: no workdir", [*EVAL], [
-        "error: config.workdir is empty: which separation run to score?",
-        "hint: pass --config.workdir=DIR (the experiments.separate workdir)."]),
-    ("evaluate: not a run", [*EVAL, "--config.workdir={tmp}"], [
+        "error: --workdir is required.", "hint: --help shows what each flag means."]),
+    ("evaluate: workdir as a config field", [*EVAL, "--config.workdir={tmp}"], [
+        "error: --config.workdir={tmp}: workdir is a flag of the program, not a field of its "
+        "config.", "hint: use --workdir={tmp}"]),
+    ("evaluate: not a run", [*EVAL, "--workdir={tmp}"], [
         "error: {tmp}/separations.npz not found; run experiments/separate.py first."]),
-    ("evaluate: bad choice", [*EVAL, "--config.workdir={tmp}", "--config.inception=sometimes"], [
+    ("evaluate: bad choice", [*EVAL, "--workdir={tmp}", "--config.inception=sometimes"], [
         "error: inception='sometimes'; expected 'auto', 'required' or 'never'."]),
 ]
 
@@ -133,6 +150,11 @@ def _prepare(tmp):
   saved["seed"] += 1
   (other / "config.json").write_text(json.dumps(saved))
   (other / "index.json").write_text(json.dumps({"chunks": [{"range": [0, 1]}]}))
+  other_train = tmp / "other_train"  # A training run of the NCSN config with another seed.
+  other_train.mkdir()
+  saved = json.loads(train_ncsn_mnist.get_config().to_json_best_effort(sort_keys=True))
+  saved["seed"] += 1
+  (other_train / "config.json").write_text(json.dumps(saved))
 
 
 def run_cases(cases, timeout=120):
@@ -189,6 +211,19 @@ def test_help_exits_0_and_lists_the_config_fields():
   assert "--helpfull" not in full.split("config fields")[1]
   assert "--[no]only_check_args" in full  # --helpfull: every flag, then the fields.
   assert "histogram_bins = 40" in evaluate
+
+
+def test_every_program_spells_the_shared_flags_the_same():
+  """--workdir is a run's directory in every program; --allow_config_change is the one way
+  to continue a workdir under a changed config, in each program that resumes one."""
+  resumes = {"separate": True, "train": True, "train_glow": True, "evaluate": False,
+             "best_of_s": False, "label_recovery": False, "benchmark": False,
+             "train_classifier": False}
+  results = run_cases([{"argv": ["-m", f"experiments.{name}", "--help"]} for name in resumes])
+  for (name, resumable), result in zip(resumes.items(), results):
+    assert result["returncode"] == 0, (name, result["stderr"][-3000:])
+    assert "\n  --workdir: " in result["stdout"], name
+    assert ("--[no]allow_config_change: " in result["stdout"]) == resumable, name
 
 
 def test_every_separation_config_field_has_a_meaning():

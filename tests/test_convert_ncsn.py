@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from basis_jax.priors import ncsn
 from convert_weights import ncsn as convert_ncsn
 
 torch = pytest.importorskip("torch")
-from tests.reference import torch_ncsn  # pylint: disable=wrong-import-position
+from tests.reference import torch_ncsn  # noqa: E402  # pylint: disable=wrong-import-position
 
 NGF = 2
 
@@ -58,25 +59,25 @@ def test_converts_all_173_tensors_and_loads_without_torch(published, tmp_path):
 
 
 def test_bare_state_dict_without_prefix(published, tmp_path):
+  """A bare state dict converts as the DataParallel-wrapped checkpoint does: each of the 173
+  tensors of either file is its source tensor (conv weights OIHW -> HWIO), none left over."""
   def strip(state):
     for key in list(state):
       state[key[len("module."):]] = state.pop(key)
-  path = _save_modified(tmp_path, published, strip, wrap=False)
-  bare, wrapped = str(tmp_path / "bare.npz"), str(tmp_path / "wrapped.npz")
-  convert_ncsn.convert(path, bare, "mnist")
-  convert_ncsn.convert(published, wrapped, "mnist")
-  # The same weights as the DataParallel-wrapped checkpoint, tensor for tensor.
-  _, _, from_bare, _ = ncsn.load_weights(bare)
-  _, _, from_wrapped, _ = ncsn.load_weights(wrapped)
-  flat_bare, _ = checkpoint_io.flatten(from_bare)
-  flat_wrapped, _ = checkpoint_io.flatten(from_wrapped)
-  assert len(flat_bare) == 173 and flat_bare.keys() == flat_wrapped.keys()
-  for key, value in flat_bare.items():
-    np.testing.assert_array_equal(np.asarray(value), np.asarray(flat_wrapped[key]), err_msg=key)
-  state = _state(published)
-  np.testing.assert_array_equal(np.asarray(flat_bare["res2/0/conv2/conv/kernel"]),
-                                state["module.res2.0.conv2.conv.weight"].numpy()
-                                .transpose(2, 3, 1, 0))
+  bare = _save_modified(tmp_path, published, strip, wrap=False)
+  source = {key[len("module."):]: value.numpy() for key, value in _state(published).items()}
+  # The mapping written out here, not taken from the converter: the leaf 'kernel' (a conv)
+  # or 'embedding' (the CIN++ table) is PyTorch's 'weight', the module path is the same.
+  torch_name = lambda path: re.sub(r"/(kernel|embedding)$", "/weight", path).replace("/", ".")
+  for name, checkpoint in (("bare", bare), ("wrapped", published)):
+    out = str(tmp_path / f"{name}.npz")
+    convert_ncsn.convert(checkpoint, out, "mnist")
+    flat, _ = checkpoint_io.flatten(ncsn.load_weights(out)[2])
+    converted = {torch_name(path): np.asarray(value) for path, value in flat.items()}
+    assert len(converted) == 173 and converted.keys() == source.keys(), name
+    for key, value in source.items():
+      expected = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value
+      np.testing.assert_array_equal(converted[key], expected, err_msg=f"{name}: {key}")
 
 
 def test_missing_tensor(published, tmp_path):

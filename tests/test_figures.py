@@ -1,6 +1,7 @@
 """The figures a run writes, read as a person reads them: labels, order, size."""
 
 import numpy as np
+import pytest
 
 from basis_jax.sampling import separation
 
@@ -74,3 +75,56 @@ def test_component_pngs_are_named_after_their_mixture(tmp_path):
   samples = np.zeros((2, 3, 1, 8, 8, 3), np.float32)
   assert visualize.save_component_pngs(str(tmp_path / "s"), samples) == 6
   assert (tmp_path / "s" / "mixture_00001_sample_3_component_1.png").exists()
+
+
+def test_the_title_stays_above_the_column_titles():
+  truth = np.random.default_rng(4).uniform(size=(20, 2, 8, 8, 1)).astype(np.float32)
+  figure = visualize.separation_figure(truth.sum(1), truth, truth, max_rows=8)
+  figure.canvas.draw()
+  renderer = figure.canvas.get_renderer()
+  title_bottom = figure._suptitle.get_window_extent(renderer).y0  # pylint: disable=protected-access
+  for axes in figure.axes[:5]:
+    assert axes.title.get_window_extent(renderer).y1 <= title_bottom
+
+
+def _figure_texts(figure):
+  return {text.get_text() for text in figure.findobj(lambda a: hasattr(a, "get_text"))}
+
+
+def test_posterior_samples_figure_rows_are_components_columns_samples():
+  rng = np.random.default_rng(5)
+  truth = rng.uniform(size=(2, 8, 8, 1)).astype(np.float32)
+  samples = np.stack([truth, truth[::-1], truth * 0.9])  # sample 2 in the other order
+  figure = visualize.posterior_samples_figure(truth.sum(0), samples, truth,
+                                              title="3 posterior samples of mixture 4")
+  axes = np.asarray(figure.axes).reshape(2, 5)
+  assert [a.get_title() for a in axes[0]] == ["mixture", "truth", "sample 1", "sample 2",
+                                              "sample 3"]
+  assert [a.get_ylabel() for a in axes[:, 0]] == ["component 1", "component 2"]
+  assert "3 posterior samples of mixture 4" in _figure_texts(figure)
+  for row in range(2):  # Each row holds one source across the samples, matched to the truth.
+    truth_tile = axes[row, 1].get_images()[0].get_array()
+    for col in (2, 3):
+      np.testing.assert_array_equal(axes[row, col].get_images()[0].get_array(), truth_tile)
+  assert not axes[1, 0].get_images()  # The mixture is shown once.
+  colorized = visualize.posterior_samples_figure(
+      truth[0], rng.uniform(size=(4, 1, 8, 8, 3)), labels=visualize.COLORIZATION_LABELS)
+  assert [a.get_title() for a in colorized.axes[:2]] == ["gray", "sample 1"]
+  assert "4 posterior samples (colorized) of one image" in _figure_texts(colorized)
+
+
+def test_posterior_samples_png_of_a_run(tmp_path):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(6)
+  truth = rng.uniform(size=(3, 2, 8, 8, 1)).astype(np.float32)
+  components = np.stack([truth, truth[:, ::-1], truth, truth], 1)  # [N, S=4, k, ...]
+  np.savez(tmp_path / "separations.npz", mixtures=truth.sum(1), components=components,
+           ground_truth=truth)
+  path = visualize.write_posterior_samples(str(tmp_path), mixture=2)
+  assert path == str(tmp_path / "posterior_samples_2.png")
+  width, height = Image.open(path).size
+  assert (width, height) == (660, 280)  # 6 columns x 1.1 in, 2 rows x 1.1 + 0.6 in, 100 dpi
+  np.savez(tmp_path / "separations.npz", mixtures=truth.sum(1), components=truth,
+           ground_truth=truth)
+  with pytest.raises(ValueError, match="one sample per mixture"):
+    visualize.write_posterior_samples(str(tmp_path))

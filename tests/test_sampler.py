@@ -75,8 +75,8 @@ def test_chain_with_weight_2_and_explicit_gamma_has_the_discrete_langevin_law():
   stationary law is N(x*, C) with C = (I − ηA) C (I − ηA) + 2η I; C commutes with A, so
   C = 2η (2ηA − η²A²)⁻¹ = (A (I − ηA/2))⁻¹ — exact for the discretised chain, not the
   continuous-time posterior A⁻¹. With δ = 0.01 the two laws differ by more than 10 % in
-  every variance (asserted), far beyond the sampling error, so the test tells them apart. The start is forgotten:
-  ‖I − ηA‖^T ≤ (1 − 0.01·16)^150 ≈ 1e-12 (the prior variances are ≤ 0.06).
+  every variance (asserted), far beyond the sampling error, so the test tells them apart.
+  The start is forgotten: ‖I − ηA‖^T ≤ (1 − 0.01·16)^150 ≈ 1e-12 (the prior variances are ≤ 0.06).
   Tolerances (S = 4096 chains): per-entry z-score of the mean < 4.5; each variance and
   covariance within 5 standard errors (SE of a variance ≈ √(2/S)·C_jj ≈ 2.2 %); the mean
   variance ratio within 2 %.

@@ -102,11 +102,17 @@ class Classifier(nnx.Module):
 
   def __call__(self, images, train: bool = False):
     """Logits [N, num_classes] of images [N, H, W, C] in [0, 1]."""
+    return self.features(images, train)[1]
+
+  def features(self, images, train: bool = False):
+    """(penultimate features [N, D], logits [N, num_classes]): the global max-pool the
+    linear head reads, and what it makes of it."""
     x = (images - jnp.asarray(_MEAN)) / jnp.asarray(_STD)
     x = jax.nn.relu(self.stem(x, train))
     for stage in self.stages:
       x = stage(x, train)
-    return self.head(jnp.max(x, axis=(1, 2))) * self.config.logit_scale
+    pooled = jnp.max(x, axis=(1, 2))
+    return pooled, self.head(pooled) * self.config.logit_scale
 
 
 def create(config: ClassifierConfig, seed: int = 0) -> Classifier:
@@ -149,24 +155,36 @@ def load(path: str) -> tuple[Classifier, dict[str, Any]]:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _logits(graphdef, state, images):
-  return nnx.merge(graphdef, state)(images, train=False)
+def _features(graphdef, state, images):
+  return nnx.merge(graphdef, state).features(images, train=False)
 
 
-def predict(model: Classifier, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-  """Predicted labels [...] of images [..., H, W, C] in [0, 1] (any leading shape)."""
+def features(model: Classifier, images: np.ndarray,
+             batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+  """(penultimate features [..., D], logits [..., num_classes]) of images [..., H, W, C] in
+  [0, 1] (any leading shape), as float32 numpy arrays."""
   images = np.asarray(images, np.float32)
   lead, flat = images.shape[:-3], images.reshape((-1,) + images.shape[-3:])
   graphdef, state = nnx.split(model)
   batch_size = max(1, min(batch_size, len(flat)))
-  out = []
+  pooled, logits = [], []
   for start in range(0, len(flat), batch_size):
     chunk = flat[start:start + batch_size]
     # Pad the last chunk to the full size: one compiled shape for every call.
     padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)])
-    out.append(np.asarray(jnp.argmax(_logits(graphdef, state, padded), -1))[:len(chunk)])
-  labels = np.concatenate(out) if out else np.zeros((0,), np.int64)
-  return labels.reshape(lead)
+    chunk_pooled, chunk_logits = _features(graphdef, state, padded)
+    pooled.append(np.asarray(chunk_pooled)[:len(chunk)])
+    logits.append(np.asarray(chunk_logits)[:len(chunk)])
+  if not pooled:
+    return (np.zeros(lead + (model.head.in_features,), np.float32),
+            np.zeros(lead + (model.head.out_features,), np.float32))
+  return (np.concatenate(pooled).reshape(lead + (-1,)),
+          np.concatenate(logits).reshape(lead + (-1,)))
+
+
+def predict(model: Classifier, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+  """Predicted labels [...] of images [..., H, W, C] in [0, 1] (any leading shape)."""
+  return np.argmax(features(model, images, batch_size)[1], -1)
 
 
 def accuracy(model: Classifier, images: np.ndarray, labels: np.ndarray) -> float:
@@ -213,8 +231,14 @@ def colorization_accuracy(model: Classifier, colorized: np.ndarray, grayscale: n
           "true_colour": accuracy(model, true_colour, labels)}
 
 
+def network_name(test_accuracy: float | None) -> str:
+  """How the network is named beside any score made with it."""
+  acc = ("test accuracy unknown" if test_accuracy is None
+         else f"test acc {100 * test_accuracy:.1f} %")
+  return f"project classifier, {acc}"
+
+
 def name_of(test_accuracy: float | None) -> str:
   """How results of this measure are labelled wherever they are shown."""
-  acc = "test accuracy unknown" if test_accuracy is None else f"test acc {100 * test_accuracy:.1f} %"
-  return f"label recovery (project classifier, {acc})"
+  return f"label recovery ({network_name(test_accuracy)})"
 

@@ -101,8 +101,8 @@ def load_separations(workdir: str) -> Separations:
                      None if samples is None else samples.astype(np.float32))
 
 
-def average_baseline(sep: Separations) -> np.ndarray:
-  """[N, k, H, W, C] "Average" estimates; for colorization the grayscale input in RGB."""
+def _average_estimates(sep: Separations) -> np.ndarray:
+  """metrics.average_baseline of a run's mixtures, as [N, k, H, W, C]."""
   return metrics.average_baseline(sep.mixtures, sep.num_components, sep.alphas,
                                   channels=sep.components.shape[-1])
 
@@ -121,7 +121,7 @@ def psnr_results(sep: Separations, ssim: bool = False) -> dict[str, Any]:
   per_sample = [metrics.separation_psnr(sep.components[:, i], sep.ground_truth)
                 for i in range(s)]
   component = np.stack([r['component'] for r in per_sample], 1)  # [N, S, k]
-  baseline = metrics.separation_psnr(average_baseline(sep), sep.ground_truth)
+  baseline = metrics.separation_psnr(_average_estimates(sep), sep.ground_truth)
   per_mixture = component.mean(axis=(1, 2))
   out = {'basis': metrics.summarize(per_mixture),
          'average': metrics.summarize(baseline['mixture']),
@@ -142,7 +142,7 @@ def psnr_results(sep: Separations, ssim: bool = False) -> dict[str, Any]:
                                             per_sample[i]['permutation'])
                        for i in range(s)], 1)
     out['basis_ssim'] = metrics.summarize(values.mean(axis=(1, 2)))
-    base = metrics.matched_ssim(average_baseline(sep), sep.ground_truth,
+    base = metrics.matched_ssim(_average_estimates(sep), sep.ground_truth,
                                 baseline['permutation'])
     out['average_ssim'] = metrics.summarize(base.mean(axis=1))
   return out
@@ -201,28 +201,35 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 def reference_statistics(name: str, load_images: Callable[[], np.ndarray],
                          extract: Callable[[np.ndarray], dict[str, np.ndarray]],
-                         cache_dir: str, weights_id: str) -> dict[str, Any]:
+                         cache_dir: str, weights_id: str,
+                         keep_features: bool = False) -> dict[str, Any]:
   """FID statistics (and IS) of a reference dataset, computed once and cached.
 
-  The cache file is keyed by the dataset name and the Inception weights' digest, so
-  statistics from another network are never reused.
+  The cache file is keyed by the dataset name and the network weights' digest, so
+  statistics from another network are never reused. `keep_features` also caches the
+  features themselves (key 'features', float32), which KID needs; the project classifier's
+  96-d features of 50,000 images take 19 MB, Inception's 2048-d ones would take 400 MB.
   """
   cache_dir = os.path.expanduser(cache_dir)
   path = os.path.join(cache_dir, f'{name}_{weights_id[:12]}.npz')
   if os.path.exists(path):
     with np.load(path) as f:
-      return {'mu': f['mu'], 'sigma': f['sigma'], 'n': int(f['n']),
-              'inception_score': float(f['inception_score']), 'path': path}
+      if not keep_features or 'features' in f.files:
+        cached = {'mu': f['mu'], 'sigma': f['sigma'], 'n': int(f['n']),
+                  'inception_score': float(f['inception_score']), 'path': path}
+        if keep_features:
+          cached['features'] = f['features']
+        return cached
   images = load_images()
-  logging.info('Computing reference Inception statistics of %s (%d images).', name,
-               len(images))
+  logging.info('Computing reference statistics of %s (%d images).', name, len(images))
   outputs = extract(images)
   mu, sigma = activation_statistics(outputs['pool'])
   score = inception_score(outputs['logits'])[0] if len(images) >= 10 else float('nan')
+  features = {'features': np.asarray(outputs['pool'], np.float32)} if keep_features else {}
   os.makedirs(cache_dir, exist_ok=True)
-  atomic.save_npz(path, mu=mu, sigma=sigma, n=len(images), inception_score=score)
+  atomic.save_npz(path, mu=mu, sigma=sigma, n=len(images), inception_score=score, **features)
   return {'mu': mu, 'sigma': sigma, 'n': len(images), 'inception_score': score,
-          'path': path}
+          'path': path, **features}
 
 
 def image_scores(images: np.ndarray, extract, reference: dict[str, Any] | None
@@ -313,6 +320,9 @@ def markdown_table(results: dict[str, Any]) -> str:
           lines.append(f"| {label} | {inc[key]['inception_score']:.2f} | "
                        f"{'–' if fid is None else f'{fid:.2f}'} |")
       lines.append('')
+  if 'sample_quality' in results:
+    from basis_jax.evaluation import sample_quality  # pylint: disable=import-outside-toplevel
+    lines += sample_quality.markdown_lines(results['sample_quality'], colorization)
   return '\n'.join(lines)
 
 
@@ -333,7 +343,7 @@ def psnr_summary_fields(psnr: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- driver
 
 
-def _reference_data_config(sep: Separations, reference_data: dict[str, Any] | None):
+def reference_data_config(sep: Separations, reference_data: dict[str, Any] | None):
   """Which dataset FID compares with: as given, else the run's data with split 'train'."""
   if reference_data is not None:
     return dict(reference_data)
@@ -370,7 +380,7 @@ def inception_results(sep: Separations, *, weights: str | None = None,
   extract = inception.FeatureExtractor(inception.load(path), batch_size=batch_size)
   out = {'weights': path}
   reference = None
-  ref_config = _reference_data_config(sep, reference_data)
+  ref_config = reference_data_config(sep, reference_data)
   if ref_config is not None:
     def load_images():
       images = data_lib.load(ref_config).images
@@ -389,7 +399,7 @@ def inception_results(sep: Separations, *, weights: str | None = None,
   image_shape = sep.components.shape[3:]
   out['basis'] = image_scores(sep.components.reshape((-1,) + image_shape), extract,
                               reference)
-  out['average'] = image_scores(average_baseline(sep).reshape((-1,) + image_shape),
+  out['average'] = image_scores(_average_estimates(sep).reshape((-1,) + image_shape),
                                 extract, reference)
   return out
 
@@ -398,12 +408,17 @@ def evaluate(workdir: str, *, ssim: bool = False, inception: str = 'auto',
              inception_weights: str | None = None,
              reference_data: dict[str, Any] | None = None,
              stats_cache_dir: str = '~/.cache/basis_jax/fid_stats',
-             batch_size: int = 100, histogram_bins: int = 40) -> dict[str, Any]:
+             batch_size: int = 100, histogram_bins: int = 40,
+             classifier: str = 'auto') -> dict[str, Any]:
   """Scores `workdir/separations.npz`; writes eval.json, eval.md, psnr_histogram.png.
 
   inception: 'auto' computes IS/FID when the Inception weights exist (and records why
   not otherwise), 'required' raises without them, 'never' skips them.
+  classifier: the CIFAR-10 sample-quality scores in a classifier's features
+  (sample_quality.py): 'auto' with the committed classifier when it exists (and records
+  why not when the data cannot be read), a weights path (required), or 'never'.
   """
+  from basis_jax.evaluation import sample_quality  # pylint: disable=import-outside-toplevel
   if inception not in ('auto', 'required', 'never'):
     raise ConfigError(f"inception={inception!r}; expected 'auto', 'required' or 'never'.")
   sep = load_separations(workdir)
@@ -432,6 +447,16 @@ def evaluate(workdir: str, *, ssim: bool = False, inception: str = 'auto',
         raise
       logging.warning('Skipping IS/FID: %s', e)
       results['inception'] = {'error': str(e)}
+  classifier_path = sample_quality.classifier_for(sep, classifier, reference_data)
+  if classifier_path is not None:
+    try:
+      results['sample_quality'] = sample_quality.sample_quality_results(
+          sep, classifier_path, reference_data=reference_data, stats_cache_dir=stats_cache_dir)
+    except InputFileError as e:
+      if classifier != 'auto':
+        raise
+      logging.warning('Skipping the classifier scores: %s', e)
+      results['sample_quality'] = {'error': str(e)}
   atomic.write_json(os.path.join(workdir, 'eval.json'), results)
   with atomic.atomic_open(os.path.join(workdir, 'eval.md'), 'w') as f:
     f.write(markdown_table(results))

@@ -1,5 +1,5 @@
 """PNG grids a person can look at: separations (mixture | ground truth | separated, one row
-each) and plain image grids (samples)."""
+each), the posterior samples of one mixture (paper Figure 5) and plain image grids (samples)."""
 
 from __future__ import annotations
 
@@ -108,8 +108,7 @@ def separation_figure(mixtures, components, ground_truth=None, data_range=(0.0, 
     if images is not None:
       titles += [name] if k == 1 else [f"{name} {j + 1}" for j in range(k)]
       columns += [(images[:, j], data_range) for j in range(k)]
-  figure, axes = plt.subplots(n, len(columns), squeeze=False,
-                              figsize=(tile_inches * len(columns), tile_inches * n + 0.6))
+  figure, axes = _tile_axes(plt, n, len(columns), tile_inches)
   noun = "mixture" if labels[0] == "mixture" else "image"
   figure.suptitle(f"all {total} {noun}s" if n == total else f"first {n} of {total} {noun}s",
                   fontsize=9)
@@ -118,8 +117,98 @@ def separation_figure(mixtures, components, ground_truth=None, data_range=(0.0, 
     for row in range(n):
       axes[row, col].imshow(_to_rgb_uint8(images[row], value_range), interpolation="nearest")
       axes[row, col].axis("off")
-  figure.tight_layout(pad=0.3)
   return figure
+
+
+def posterior_samples_figure(mixture, samples, ground_truth=None, data_range=(0.0, 1.0),
+                             tile_inches: float = 1.1,
+                             labels: tuple[str, str, str] = SEPARATION_LABELS,
+                             title: str | None = None):
+  """S posterior samples of one mixture (paper Figure 5): a labelled matplotlib Figure.
+
+  mixture [H, W, C_m], samples [S, k, H, W, C], ground_truth [k, H, W, C] or None. One row
+  per component; columns: the mixture (first row), the truth, then sample 1..S. With the
+  truth, each sample's components are reordered to match it (its best PSNR permutation),
+  so a row holds one source across the samples; without, the sampler's order is kept.
+  """
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+  samples = np.asarray(samples)
+  if samples.ndim != 5 or mixture.shape[:2] != samples.shape[2:4]:
+    raise ValueError(f"samples {samples.shape} must be [S, k, H, W, C] of the mixture's size "
+                     f"{mixture.shape[:2]}.")
+  num_samples, k = samples.shape[:2]
+  if ground_truth is not None:
+    truth = np.broadcast_to(ground_truth, samples.shape)
+    permutation = metrics.separation_psnr(samples, truth,
+                                          data_range[1] - data_range[0])["permutation"]
+    samples = metrics.apply_permutation(samples, permutation)
+  mixture_range = (min(data_range[0], float(np.min(mixture))),
+                   max(data_range[1], float(np.max(mixture))))
+  first_sample = 1 if ground_truth is None else 2
+  figure, axes = _tile_axes(plt, k, first_sample + num_samples, tile_inches)
+  noun = "mixture" if labels[0] == "mixture" else "image"
+  figure.suptitle(title or f"{num_samples} posterior samples ({labels[2]}) of one {noun}",
+                  fontsize=9)
+  titles = [labels[0]] + ([labels[1]] if ground_truth is not None else [])
+  titles += [f"sample {s + 1}" for s in range(num_samples)]
+  for col, name in enumerate(titles):
+    axes[0, col].set_title(name, fontsize=9)
+  for row in range(k):
+    tiles = [] if ground_truth is None else [ground_truth[row]]
+    tiles += list(samples[:, row])
+    for col, tile in enumerate(tiles, start=1):
+      axes[row, col].imshow(_to_rgb_uint8(tile, data_range), interpolation="nearest")
+      axes[row, col].axis("off")
+    # The first column keeps its (invisible) axis so that its label names the row.
+    first = axes[row, 0]
+    first.set_xticks([])
+    first.set_yticks([])
+    for spine in first.spines.values():
+      spine.set_visible(False)
+    if k > 1:
+      first.set_ylabel(f"component {row + 1}", fontsize=9)
+  axes[0, 0].imshow(_to_rgb_uint8(mixture, mixture_range), interpolation="nearest")
+  return figure
+
+
+def write_posterior_samples(workdir: str, mixture: int = 0, out: str | None = None) -> str:
+  """`posterior_samples_figure` of one mixture of a run; returns the PNG's path (default
+  WORKDIR/posterior_samples_<mixture>.png).
+
+  The S samples are those `separations.npz` keeps: `samples` with a selection
+  (config.select), else `components` [N, S, k, ...] (select='none', S > 1).
+  """
+  from basis_jax import errors  # pylint: disable=import-outside-toplevel
+  from basis_jax.evaluation import report  # pylint: disable=import-outside-toplevel
+  sep = report.load_separations(workdir)
+  samples = sep.samples if sep.samples is not None else sep.components
+  if samples.shape[1] < 2:
+    raise errors.InputFileError(
+        f"{workdir}/separations.npz holds one sample per mixture: nothing to compare.",
+        hint="run experiments.separate with --config.sampler.num_samples=S (S > 1).")
+  if not 0 <= mixture < len(sep.mixtures):
+    raise errors.ConfigError(f"mixture={mixture}: the run has mixtures 0..{len(sep.mixtures) - 1}.")
+  colorization = sep.mixtures.shape[-1] == 1 and sep.components.shape[-1] > 1
+  figure = posterior_samples_figure(
+      sep.mixtures[mixture], samples[mixture],
+      None if sep.ground_truth is None else sep.ground_truth[mixture],
+      labels=COLORIZATION_LABELS if colorization else SEPARATION_LABELS,
+      title=f"{samples.shape[1]} posterior samples of {'image' if colorization else 'mixture'} "
+            f"{mixture}")
+  out = out or os.path.join(workdir, f"posterior_samples_{mixture}.png")
+  save_figure(out, figure)
+  return out
+
+
+def _tile_axes(plt, rows: int, columns: int, tile_inches: float):
+  """A grid of image axes. The constrained layout keeps the column titles below the
+  suptitle (tight_layout drew the suptitle over them)."""
+  figure, axes = plt.subplots(rows, columns, squeeze=False, layout="constrained",
+                              figsize=(tile_inches * columns, tile_inches * rows + 0.6))
+  figure.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.01, hspace=0.01)
+  return figure, axes
 
 
 def save_component_pngs(folder: str, components: np.ndarray, data_range=(0.0, 1.0)) -> int:

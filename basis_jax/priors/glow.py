@@ -22,7 +22,7 @@ from basis_jax.files import data as data_lib
 from basis_jax import errors
 from basis_jax.priors import base
 from basis_jax.priors.base import Prior, _identity_level
-from basis_jax.priors.glow_model import (  # pylint: disable=unused-import
+from basis_jax.priors.glow_model import (  # noqa: F401  # pylint: disable=unused-import
     Glow, GlowConfig, Level, create, dequantize, log_prob_to_bits_per_dim,
     make_log_prob_fn, make_score_fn, select_level, stack_states)
 

@@ -29,7 +29,6 @@ the differences between them carry little of the Monte Carlo error.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from typing import Any, Callable, Sequence
 

@@ -21,12 +21,11 @@ import logging
 from typing import Any
 
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from basis_jax.files import checkpoint_io, data as data_lib
 
-from basis_jax import errors, overview
+from basis_jax import overview
 from basis_jax.priors import base, network_spec
 from basis_jax.priors.base import Prior
 from basis_jax.priors.ncsn_layers import (CondInstanceNormPlus, CondRefineBlock, ResidualBlock,

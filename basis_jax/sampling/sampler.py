@@ -40,11 +40,12 @@ class SamplingDivergedError(UserError, FloatingPointError):
     self.indices = np.asarray(indices)
     self.levels = np.asarray(levels)
     first = int(self.levels.min())
-    shown = ", ".join(f"mixture {n} at level {l} (σ={sigmas[l]:.4g})"
-                      for n, l in list(zip(self.indices, self.levels))[:8])
+    shown = ", ".join(f"mixture {n} at level {level} (σ={sigmas[level]:.4g})"
+                      for n, level in list(zip(self.indices, self.levels))[:8])
     more = "" if len(self.indices) <= 8 else f" and {len(self.indices) - 8} more"
     super().__init__(
-        f"Sampling diverged (non-finite state, or |x| above the sampler's divergence_bound) for {len(self.indices)} mixture(s): {shown}{more}. "
+        "Sampling diverged (non-finite state, or |x| above the sampler's divergence_bound) "
+        f"for {len(self.indices)} mixture(s): {shown}{more}. "
         f"The earliest divergence began at level {first} (σ={sigmas[first]:.4g}); lower "
         "sampler step_lr (δ) or the likelihood weight, or check the prior's weights.")
 

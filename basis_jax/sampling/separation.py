@@ -334,7 +334,8 @@ def _read_chunk(path: str) -> dict[str, np.ndarray]:
     return {name: chunk[name] for name in chunk.files}
 
 
-def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.MixtureSet, job: Job) -> dict:
+def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.MixtureSet,
+             job: Job) -> dict:
   """Reads every chunk file and writes separations.npz, metrics.json and a PNG grid."""
   num_mixtures = mixture_set.mixtures.shape[0]
   fields: dict[str, np.ndarray] = {}

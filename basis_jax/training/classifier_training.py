@@ -1,4 +1,5 @@
-"""Training the CIFAR-10 classifier of `basis_jax.evaluation.classifier` (configs/train_classifier_cifar10.py).
+"""Training the CIFAR-10 classifier of `basis_jax.evaluation.classifier`
+(configs/train_classifier_cifar10.py).
 
 `train(config, workdir)` runs the whole loop and writes WORKDIR/classifier.npz (atomically),
 metrics.jsonl (one line per epoch) and config.json. Reproducible from `config.seed`: the

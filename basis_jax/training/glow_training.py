@@ -60,7 +60,7 @@ LADDER_FILE = "sigmas.json"  # The ascending ladder the workdir is trained for.
 STEPS_FILE = "train_metrics.jsonl"  # One record per log window (the loop's MetricsLog).
 STATE_FILE = "training_state.npz"  # The compact training state, rewritten at each checkpoint.
 # Config keys a resumed run may change (experiments/train_glow.py): they change neither
-# the weights nor the metrics.
+# the weights nor the metrics. (allow_config_change: see train_resume.RESUME_INVARIANT_KEYS.)
 RESUME_INVARIANT_KEYS = ("train.log_every", "train.checkpoint_every", "train.max_restarts",
                          "train.max_seconds", "allow_config_change")
 _STAGE_STRIDE = 10**7  # Checkpoint number = stage · stride + step.

@@ -255,7 +255,7 @@ class _ScoreMatching(training_loop.Objective):
 
   non_finite = "The training loss became non-finite"
   non_finite_hint = ("resume with a lower config.optim.lr or a config.optim.grad_clip "
-                     "(and --config.allow_config_change=True).")
+                     "(and --allow_config_change).")
 
   def __init__(self, config, graphdef, batches: training_loop.MeshBatches,
                heldout: _HeldoutLoss | None, workdir: str):
@@ -324,12 +324,14 @@ class _Checkpoints:
     self.manager.close()
 
 
-def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> dict[str, Any]:
+def train_and_evaluate(config, workdir: str, stop_after: int | None = None, *,
+                       allow_config_change: bool = False) -> dict[str, Any]:
   """Trains until `config.num_steps` (or `stop_after` more steps); returns the final state.
 
   Resumes from the latest orbax checkpoint in WORKDIR/checkpoints if there is one (the
-  saved config must agree on every key that changes the training). A non-finite loss stops
-  the run with `NonFiniteLossError` before anything after the last good checkpoint is saved.
+  saved config must agree on every key that changes the training, unless
+  `allow_config_change`). A non-finite loss stops the run with `NonFiniteLossError` before
+  anything after the last good checkpoint is saved.
   """
   sharding.initialize_distributed(config.get("distributed"))
   os.makedirs(workdir, exist_ok=True)
@@ -342,7 +344,7 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None) -> d
     raise ConfigError(f"checkpoint_every ({config.checkpoint_every}) must be a multiple of "
                       f"log_every ({config.log_every}): the loss is checked before each save.")
   replicated = sharding.replicated(mesh)
-  train_resume.record_config(config, workdir)
+  train_resume.record_config(config, workdir, allow_config_change=allow_config_change)
 
   images, heldout_images = _split_heldout(
       load_images(config.data, (cfg.image_size, cfg.image_size, cfg.channels)), config)

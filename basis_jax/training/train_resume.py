@@ -22,6 +22,8 @@ from basis_jax.files import atomic, checkpoint_io, workdir
 from basis_jax.errors import ConfigError
 
 # Config keys a resumed run may change: they do not change the trained weights.
+# (allow_config_change: a config field before it became the --allow_config_change flag;
+# older workdirs' config.json still hold it.)
 RESUME_INVARIANT_KEYS = ("num_steps", "max_seconds", "log_every", "checkpoint_every",
                          "max_to_keep", "sampling", "distributed", "heldout_every",
                          "compact_opt_state", "allow_config_change")
@@ -80,11 +82,13 @@ def save(path: str, state: dict, *, architecture: str, model_config: dict, seed:
   checkpoint_io.save_params(path, tree, meta, compress=include_opt_state)
 
 
-def check_config(config, run_dir: str, invariant=RESUME_INVARIANT_KEYS) -> None:
+def check_config(config, run_dir: str, invariant=RESUME_INVARIANT_KEYS, *,
+                 allow_config_change: bool = False) -> None:
   """A resumed run must train the same thing: refuse changed result keys, listed.
 
   `invariant` names the keys that may change (dotted for nested ones, e.g. 'train.log_every',
   a section for all its keys); the comparison itself is `workdir.config_differences`.
+  `allow_config_change` (the programs' --allow_config_change) continues anyway.
   """
   path = os.path.join(run_dir, "config.json")
   if not os.path.exists(path):
@@ -94,17 +98,18 @@ def check_config(config, run_dir: str, invariant=RESUME_INVARIANT_KEYS) -> None:
   current = json.loads(config.to_json_best_effort(sort_keys=True))
   changed = [key for key in workdir.config_differences(saved, current, invariant=())
              if not any(key == name or key.startswith(name + ".") for name in invariant)]
-  if changed and not config.get("allow_config_change", False):
+  if changed and not allow_config_change:
     raise ConfigError(
         f"The workdir {run_dir} holds a training run of a different config; these keys change "
         f"what is trained: {', '.join(changed)}.",
-        hint="use a new --workdir, or --config.allow_config_change=True to continue anyway "
+        hint="use a new --workdir, or pass --allow_config_change to continue anyway "
              "(the run then mixes two settings).")
 
 
-def record_config(config, run_dir: str, invariant=RESUME_INVARIANT_KEYS) -> None:
+def record_config(config, run_dir: str, invariant=RESUME_INVARIANT_KEYS, *,
+                  allow_config_change: bool = False) -> None:
   """`check_config`, then config.json beside the run (the config of its latest start)."""
-  check_config(config, run_dir, invariant)
+  check_config(config, run_dir, invariant, allow_config_change=allow_config_change)
   if jax.process_index() == 0:
     atomic.write_json(os.path.join(run_dir, "config.json"),
                       json.loads(config.to_json_best_effort(sort_keys=True)))

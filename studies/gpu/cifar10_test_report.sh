@@ -32,10 +32,10 @@ one() {  # one run: NAME CONFIG N FLAGS...; separation, SSIM, label recovery, re
   echo "$name separate exit $? at $((SECONDS - start)) s" >> "$W/logs/stages.txt"
   budget=$(( $(left) - 15 ))
   (( budget > 10 )) && timeout "$budget" $PY -m experiments.evaluate --config=configs/evaluate.py \
-    --config.workdir="$W/$name" --config.ssim=True --config.inception=never \
+    --workdir="$W/$name" --config.ssim=True --config.inception=never \
     >> "$W/logs/$name.log" 2>&1
   budget=$(( $(left) - 15 ))
-  (( budget > 10 )) && timeout "$budget" $PY -m experiments.label_recovery --run="$W/$name" \
+  (( budget > 10 )) && timeout "$budget" $PY -m experiments.label_recovery --workdir="$W/$name" \
     --classifier=training/classifier_cifar10/classifier.npz >> "$W/logs/$name.log" 2>&1
   echo "$name evaluated at $((SECONDS - start)) s" >> "$W/logs/stages.txt"
   mkdir -p "$W/results/$name"

@@ -39,7 +39,7 @@ for kind in agnostic class_split; do
   $py -m experiments.separate --config=configs/mnist_unet.py:$kind "${common[@]}" \
     --config.schedule.steps_per_level="$T" --config.num_mixtures="$n_test" \
     --config.batch_size=250 --workdir="$out/test_$kind"
-  $py -m experiments.evaluate --config=configs/evaluate.py --config.workdir="$out/test_$kind"
+  $py -m experiments.evaluate --config=configs/evaluate.py --workdir="$out/test_$kind"
 done
 
 # 3. PSNR against cost on the first N_SWEEP class-agnostic test pairs (the same mixtures

@@ -1,9 +1,10 @@
 """A PyTorch (NCHW) implementation of NCSN's `CondRefineNetDilated`: the parity tests'
 reference, and the network the benchmark's PyTorch baseline runs (benchmarks/torch_loop.py).
 
-Written for this project from the published architecture (ermongroup/ncsn@7f27f4a, docs/ncsn.md); its module
-tree reproduces the published state-dict keys (`ncsn_*_state_dict.tsv`), so a model wrapped
-in `nn.DataParallel` saves exactly the keys of the released `checkpoint.pth`. `from_jax`
+Written for this project from the published architecture (ermongroup/ncsn@7f27f4a,
+docs/ncsn.md); its module tree reproduces the published state-dict keys
+(`ncsn_*_state_dict.tsv`), so a model wrapped in `nn.DataParallel` saves exactly the keys of
+the released `checkpoint.pth`. `from_jax`
 loads a Flax parameter tree into it (the converter's key mapping, run backwards), so both
 frameworks can run the same weights.
 
