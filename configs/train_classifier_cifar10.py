@@ -38,8 +38,14 @@ def get_config():
   config.batch_size = 256
   config.num_epochs = 5
   config.max_steps = 0  # > 0: stop after this many steps (timing, smoke tests).
-  config.optim = ml_collections.ConfigDict({"lr": 0.2, "momentum": 0.9, "weight_decay": 5e-4,
+  config.optim = ml_collections.ConfigDict({"name": "sgd_nesterov", "lr": 0.2,
+                                            "momentum": 0.9, "weight_decay": 5e-4,
                                             "warmup_steps": 100})
   config.label_smoothing = 0.1
   config.crop_padding = 4
+  config.init_weights = ""  # classifier.npz to start from, or training_state.npz to continue.
+  config.log_every = 0  # Steps per progress line and metrics record; 0: once per epoch.
+  config.checkpoint_every = 0  # 0: at the end only (and at max_seconds).
+  config.max_to_keep = 2
+  config.max_seconds = 0.0  # > 0: checkpoint and stop after this long; rerun to continue.
   return config

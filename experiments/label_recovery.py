@@ -11,43 +11,22 @@ Prints a table and writes WORKDIR/label_recovery.json. The measure is "label rec
 classifier, test acc X %)": not Inception Score or FID (docs/classifier.md).
 """
 
-import json
 import logging
 import os
 
 import numpy as np
 from absl import app, flags
 
-from basis_jax.files import atomic, data as data_lib
+from basis_jax.files import atomic
 
 from basis_jax.evaluation import classifier, metrics
 
 from basis_jax import cli
-from basis_jax.errors import ConfigError, InputFileError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a separation run (separations.npz).")
 _CLASSIFIER = flags.DEFINE_string("classifier", None, "classifier.npz of train_classifier.")
 _DATA_PATH = flags.DEFINE_string("data_path", None, "Replaces the run's config.data.path.")
 flags.mark_flags_as_required(["workdir", "classifier"])
-
-
-def ground_truth_labels(run: str, separations, data_path: str | None) -> np.ndarray:
-  """Labels [N, k] of the dataset items the run mixed, checked against its ground truth."""
-  if "indices" not in separations or "ground_truth" not in separations:
-    raise InputFileError(f"{run}/separations.npz has no indices/ground_truth: label recovery "
-                         "needs mixtures of labelled dataset images.")
-  with open(os.path.join(run, "config.json")) as f:
-    data_config = json.load(f)["data"]
-  if data_path:
-    data_config["path"] = data_path
-  dataset = data_lib.load(data_config)
-  if dataset.labels is None:
-    raise ConfigError(f"{dataset.name} has no labels.")
-  indices = separations["indices"]
-  if not np.allclose(dataset.images[indices], separations["ground_truth"], atol=1e-6):
-    raise InputFileError(f"The images of {data_config.get('path')} at the run's indices are not "
-                         "its ground truth: another dataset file than the run used.")
-  return dataset.labels[indices]
 
 
 def main(argv):
@@ -58,7 +37,7 @@ def main(argv):
   name = classifier.name_of(meta.get("test_accuracy"))
   with np.load(os.path.join(run, "separations.npz")) as f:
     separations = {k: f[k] for k in f.files}
-  labels = ground_truth_labels(run, separations, _DATA_PATH.value)
+  labels = classifier.ground_truth_labels(run, separations, _DATA_PATH.value)
   components = separations["components"]
   if components.ndim == 6:  # [N, S, k, ...]: several samples per mixture; score the first.
     components = components[:, 0]

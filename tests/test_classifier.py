@@ -1,8 +1,10 @@
 """The project classifier and the label-recovery measure: tiny models, synthetic data."""
 
 import json
+import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -11,7 +13,8 @@ from basis_jax.files import checkpoint_io, sharding
 
 from basis_jax.evaluation import classifier, metrics
 
-from basis_jax.training import classifier_training
+from basis_jax.training import classifier_training, optim
+from basis_jax.errors import ConfigError
 from basis_jax.files.checkpoint_io import CheckpointError
 from configs import train_classifier_cifar10
 
@@ -71,8 +74,9 @@ def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch():
   graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
   config = train_classifier_cifar10.get_config()
   config.optim.update(lr=0.3, warmup_steps=1)
-  tx = classifier_training.make_optimizer(config.optim, 100)
-  opt_state = tx.init(params)
+  tx = optim.make(classifier_training.optimizer_settings(config, 100))
+  state = {"step": jnp.zeros((), jnp.int32), "params": params, "batch_stats": stats,
+           "opt_state": tx.init(params)}
   step = classifier_training.make_train_step(graphdef, tx, label_smoothing=0.0,
                                              crop_padding=0,
                                              mesh=sharding.make_mesh(jax.devices()[:1]))
@@ -81,10 +85,19 @@ def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch():
   labels = rng.integers(0, 10, 16).astype(np.int32)
   losses = []
   for _ in range(6):
-    params, stats, opt_state, loss, _ = step(params, stats, opt_state, images, labels,
-                                             jax.random.key(0))
-    losses.append(float(loss))
+    state, step_metrics = step(state, images, labels, jax.random.key(0))
+    losses.append(float(step_metrics["loss"]))
   assert losses[-1] < losses[0] - 0.1, losses
+  assert int(state["step"]) == 6
+
+
+def test_the_classifier_schedule_warms_up_then_decays_to_zero_at_the_last_step():
+  config = train_classifier_cifar10.get_config()
+  settings = classifier_training.optimizer_settings(config, 1000)
+  rate = optim.learning_rate(settings)
+  assert settings.name == "sgd_nesterov" and settings.weight_decay == 5e-4
+  np.testing.assert_allclose([float(rate(100)), float(rate(550))], [0.2, 0.1], rtol=1e-6)
+  assert float(rate(0)) < 0.01 < float(rate(50)) < 0.2 and float(rate(1000)) == 0.0
 
 
 def test_augment_keeps_shape_and_pixels():
@@ -137,7 +150,6 @@ def test_default_config_builds_the_documented_model():
 
 
 def test_label_recovery_experiment_maps_indices_to_labels_and_checks_the_data(tmp_path):
-  from experiments import label_recovery  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(6)
   x = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
   y = np.arange(6) % 10
@@ -147,12 +159,12 @@ def test_label_recovery_experiment_maps_indices_to_labels_and_checks_the_data(tm
   (tmp_path / "config.json").write_text(json.dumps(
       {"data": {"source": "cifar10", "path": "/elsewhere/cifar.npz", "split": "test"}}))
   separations = {"indices": indices, "ground_truth": truth}
-  labels = label_recovery.ground_truth_labels(str(tmp_path), separations,
+  labels = classifier.ground_truth_labels(str(tmp_path), separations,
                                               str(tmp_path / "cifar.npz"))
   np.testing.assert_array_equal(labels, y[indices])
   np.savez(tmp_path / "other.npz", x_test=x[::-1], y_test=y)
   with pytest.raises(ValueError, match="another dataset file"):
-    label_recovery.ground_truth_labels(str(tmp_path), separations, str(tmp_path / "other.npz"))
+    classifier.ground_truth_labels(str(tmp_path), separations, str(tmp_path / "other.npz"))
 
 
 def test_training_writes_the_classifier_with_its_colour_and_grayscale_test_accuracy(tmp_path):
@@ -178,3 +190,65 @@ def test_training_writes_the_classifier_with_its_colour_and_grayscale_test_accur
       model, test, labels[32:])
   assert meta["test_accuracy_grayscale"] == classifier.accuracy(model, gray, labels[32:])
   assert record["step"] == 2
+
+
+def _tiny_run_config(tmp_path):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+  labels = rng.integers(0, 10, 40, dtype=np.int64)
+  path = str(tmp_path / "cifar.npz")
+  np.savez(path, x_train=images[:32], y_train=labels[:32], x_test=images[32:],
+           y_test=labels[32:])
+  config = train_classifier_cifar10.get_config()
+  config.model.update(stem=4, widths=(4, 4, 4))
+  config.data.path = config.test_data.path = path
+  config.update(batch_size=8, num_epochs=2, log_every=1, checkpoint_every=2)
+  return config
+
+
+def _params(path):
+  with np.load(path) as f:
+    return {k: f[k] for k in f.files if k != "__metadata__"}
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
+  """8 steps straight, against 8 steps stopped by max_seconds after the first and rerun
+  (from the Orbax checkpoint), and against that run's compact training_state.npz of step 1
+  continued in an empty workdir: all three classifier.npz hold identical arrays."""
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  config = _tiny_run_config(tmp_path)
+  straight = classifier_training.train(config, str(tmp_path / "a"), mesh=mesh)
+  assert straight["step"] == 8
+
+  config.max_seconds = 1e-9  # Past after the first step: checkpoint at step 1, stop.
+  stopped = classifier_training.train(config, str(tmp_path / "b"), mesh=mesh)
+  assert stopped["step"] == 1 and "test_accuracy" not in stopped
+  assert not (tmp_path / "b" / "classifier.npz").exists()
+  shutil.copy(tmp_path / "b" / "training_state.npz", tmp_path / "state_1.npz")
+  config.max_seconds = 0.0
+  resumed = classifier_training.train(config, str(tmp_path / "b"), mesh=mesh)
+  assert resumed["step"] == 8 and resumed["test_accuracy"] == straight["test_accuracy"]
+
+  config.init_weights = str(tmp_path / "state_1.npz")  # Continued in an empty workdir.
+  classifier_training.train(config, str(tmp_path / "d"), mesh=mesh)
+
+  want = _params(tmp_path / "a" / "classifier.npz")
+  for run in ("b", "d"):
+    got = _params(tmp_path / run / "classifier.npz")
+    assert sorted(got) == sorted(want)
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key], err_msg=f"{run}: {key}")
+  records = [json.loads(line) for line in open(tmp_path / "b" / "metrics.jsonl")]
+  assert [r["step"] for r in records] == list(range(1, 9))  # Nothing logged twice.
+  # Test accuracy at the stop (step 1) and at the epoch ends.
+  assert [r["step"] for r in records if "test_accuracy" in r] == [1, 4, 8]
+
+
+def test_a_changed_config_is_refused_on_resume(tmp_path):
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  config = _tiny_run_config(tmp_path)
+  config.max_steps = 2
+  classifier_training.train(config, str(tmp_path / "run"), mesh=mesh)
+  config.optim.lr = 0.05
+  with pytest.raises(ConfigError, match="optim.lr"):
+    classifier_training.train(config, str(tmp_path / "run"), mesh=mesh)

@@ -218,7 +218,7 @@ def test_every_program_spells_the_shared_flags_the_same():
   to continue a workdir under a changed config, in each program that resumes one."""
   resumes = {"separate": True, "train": True, "train_glow": True, "evaluate": False,
              "best_of_s": False, "label_recovery": False, "benchmark": False,
-             "train_classifier": False}
+             "train_classifier": True, "posterior_samples": False}
   results = run_cases([{"argv": ["-m", f"experiments.{name}", "--help"]} for name in resumes])
   for (name, resumable), result in zip(resumes.items(), results):
     assert result["returncode"] == 0, (name, result["stderr"][-3000:])

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
 from typing import Any, Mapping
 
 import jax
@@ -28,9 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax.files import checkpoint_io
+from basis_jax.files import checkpoint_io, data as data_lib
 
 from basis_jax.evaluation import metrics
+from basis_jax.errors import ConfigError, InputFileError
 from basis_jax.files.checkpoint_io import CheckpointError
 
 ARCHITECTURE = "cifar_cnn"
@@ -208,6 +211,25 @@ def label_recovery(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
   hits = (predicted[:, :, None] == true[:, None, :]).astype(np.float64)  # component i, source j
   _, matched = metrics.best_permutation(hits)
   return matched.mean(-1)
+
+
+def ground_truth_labels(run: str, separations, data_path: str | None) -> np.ndarray:
+  """Labels [N, k] of the dataset items the run mixed, checked against its ground truth."""
+  if "indices" not in separations or "ground_truth" not in separations:
+    raise InputFileError(f"{run}/separations.npz has no indices/ground_truth: label recovery "
+                         "needs mixtures of labelled dataset images.")
+  with open(os.path.join(run, "config.json")) as f:
+    data_config = json.load(f)["data"]
+  if data_path:
+    data_config["path"] = data_path
+  dataset = data_lib.load(data_config)
+  if dataset.labels is None:
+    raise ConfigError(f"{dataset.name} has no labels.")
+  indices = separations["indices"]
+  if not np.allclose(dataset.images[indices], separations["ground_truth"], atol=1e-6):
+    raise InputFileError(f"The images of {data_config.get('path')} at the run's indices are not "
+                         "its ground truth: another dataset file than the run used.")
+  return dataset.labels[indices]
 
 
 def separation_label_recovery(model: Classifier, components: np.ndarray,

@@ -1,11 +1,14 @@
-"""The optimizer the score networks are trained with: settings from `config.optim`, the
-learning-rate schedule (warm-up, optional cool-down), the optax transformation.
+"""The one optimizer factory of the trainers that take `config.optim` (score networks and
+the classifier): settings from the config, the learning-rate schedule (warm-up, optional
+cool-down), the optax transformation. (Glow feeds its rate per step into Adamax:
+`glow_training.make_optimizer`.)
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -23,16 +26,27 @@ class OptimizerSettings(NamedTuple):
   decay_start: int
   decay_steps: int
   final_lr_factor: float
+  name: str = "adam"  # Or "sgd_nesterov" (the classifier).
+  momentum: float = 0.9  # sgd_nesterov only.
+  weight_decay: float = 0.0  # Decoupled, on kernels (ndim > 1) only.
+
+
+NAMES = ("adam", "sgd_nesterov")
 
 
 def settings_from_config(optim) -> OptimizerSettings:
-  """Adam as the reference trains (lr 1e-3, β (0.9, 0.999)); optional linear warm-up,
-  global-norm clip and a final linear cool-down (see `learning_rate`)."""
+  """Adam as the reference trains (lr 1e-3, β (0.9, 0.999)) or SGD with Nesterov momentum;
+  optional linear warm-up, global-norm clip, weight decay and a final linear cool-down
+  (see `learning_rate`)."""
   o = OptimizerSettings(
-      float(optim.lr), float(optim.beta1), float(optim.beta2), float(optim.eps),
+      float(optim.lr), float(optim.get("beta1", 0.9)), float(optim.get("beta2", 0.999)),
+      float(optim.get("eps", 1e-8)),
       float(optim.get("grad_clip", 0.0)), int(optim.get("warmup_steps", 0)),
       int(optim.get("decay_start", 0)), int(optim.get("decay_steps", 0)),
-      float(optim.get("final_lr_factor", 0.0)))
+      float(optim.get("final_lr_factor", 0.0)), str(optim.get("name", "adam")),
+      float(optim.get("momentum", 0.9)), float(optim.get("weight_decay", 0.0)))
+  if o.name not in NAMES:
+    raise ConfigError(f"config.optim.name={o.name!r} is not one of {NAMES}.")
   if o.decay_steps < 0 or not 0.0 <= o.final_lr_factor <= 1.0:
     raise ConfigError(f"config.optim needs decay_steps >= 0 and 0 <= final_lr_factor <= 1, got "
                       f"decay_steps={o.decay_steps}, final_lr_factor={o.final_lr_factor}.")
@@ -64,6 +78,16 @@ def learning_rate(o: OptimizerSettings):
 
 
 def make(o: OptimizerSettings) -> optax.GradientTransformation:
-  """The optax transformation of `o`: Adam, after a global-norm clip when grad_clip > 0."""
-  tx = optax.adam(learning_rate(o), b1=o.beta1, b2=o.beta2, eps=o.eps)
-  return optax.chain(optax.clip_by_global_norm(o.grad_clip), tx) if o.grad_clip else tx
+  """The optax transformation of `o`: Adam or SGD with Nesterov momentum, after a
+  global-norm clip when grad_clip > 0 and weight decay on the kernels when weight_decay > 0.
+  (Adam without decay is the chain the committed score-network states were saved with.)"""
+  rate = learning_rate(o)
+  if o.name == "adam":
+    tx = optax.adam(rate, b1=o.beta1, b2=o.beta2, eps=o.eps)
+  else:
+    tx = optax.sgd(rate, momentum=o.momentum, nesterov=True)
+  parts = [optax.clip_by_global_norm(o.grad_clip)] if o.grad_clip else []
+  if o.weight_decay:
+    kernels = lambda params: jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
+    parts.append(optax.add_decayed_weights(o.weight_decay, mask=kernels))
+  return optax.chain(*parts, tx) if parts else tx

@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 
 from basis_jax.files import data as data_lib, sharding
@@ -294,36 +293,6 @@ def _numbers(values) -> str:
   return " ".join(f"{v:.3g}" for v in values)
 
 
-class _Checkpoints:
-  """Orbax checkpoints of the replicated state, and weights.npz (compact) beside each."""
-
-  def __init__(self, workdir: str, config, replicated):
-    self.workdir, self.config, self.replicated = workdir, config, replicated
-    self.manager = ocp.CheckpointManager(
-        os.path.abspath(os.path.join(workdir, "checkpoints")),
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.max_to_keep, create=True))
-
-  def latest_step(self) -> int | None:
-    return self.manager.latest_step()
-
-  def save(self, step: int, state, progress: training_loop.Progress) -> None:
-    del progress  # The step is in the state; no restarts.
-    self.manager.save(step, args=ocp.args.StandardSave(state))
-    if jax.process_index() == 0:
-      save_compact(os.path.join(self.workdir, "weights.npz"), state, self.config)
-
-  def restore(self, state):
-    abstract = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.replicated), state)
-    state = self.manager.restore(self.manager.latest_step(),
-                                 args=ocp.args.StandardRestore(abstract))
-    return state, training_loop.Progress(int(state["step"]))
-
-  def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
-
-
 def train_and_evaluate(config, workdir: str, stop_after: int | None = None, *,
                        allow_config_change: bool = False) -> dict[str, Any]:
   """Trains until `config.num_steps` (or `stop_after` more steps); returns the final state.
@@ -359,7 +328,9 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None, *,
 
   graphdef, state = init_state(config)
   state = jax.device_put(state, replicated)
-  checkpoints = _Checkpoints(workdir, config, replicated)
+  checkpoints = training_loop.OrbaxCheckpoints(
+      workdir, replicated, max_to_keep=config.max_to_keep,
+      after_save=lambda state: save_compact(os.path.join(workdir, "weights.npz"), state, config))
   try:
     if checkpoints.latest_step() is not None:
       state, _ = checkpoints.restore(state)

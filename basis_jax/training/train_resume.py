@@ -1,9 +1,9 @@
 """How a training run continues: the compact training-state file and the resume checks.
 
-- `save` / `load_into`: weights.npz, params (+ EMA, + optimizer state), the architecture,
-  step and seed; with the optimizer state it is a complete training state (~11 MB for the
-  shipped score network) from which `config.init_weights` resumes exactly, because the data
-  order and noise derive from (seed, step).
+- `save` / `load_into`: weights.npz, params (+ EMA or BN statistics, + optimizer state),
+  the architecture, step and seed; with the optimizer state it is a complete training
+  state (~11 MB for the shipped score network) from which `config.init_weights` resumes
+  exactly, because the data order and noise derive from (seed, step).
 - `check_config` / `record_config`: a resumed run must train the same thing (changed result
   keys refused, for every trainer), then config.json is written.
 (The loop itself, with its metrics.jsonl writer, is `basis_jax.training.training_loop`.)
@@ -53,7 +53,8 @@ def load_into(path: str, state: dict, *, architecture: str, model_config: dict,
     params, _ = checkpoint_io.load_params(path, abstract["params"])
     loaded = {"params": params}
   else:
-    target = {g: abstract[g] for g in ("params", "ema", "opt_state") if g in groups and g in state}
+    target = {g: abstract[g] for g in ("params", "ema", "batch_stats", "opt_state")
+              if g in groups and g in state}
     loaded, meta = checkpoint_io.load_params(path, target, allow_unexpected=True)
     if "opt_state" in loaded:  # Only a file with the optimizer state continues the count.
       loaded["step"] = jnp.asarray(meta.get("step", 0), jnp.int32)
@@ -74,7 +75,7 @@ def save(path: str, state: dict, *, architecture: str, model_config: dict, seed:
   With the optimizer state the file is a complete training state: `init_weights` resumes
   from it exactly (the data order and noise derive from (seed, step)).
   """
-  groups = ["params", "ema"] + (["opt_state"] if include_opt_state else [])
+  groups = ["params", "ema", "batch_stats"] + (["opt_state"] if include_opt_state else [])
   tree = {g: state[g] for g in groups if g in state}
   meta = {"architecture": architecture, "config": model_config, "step": int(state["step"]),
           "seed": int(seed), **noise_meta}

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
 from basis_jax.files import atomic, sharding
 from basis_jax.errors import ConfigError, UserError
@@ -98,6 +99,39 @@ class Checkpoints(Protocol):
 
   def latest_step(self) -> int | None:
     """The step of this run's latest checkpoint (None: none yet)."""
+
+
+class OrbaxCheckpoints:
+  """The checkpoint adapter of the trainers whose state is one dict with its own 'step'
+  (score networks, the classifier): Orbax checkpoints of the replicated state under
+  DIR/checkpoints, and `after_save(state)` (e.g. the compact weights file) after each.
+  (Glow's staged runs keep their stage in the checkpoint too: glow_training's adapter.)"""
+
+  def __init__(self, workdir: str, replicated, *, max_to_keep: int = 2, after_save=None):
+    self.replicated, self.after_save = replicated, after_save
+    self.manager = ocp.CheckpointManager(
+        os.path.abspath(os.path.join(workdir, "checkpoints")),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, progress: Progress) -> None:
+    del progress  # The step is in the state; these trainers do not restart.
+    self.manager.save(step, args=ocp.args.StandardSave(state))
+    if self.after_save is not None and jax.process_index() == 0:
+      self.after_save(state)
+
+  def restore(self, state):
+    abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.replicated), state)
+    state = self.manager.restore(self.manager.latest_step(),
+                                 args=ocp.args.StandardRestore(abstract))
+    return state, Progress(int(state["step"]))
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
 
 
 class BatchOrder:
