@@ -167,10 +167,9 @@ def test_label_recovery_experiment_maps_indices_to_labels_and_checks_the_data(tm
     classifier.ground_truth_labels(str(tmp_path), separations, str(tmp_path / "other.npz"))
 
 
-def test_training_writes_the_classifier_with_its_colour_and_grayscale_test_accuracy(tmp_path):
-  """Two steps end to end on a tiny labelled CIFAR-10-shaped file: the saved classifier's
-  metadata holds its accuracy on the test images and on their gray copies (mean of RGB,
-  the colorization baseline), each what `classifier.accuracy` says of the saved model."""
+def _tiny_cifar(tmp_path):
+  """A training config of a tiny classifier on a labelled CIFAR-10-shaped file of 32
+  training and 8 test images; (config, images, labels)."""
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, 40, dtype=np.int64)
@@ -180,6 +179,14 @@ def test_training_writes_the_classifier_with_its_colour_and_grayscale_test_accur
   config = train_classifier_cifar10.get_config()
   config.model.update(stem=4, widths=(4, 4, 4))
   config.data.path = config.test_data.path = path
+  return config, images, labels
+
+
+def test_training_writes_the_classifier_with_its_colour_and_grayscale_test_accuracy(tmp_path):
+  """Two steps end to end on a tiny labelled CIFAR-10-shaped file: the saved classifier's
+  metadata holds its accuracy on the test images and on their gray copies (mean of RGB,
+  the colorization baseline), each what `classifier.accuracy` says of the saved model."""
+  config, images, labels = _tiny_cifar(tmp_path)
   config.update(batch_size=16, max_steps=2)
   record = classifier_training.train(config, str(tmp_path / "run"),
                                      mesh=sharding.make_mesh(jax.devices()[:1]))
@@ -193,15 +200,7 @@ def test_training_writes_the_classifier_with_its_colour_and_grayscale_test_accur
 
 
 def _tiny_run_config(tmp_path):
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
-  labels = rng.integers(0, 10, 40, dtype=np.int64)
-  path = str(tmp_path / "cifar.npz")
-  np.savez(path, x_train=images[:32], y_train=labels[:32], x_test=images[32:],
-           y_test=labels[32:])
-  config = train_classifier_cifar10.get_config()
-  config.model.update(stem=4, widths=(4, 4, 4))
-  config.data.path = config.test_data.path = path
+  config, _, _ = _tiny_cifar(tmp_path)
   config.update(batch_size=8, num_epochs=2, log_every=1, checkpoint_every=2)
   return config
 

@@ -195,10 +195,6 @@ def train(config, workdir: str, *, mesh=None, allow_config_change: bool = False)
   graphdef, state = init_state(config, tx)
   replicated = sharding.replicated(mesh)
   state = jax.device_put(state, replicated)
-  logging.info("Classifier %s: %s parameters; %d images, %d steps of %d (%d epochs), "
-               "%d device(s).", classifier.ARCHITECTURE,
-               f"{sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state['params'])):,}",
-               len(train_set), num_steps, batch_size, int(config.num_epochs), mesh.size)
   save_state = lambda s: train_resume.save(
       os.path.join(workdir, STATE_FILE), s,
       architecture=classifier.ARCHITECTURE, model_config=_model_config_dict(config),
@@ -208,6 +204,10 @@ def train(config, workdir: str, *, mesh=None, allow_config_change: bool = False)
                                                after_save=save_state)
   objective = _CrossEntropy(config, graphdef, tx, mesh, train_set, test_set, steps_per_epoch,
                             optim.learning_rate(settings))
+  logging.info("Classifier %s: %s parameters; %d images, %d steps of %d (%d epochs), "
+               "%d device(s).", classifier.ARCHITECTURE,
+               f"{classifier.count_params(objective.model(state)):,}", len(train_set),
+               num_steps, batch_size, int(config.num_epochs), mesh.size)
   try:
     if checkpoints.latest_step() is not None:
       state, _ = checkpoints.restore(state)
