@@ -79,17 +79,17 @@ def _row(name, config, workdir):
     index = np.argmin(np.where(np.isfinite(residual), residual, np.inf), axis=1)
     chosen = sep.components[np.arange(len(index)), index]
     sep = dataclasses.replace(sep, components=chosen[:, None])
-  results = report.psnr_results(sep)
+  results, arrays = report.psnr_results(sep)
   s = config.schedule
   levels = len(s.sigmas) if s.sigmas else s.num_levels
   with open(os.path.join(workdir, "timing.json")) as f:
     seconds = json.load(f)["seconds"]
-  return {"name": name, "psnr": results["basis"],
+  return {"name": name, "psnr": results["psnr"],
           "above_29_5": results["fraction_components_above_29_5"],
-          "baseline": results["average"],
+          "baseline": results["average_baseline_psnr"],
           "evals": levels * s.steps_per_level * config.sampler.num_samples,
-          "seconds": seconds, "n": results["n_mixtures"],
-          "per_mixture": results["mixture_psnr"],
+          "seconds": seconds, "n": len(arrays["mixture_psnr"]),
+          "per_mixture": arrays["mixture_psnr"],
           "indices": None if sep.indices is None else np.asarray(sep.indices)}
 
 

@@ -184,11 +184,11 @@ def test_evaluation_from_the_config(random_weights_run, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads((workdir / "eval.json").read_text())
   assert report["n_mixtures"] == 2 and len(report["histogram"]["counts"]) == 7
-  assert "ssim_mean" not in report
+  assert "ssim" not in report
   result = _run(["-m", "experiments.evaluate", f"--workdir={workdir}",
                  "--config.inception=never", "--config.ssim=True"])  # Default --config.
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "ssim_mean" in json.loads((workdir / "eval.json").read_text())
+  assert "mean" in json.loads((workdir / "eval.json").read_text())["ssim"]
   result = _run(["-m", "experiments.evaluate", f"--workdir={tmp_path}"])
   _assert_user_error(result, f"{tmp_path}/separations.npz not found")
   result = _run(["-m", "experiments.evaluate", "--config.inception=sometimes",

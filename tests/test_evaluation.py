@@ -90,24 +90,24 @@ def test_evaluate_writes_tables(tmp_path, monkeypatch):
   monkeypatch.setenv(inception.WEIGHTS_ENV, str(tmp_path / 'no_weights.npz'))
   truth, _ = _write_run(str(tmp_path))
   results = report.evaluate(str(tmp_path), ssim=True)
-  for key in ('psnr_mean', 'psnr_std', 'psnr_ci95', 'n_mixtures', 'average_psnr_mean',
-              'average_psnr_std', 'average_psnr_ci95', 'ssim_mean'):
-    assert key in results
+  for key in ('psnr', 'average_baseline_psnr', 'ssim', 'average_baseline_ssim'):
+    assert set(results[key]) == {'mean', 'std', 'ci95', 'n'} and results[key]['n'] == 30
   assert results['n_mixtures'] == 30
-  assert results['psnr_mean'] == pytest.approx(30.5, abs=0.5)  # noise 0.03 -> ~30.5 dB
-  assert results['average_psnr_mean'] < results['psnr_mean']
+  assert results['psnr']['mean'] == pytest.approx(30.5, abs=0.5)  # noise 0.03 -> ~30.5 dB
+  assert results['average_baseline_psnr']['mean'] < results['psnr']['mean']
+  assert results['ssim']['mean'] > results['average_baseline_ssim']['mean']
   assert results['fraction_mixtures_above_average'] == 1.0  # Every mixture: 30 dB vs ~8.
   assert 'on 100.0 % of the mixtures' in (tmp_path / 'eval.md').read_text()
   # Half the mixtures swapped for the Average itself (m/2 each): they no longer beat it.
   sep = report.load_separations(str(tmp_path))
   sep.components[:15, 0] = sep.mixtures[:15, None] / 2
-  swapped = report.psnr_results(sep)
+  swapped, arrays = report.psnr_results(sep)
   assert swapped['fraction_mixtures_above_average'] == 0.5
-  assert swapped['mixture_psnr'].shape == (30,)  # Per mixture, as the summary averages.
-  assert swapped['mixture_psnr'].mean() == pytest.approx(swapped['basis']['mean'])
+  assert arrays['mixture_psnr'].shape == (30,)  # Per mixture, as the summary averages.
+  assert arrays['mixture_psnr'].mean() == pytest.approx(swapped['psnr']['mean'])
   assert 'inception' not in results  # One channel (MNIST): IS/FID do not apply, no warning.
   with open(tmp_path / 'eval.json') as f:
-    assert json.load(f)['psnr_mean'] == results['psnr_mean']
+    assert json.load(f)['psnr'] == results['psnr']
   assert '| BASIS |' in (tmp_path / 'eval.md').read_text()
   assert os.path.getsize(tmp_path / 'psnr_histogram.png') > 0
   with pytest.raises(FileNotFoundError):
@@ -165,10 +165,9 @@ def test_eval_md_says_once_how_many_samples_a_mixture_had():
   results = {'workdir': 'runs/x', 'n_mixtures': 500, 'n_components': 2, 'n_samples': 1,
              'image_shape': [28, 28, 1], 'baseline': 'Average',
              'fraction_mixtures_above_average': 0.99,
-             **{f'{p}_{s}': stats[s] for p in ('psnr', 'average_psnr') for s in stats},
-             'selection': {'select': 'likelihood', 'num_samples': 2,
-                           **{k: stats for k in ('chosen', 'single_sample', 'oracle',
-                                                 'posterior_mean')}}}
+             'select': 'likelihood', 'selected_from': 2,
+             **{k: stats for k in ('psnr', 'average_baseline_psnr', 'psnr_single_sample',
+                                   'psnr_oracle', 'psnr_posterior_mean')}}
   text = report.markdown_table(results)
   assert ('PSNR over 500 mixtures (2 components each, matched to the truth), of the sample '
           'kept per mixture: one of 2 posterior samples, chosen by likelihood') in text

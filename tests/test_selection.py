@@ -195,13 +195,35 @@ def test_the_evaluator_reports_chosen_single_oracle_and_mean(tmp_path):
   config = _toy_config(**{"sampler.num_samples": 3, "select": "likelihood", "num_mixtures": 6})
   summary = separation.run(config, str(tmp_path))
   results = report.evaluate(str(tmp_path), inception="never")
-  chosen = results["selection"]
-  assert chosen["select"] == "likelihood" and chosen["num_samples"] == 3
-  assert chosen["chosen"]["mean"] == pytest.approx(results["psnr_mean"])
-  assert chosen["chosen"]["mean"] == pytest.approx(summary["psnr"]["mean"])
-  assert chosen["oracle"]["mean"] >= max(chosen["chosen"]["mean"],
-                                         chosen["single_sample"]["mean"])
+  assert results["select"] == "likelihood" and results["selected_from"] == 3
+  # One producer: the run's metrics.json and eval.json agree key for key.
+  for key in ("psnr", "average_baseline_psnr", "psnr_single_sample", "psnr_oracle",
+              "psnr_posterior_mean", "fraction_mixtures_above_average", "selected_from"):
+    assert results[key] == pytest.approx(summary[key]), key
+  assert results["psnr_oracle"]["mean"] >= max(results["psnr"]["mean"],
+                                               results["psnr_single_sample"]["mean"])
   assert "oracle: best of the S by PSNR" in (tmp_path / "eval.md").read_text()
+
+
+def test_best_of_s_after_the_fact_is_the_in_run_choice(tmp_path):
+  from experiments import best_of_s  # pylint: disable=import-outside-toplevel
+  overrides = {"sampler.num_samples": 3, "num_mixtures": 6}
+  in_run = separation.run(_toy_config(**overrides, select="likelihood"), str(tmp_path / "a"))
+  config = _toy_config(**overrides)  # select='none': every sample kept, none chosen.
+  separation.run(config, str(tmp_path / "b"))
+  after = best_of_s.choose(config, str(tmp_path / "b"))
+  with np.load(tmp_path / "a" / "separations.npz") as a, \
+       np.load(tmp_path / "b" / "best_of_s.npz") as b:
+    np.testing.assert_array_equal(b["index"], a["chosen"])
+    np.testing.assert_array_equal(b["components"], a["components"])
+  for key in ("psnr", "psnr_single_sample", "psnr_oracle", "psnr_posterior_mean",
+              "average_baseline_psnr", "selected_from"):
+    assert after[key] == pytest.approx(in_run[key]), key  # One producer, one schema.
+  with pytest.raises(errors.MissingFileError, match="separations.npz not found"):
+    best_of_s.choose(config, str(tmp_path / "c"))
+  separation.run(_toy_config(num_mixtures=6), str(tmp_path / "c"))
+  with pytest.raises(errors.ConfigError, match="one sample per mixture"):
+    best_of_s.choose(config, str(tmp_path / "c"))
 
 
 def test_the_posterior_mean_aligns_swapped_samples():

@@ -17,9 +17,7 @@ import numpy as np
 
 from basis_jax.files import atomic
 
-from basis_jax.evaluation import metrics
-
-from basis_jax.sampling import selection
+from basis_jax.evaluation import metrics, scores
 from basis_jax.errors import ConfigError, InputFileError, MissingFileError
 
 SEPARATIONS_FILE = 'separations.npz'
@@ -107,45 +105,17 @@ def _average_estimates(sep: Separations) -> np.ndarray:
                                   channels=sep.components.shape[-1])
 
 
-def psnr_results(sep: Separations, ssim: bool = False) -> dict[str, Any]:
-  """PSNR (and optionally SSIM) of the separations and of the Average baseline.
-
-  With S samples per mixture each sample is matched and scored on its own, and a
-  mixture's score is the mean over its samples. Returns summaries, the per-component PSNR
-  arrays (key 'component_psnr', [N, S, k]) for the histogram and the per-mixture scores
-  (key 'mixture_psnr', [N]) for comparing runs on the same mixtures.
-  """
+def psnr_results(sep: Separations, ssim: bool = False
+                 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+  """(summary, arrays) of `scores.separation_scores` for a finished run: the keys metrics.json
+  and eval.json share, and the per-component ([N, S, k]) and per-mixture ([N]) PSNR."""
   if sep.ground_truth is None:
     raise InputFileError('No ground truth in separations.npz: PSNR needs it.')
-  n, s = sep.components.shape[:2]
-  per_sample = [metrics.separation_psnr(sep.components[:, i], sep.ground_truth)
-                for i in range(s)]
-  component = np.stack([r['component'] for r in per_sample], 1)  # [N, S, k]
-  baseline = metrics.separation_psnr(_average_estimates(sep), sep.ground_truth)
-  per_mixture = component.mean(axis=(1, 2))
-  out = {'basis': metrics.summarize(per_mixture),
-         'average': metrics.summarize(baseline['mixture']),
-         'component_psnr': component, 'mixture_psnr': per_mixture,
-         'n_mixtures': n, 'n_samples': s,
-         'fraction_components_above_29_5': float(np.mean(component > 29.5)),
-         # Mixtures whose separation scores above the Average's on the same mixture.
-         'fraction_mixtures_above_average': float(np.mean(per_mixture > baseline['mixture']))}
-  if sep.samples is not None and s == 1:
-    # What choosing among the S samples was worth, on the same run.
-    out['selection'] = {name: metrics.summarize(values) for name, values in
-                        selection.sample_psnr_summary(sep.samples, sep.components[:, 0],
-                                                      sep.ground_truth).items()}
-    out['selection']['select'] = _nested_get(sep.config, 'select') or 'unknown'
-    out['selection']['num_samples'] = int(sep.samples.shape[1])
-  if ssim:
-    values = np.stack([metrics.matched_ssim(sep.components[:, i], sep.ground_truth,
-                                            per_sample[i]['permutation'])
-                       for i in range(s)], 1)
-    out['basis_ssim'] = metrics.summarize(values.mean(axis=(1, 2)))
-    base = metrics.matched_ssim(_average_estimates(sep), sep.ground_truth,
-                                baseline['permutation'])
-    out['average_ssim'] = metrics.summarize(base.mean(axis=1))
-  return out
+  summary, arrays = scores.separation_scores(sep.components, sep.ground_truth, sep.mixtures,
+                                             sep.alphas, samples=sep.samples, ssim=ssim)
+  if sep.samples is not None:
+    summary['select'] = _nested_get(sep.config, 'select') or 'unknown'
+  return summary, arrays
 
 
 # ----------------------------------------------------------------------------- IS / FID
@@ -263,25 +233,25 @@ def markdown_table(results: dict[str, Any]) -> str:
   lines = [f"# Evaluation of {results.get('workdir', '')}", '']
   colorization = results.get('baseline') == 'gray image'
   baseline, ours = ('gray image', 'colorized') if colorization else ('Average', 'BASIS')
-  if 'psnr_mean' in results:
+  if 'psnr' in results:
     n, k, s = results['n_mixtures'], results['n_components'], results['n_samples']
     if colorization:
       what = f"PSNR of {n} colorized images against the original"
     else:
       what = f"PSNR over {n} mixtures ({k} components each, matched to the truth)"
-    if 'selection' in results:
-      chosen = results['selection']
-      what += (f", of the sample kept per mixture: one of {chosen['num_samples']} posterior "
-               f"samples, chosen by {chosen['select']} (the others below)")
+    selected = 'selected_from' in results
+    if selected:
+      what += (f", of the sample kept per mixture: one of {results['selected_from']} posterior "
+               f"samples, chosen by {results.get('select', 'unknown')} (the others below)")
     elif s > 1:
       what += f", each of {s} posterior samples per mixture scored on its own, then averaged"
     else:
       what += ", one posterior sample per mixture"
     lines += [f"{what}; ± is the 95% interval.", '',
               '| method | PSNR (dB) | std | 95% CI |', '|---|---|---|---|']
-    for label, prefix in ((baseline, 'average_psnr'), (ours, 'psnr')):
-      lines.append(f"| {label} | {results[prefix + '_mean']:.2f} | "
-                   f"{results[prefix + '_std']:.2f} | ±{results[prefix + '_ci95']:.2f} |")
+    for label, key in ((baseline, 'average_baseline_psnr'), (ours, 'psnr')):
+      lines.append(f"| {label} | {results[key]['mean']:.2f} | "
+                   f"{results[key]['std']:.2f} | ±{results[key]['ci95']:.2f} |")
     if 'fraction_mixtures_above_average' in results:
       lines += ['', f"{ours} scores above the {baseline} on "
                 f"{100 * results['fraction_mixtures_above_average']:.1f} % of the "
@@ -290,20 +260,19 @@ def markdown_table(results: dict[str, Any]) -> str:
       lines += ['', "On natural images PSNR is not the measure: many pairs of images sum to "
                 "nearly the same mixture, so a plausible separation can score a low PSNR. The "
                 "paper reports Inception Score and FID instead (docs/evaluation.md)."]
-    if 'selection' in results:
-      chosen = results['selection']
-      lines += ['', f"The kept sample against the same run's S = {chosen['num_samples']} samples "
-                "per mixture, scored otherwise:", '',
+    if selected:
+      lines += ['', f"The kept sample against the same run's S = {results['selected_from']} "
+                "samples per mixture, scored otherwise:", '',
                 '| estimate | PSNR (dB) | 95% CI |', '|---|---|---|']
-      for label, key in ((f'chosen sample ({ours} above)', 'chosen'),
-                         ('one sample (mean over the S)', 'single_sample'),
-                         ('oracle: best of the S by PSNR', 'oracle'),
-                         ('posterior mean of the S (aligned)', 'posterior_mean')):
-        lines.append(f"| {label} | {chosen[key]['mean']:.2f} | ±{chosen[key]['ci95']:.2f} |")
-    if 'ssim_mean' in results:
+      for label, key in ((f'chosen sample ({ours} above)', 'psnr'),
+                         ('one sample (mean over the S)', 'psnr_single_sample'),
+                         ('oracle: best of the S by PSNR', 'psnr_oracle'),
+                         ('posterior mean of the S (aligned)', 'psnr_posterior_mean')):
+        lines.append(f"| {label} | {results[key]['mean']:.2f} | ±{results[key]['ci95']:.2f} |")
+    if 'ssim' in results:
       lines += ['', '| method | SSIM |', '|---|---|',
-                f"| {baseline} | {results['average_ssim_mean']:.4f} |",
-                f"| {ours} | {results['ssim_mean']:.4f} |"]
+                f"| {baseline} | {results['average_baseline_ssim']['mean']:.4f} |",
+                f"| {ours} | {results['ssim']['mean']:.4f} |"]
     lines.append('')
   if 'inception' in results:
     inc = results['inception']
@@ -324,20 +293,6 @@ def markdown_table(results: dict[str, Any]) -> str:
     from basis_jax.evaluation import sample_quality  # pylint: disable=import-outside-toplevel
     lines += sample_quality.markdown_lines(results['sample_quality'], colorization)
   return '\n'.join(lines)
-
-
-def psnr_summary_fields(psnr: dict[str, Any]) -> dict[str, Any]:
-  out = {'n_mixtures': psnr['n_mixtures'], 'n_samples': psnr['n_samples'],
-         'fraction_components_above_29_5': psnr['fraction_components_above_29_5'],
-         'fraction_mixtures_above_average': psnr['fraction_mixtures_above_average']}
-  for prefix, key in (('psnr', 'basis'), ('average_psnr', 'average'),
-                      ('ssim', 'basis_ssim'), ('average_ssim', 'average_ssim')):
-    if key in psnr:
-      for stat in ('mean', 'std', 'ci95'):
-        out[f'{prefix}_{stat}'] = psnr[key][stat]
-  if 'selection' in psnr:
-    out['selection'] = psnr['selection']
-  return out
 
 
 # ----------------------------------------------------------------------------- driver
@@ -429,10 +384,10 @@ def evaluate(workdir: str, *, ssim: bool = False, inception: str = 'auto',
                              'image_shape': list(sep.components.shape[3:]),
                              'baseline': 'gray image' if colorization else 'Average'}
   if sep.ground_truth is not None:
-    psnr = psnr_results(sep, ssim=ssim)
-    results.update(psnr_summary_fields(psnr))
+    summary, arrays = psnr_results(sep, ssim=ssim)
+    results.update(summary)
     hist_path = os.path.join(workdir, 'psnr_histogram.png')
-    counts = metrics.write_histogram_png(psnr['component_psnr'], hist_path,
+    counts = metrics.write_histogram_png(arrays['component_psnr'], hist_path,
                                          bins=histogram_bins)
     results['histogram'] = {'path': hist_path, 'counts': counts.tolist()}
   if inception == 'auto' and sep.components.shape[-1] != 3:

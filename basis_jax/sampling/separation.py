@@ -34,7 +34,7 @@ from basis_jax import cli, console, errors
 
 from basis_jax.sampling import memory, mixing as mixing_lib
 
-from basis_jax.evaluation import metrics
+from basis_jax.evaluation import metrics, scores
 from basis_jax.files import mixtures as mixtures_lib
 from basis_jax import overview, priors as priors_lib
 from basis_jax import progress as progress_lib
@@ -291,8 +291,8 @@ def _append_chunk_metrics(work, start, stop, seconds, local, mine, mixture_set, 
             "score_norm_per_level": np.mean(local["score_norm"].reshape(
                 -1, job.schedule.num_levels), axis=0).tolist()}
   if mixture_set.ground_truth is not None and local["components"].ndim == 5:
-    record["psnr_mean"] = float(np.mean(_best_permutation_psnr(
-        local["components"], mixture_set.ground_truth[mine])))
+    record["psnr_mean"] = metrics.separation_psnr(
+        local["components"], mixture_set.ground_truth[mine], 1.0)["mixture"].mean().item()
   with open(work.file("metrics.jsonl"), "a") as f:
     f.write(json.dumps(record) + "\n")
 
@@ -322,11 +322,6 @@ def _sync(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(name)
-
-
-def _best_permutation_psnr(components, truth):
-  """Per-mixture PSNR (peak 1, the dataset's [0, 1] space) under the best permutation."""
-  return metrics.separation_psnr(components, truth, 1.0)["mixture"]
 
 
 def _read_chunk(path: str) -> dict[str, np.ndarray]:
@@ -382,18 +377,12 @@ def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.Mixtur
   if "samples" in fields:
     summary["select"] = config.get("select", "none")
   if mixture_set.ground_truth is not None and components.ndim == 5:
-    psnr = _best_permutation_psnr(components, mixture_set.ground_truth)
-    summary["psnr"] = metrics.summarize(psnr)
-    if "samples" in fields:  # What the choice is worth: against one sample, the oracle, the mean.
-      for name, values in selection.sample_psnr_summary(
-          fields["samples"], components, mixture_set.ground_truth).items():
-        if name != "chosen":
-          summary[f"psnr_{name}"] = metrics.summarize(values)
-    average = metrics.average_baseline(mixture_set.mixtures, job.mixing.num_components,
-                                       mixture_set.alphas,
-                                       channels=mixture_set.ground_truth.shape[-1])
-    summary["average_baseline_psnr"] = metrics.summarize(
-        _best_permutation_psnr(average, mixture_set.ground_truth))
+    # The one score producer; with samples, what the choice was worth (one sample, the
+    # oracle, the mean).
+    scored, _ = scores.separation_scores(components, mixture_set.ground_truth,
+                                         mixture_set.mixtures, mixture_set.alphas,
+                                         samples=fields.get("samples"))
+    summary.update(scored)
     summary["baseline"] = "gray image" if colorization else "Average"
   atomic.write_json(work.file("metrics.json"), summary)
   shown = components if components.ndim == 5 else components[:, 0]
