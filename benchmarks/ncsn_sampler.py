@@ -21,7 +21,9 @@ from basis_jax.sampling import memory, mixing, sampler, schedules
 
 from basis_jax.files import sharding
 from basis_jax.priors import ncsn
+from basis_jax.priors.base import UNIFORM_INIT
 from benchmarks import measure, report
+from configs import base_separation
 
 
 def _network(config, dtype):
@@ -57,7 +59,8 @@ def _time_sampler(config, score_fn, params, arch, batch, precision, *, unroll=1,
   shape = (arch.image_size, arch.image_size, arch.channels)
   separate = sampler.make_separator(
       (score_fn,) * k if per_component else score_fn, mixing.Sum((1.0,) * k), schedule,
-      component_shape=shape, options=sampler.SamplerOptions(unroll=unroll))
+      component_shape=shape, options=sampler.SamplerOptions.from_section(
+          base_separation.get_config().sampler, UNIFORM_INIT, unroll=unroll))
   mesh = mesh or sharding.make_mesh(jax.local_devices())
   devices = mesh.devices.size
   rows = -(-batch // devices) * devices

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.sampling_options import sampler_options
 from basis_jax import errors
 
 from basis_jax.sampling import mixing, sampler, schedules, selection
@@ -65,7 +66,7 @@ def test_glow_basis_end_to_end_with_best_of_s(tmp_path):
   separate = sampler.make_separator(
       prior.score_fn, op, SCHEDULE, component_shape=prior.image_shape,
       select_level=prior.select_level,
-      options=sampler.SamplerOptions(init="normal", num_samples=4))
+      options=sampler_options(init="normal", num_samples=4))
   out = jax.jit(separate)(prior.params, mixtures, jax.random.key(0))
   samples = np.asarray(out["components"])
   assert samples.shape == (3, 4, 2, 8, 8, 1) and np.isfinite(samples).all()

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.sampling_options import sampler_options
 from basis_jax.sampling import mixing, sampler, schedules
 
 from basis_jax.files import sharding
@@ -29,7 +30,7 @@ def _posterior_samples(k, alphas, sched, num_samples, truth_seed, key):
   m = np.asarray(op(jnp.asarray(truth)))
   separate = sampler.make_separator([p.score_fn for p in priors], op, sched,
                                     component_shape=SHAPE,
-                                    options=sampler.SamplerOptions(num_samples=num_samples))
+                                    options=sampler_options(num_samples=num_samples))
   out = jax.jit(separate)([p.params for p in priors], m[None], jax.random.key(key))
   return priors, means, variances, m, out
 
@@ -116,7 +117,7 @@ def _small_setup(num_samples=1, **option_kwargs):
   sched = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, 3), 5, 3e-5)
   priors, _, _ = _toy(2, sched.sigmas)
   op = mixing.Sum((1.0, 1.0))
-  options = sampler.SamplerOptions(num_samples=num_samples, **option_kwargs)
+  options = sampler_options(num_samples=num_samples, **option_kwargs)
   separate = sampler.make_separator([p.score_fn for p in priors], op, sched,
                                     component_shape=SHAPE, options=options)
   params = [p.params for p in priors]
@@ -173,7 +174,7 @@ def test_samples_axis_snapshots_clamp_and_progress():
   priors, _, _ = _toy(2, sched.sigmas)
   with_progress = sampler.make_separator(
       [p.score_fn for p in priors], mixing.Sum((1.0, 1.0)), sched, component_shape=SHAPE,
-      progress=lambda level: levels.append(int(level)))
+      progress=lambda level: levels.append(int(level)), options=sampler_options())
   jax.block_until_ready(jax.jit(with_progress)(params, mixtures[:2], jax.random.key(0)))
   jax.effects_barrier()
   assert sorted(set(levels)) == list(range(sched.num_levels))
@@ -195,7 +196,7 @@ def test_nonlinear_clipped_sum_runs_and_fits_the_mixture():
   mixtures = np.asarray(jax.vmap(op)(truth))
   assert (mixtures == 1.0).any(), "the test mixtures should saturate somewhere"
   separate = sampler.make_separator([p.score_fn for p in priors], op, sched,
-                                    component_shape=SHAPE)
+                                    component_shape=SHAPE, options=sampler_options())
   out = jax.jit(separate)([p.params for p in priors], mixtures, jax.random.key(0))
   fitted = np.asarray(jax.vmap(op)(out["components"]))
   start = np.asarray(jax.vmap(op)(jax.random.uniform(jax.random.key(1), truth.shape)))
@@ -206,7 +207,7 @@ def test_nonlinear_clipped_sum_runs_and_fits_the_mixture():
   assert error.mean() < 0.25 * np.abs(start - mixtures).mean()
   with pytest.raises(ValueError, match="hard_constraint needs a linear"):
     sampler.make_separator([p.score_fn for p in priors], op, sched, component_shape=SHAPE,
-                           options=sampler.SamplerOptions(hard_constraint=True))
+                           options=sampler_options(hard_constraint=True))
 
 
 def test_divergence_is_reported_with_the_level_where_it_began():
@@ -217,7 +218,7 @@ def test_divergence_is_reported_with_the_level_where_it_began():
   sched = schedules.Schedule(sigmas, 20, 3e-5, gammas=gammas)
   priors, _, _ = _toy(2, sched.sigmas)
   separate = sampler.make_separator([p.score_fn for p in priors], mixing.Sum((1.0, 1.0)), sched,
-                                    component_shape=SHAPE)
+                                    component_shape=SHAPE, options=sampler_options())
   mixtures = np.full((3,) + SHAPE, 0.8, np.float32)
   out = jax.jit(separate)([p.params for p in priors], mixtures, jax.random.key(0))
   np.testing.assert_array_equal(out["diverged_level"], [3, 3, 3])
@@ -231,7 +232,7 @@ def test_a_finite_explosion_is_flagged_although_the_clamp_would_hide_it():
   sched = schedules.Schedule((1.0,), 100, 0.1, likelihood_weight=0.0)
   separate = sampler.make_separator(lambda params, x, level: x - 0.5, mixing.Sum((1.0, 1.0)),
                                     sched, component_shape=SHAPE,
-                                    options=sampler.SamplerOptions(clamp=(0.0, 1.0)))
+                                    options=sampler_options(clamp=(0.0, 1.0)))
   out = jax.jit(separate)(None, np.full((2,) + SHAPE, 0.8, np.float32), jax.random.key(0))
   components = np.asarray(out["components"])
   assert np.isfinite(components).all() and components.min() >= 0 and components.max() <= 1
@@ -257,12 +258,12 @@ def test_bad_input_is_refused_before_compilation():
   priors, _, _ = _toy(2, sched.sigmas)
   with pytest.raises(ValueError, match="num_components=3 but the mixing operator has 2"):
     sampler.make_separator(priors[0].score_fn, mixing.Sum((1.0, 1.0)), sched,
-                           component_shape=SHAPE, num_components=3)
+                           component_shape=SHAPE, num_components=3, options=sampler_options())
   with pytest.raises(ValueError, match="score_fn has 3 entries but there are 2"):
     sampler.make_separator([priors[0].score_fn] * 3, mixing.Sum((1.0, 1.0)), sched,
-                           component_shape=SHAPE)
+                           component_shape=SHAPE, options=sampler_options())
   with pytest.raises(ValueError, match="Unknown init"):
-    sampler.SamplerOptions(init="zeros")
+    sampler_options(init="zeros")
 
 
 def test_residual_rank_is_the_residual_the_sampler_reports():

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.sampling_options import sampler_options
 from basis_jax import errors
 
 from basis_jax.sampling import mixing, sampler, schedules, selection, separation
@@ -29,7 +30,7 @@ def _toy(num_samples=4, prune_after=0, survivors=1, progress=None, criterion="li
                                 likelihood_weight=1.0)
   op = mixing.Sum((1.0, 1.0))
   rank = selection.make_rank_fn(criterion, [prior, prior], op, len(SIGMAS))
-  options = sampler.SamplerOptions(num_samples=num_samples, clamp=(0.0, 1.0),
+  options = sampler_options(num_samples=num_samples, clamp=(0.0, 1.0),
                                    hard_constraint=True, prune_after=prune_after,
                                    survivors=survivors)
   separate = sampler.make_separator(prior.score_fn, op, schedule, component_shape=SHAPE,
@@ -53,7 +54,7 @@ def test_the_chosen_sample_is_the_most_likely_one():
   # Samples are those of the same run without selection (noise per mixture and sample).
   plain = sampler.make_separator(prior.score_fn, mixing.Sum((1.0, 1.0)), separate.schedule,
                                  component_shape=SHAPE, options=dataclasses.replace(
-                                     sampler.SamplerOptions(num_samples=4, clamp=(0.0, 1.0),
+                                     sampler_options(num_samples=4, clamp=(0.0, 1.0),
                                                             hard_constraint=True)))
   np.testing.assert_allclose(jax.jit(plain)(prior.params, mixtures, jax.random.key(0))
                              ["components"], samples, atol=1e-6)
@@ -102,7 +103,7 @@ def test_progress_reports_a_level_only_after_its_work():
   schedule = schedules.Schedule(sigmas=SIGMAS, steps_per_level=3, step_lr=2e-3)
   separate = sampler.make_separator(
       traced_score, mixing.Sum((1.0, 1.0)), schedule, component_shape=SHAPE,
-      progress=lambda level: events.append(("done", int(level))))
+      progress=lambda level: events.append(("done", int(level))), options=sampler_options())
   jax.block_until_ready(jax.jit(separate)(prior.params, mixtures, jax.random.key(0)))
   done = [i for i, (kind, _) in enumerate(events) if kind == "done"]
   assert [events[i][1] for i in done] == list(range(len(SIGMAS)))
@@ -120,13 +121,13 @@ def test_progress_reports_a_level_only_after_its_work():
 ])
 def test_bad_sampling_settings_are_refused(options, match):
   with pytest.raises(errors.ConfigError, match=match):
-    sampler.SamplerOptions(**options)
+    sampler_options(**options)
 
 
 def test_pruning_needs_a_criterion_and_a_level_left():
   prior, _, _ = _toy()
   schedule = schedules.Schedule(sigmas=SIGMAS, steps_per_level=2, step_lr=1e-3)
-  options = sampler.SamplerOptions(num_samples=4, prune_after=2, survivors=1)
+  options = sampler_options(num_samples=4, prune_after=2, survivors=1)
   with pytest.raises(errors.ConfigError, match="select='none'"):
     sampler.make_separator(prior.score_fn, mixing.Sum((1.0, 1.0)), schedule,
                            component_shape=SHAPE, options=options)

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from basis_jax import cli, errors, priors as priors_lib
 
 from basis_jax.evaluation import metrics
 
-from basis_jax.sampling import mixing, separation
+from basis_jax.sampling import mixing, run_config, separation
 from basis_jax.priors import gaussian, glow
 from configs import gaussian_toy
 
@@ -329,3 +330,32 @@ def test_clipped_sum_refuses_gains_it_would_ignore():
   config = _toy_config(**{"mixing.kind": "clipped_sum", "mixing.alphas": (0.5, 0.5)})
   with pytest.raises(errors.ConfigError, match="set every α to 1"):
     separation.build_job(config)
+
+
+@pytest.mark.parametrize("path, named", [
+    ("sampler.unroll", "config.sampler has no field 'unroll'"),
+    ("schedule.likelihood_weight", "config.schedule has no field 'likelihood_weight'"),
+    ("output.grid_rows", "no field 'output.grid_rows'"),
+    ("select", "no field 'select'"),
+    ("max_device_memory_gb", "no field 'max_device_memory_gb'"),
+])
+def test_a_config_missing_a_field_is_refused_before_any_work(tmp_path, path, named):
+  # Defaults live in configs/base_separation.py only: the code supplies none of its own.
+  config = _toy_config()
+  *parents, last = path.split(".")
+  section = config
+  for part in parents:
+    section = section[part]
+  del section[last]
+  with pytest.raises(errors.ConfigError, match=re.escape(named)) as refused:
+    separation.run(config, str(tmp_path / "run"))
+  assert "configs/base_separation.py" in str(refused.value.hint)
+  assert not (tmp_path / "run").exists()
+
+
+def test_the_run_checks_its_sections_once(monkeypatch, tmp_path):
+  calls = []
+  original = run_config.check
+  monkeypatch.setattr(run_config, "check", lambda config: calls.append(1) or original(config))
+  separation.run(_toy_config(num_mixtures=2, batch_size=2), str(tmp_path))
+  assert calls == [1]

@@ -63,19 +63,8 @@ def _config_dict(config) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
-def validate_run(config, path: str) -> None:
-  """Refuses settings that would hang, run away or fail midway, before anything is written."""
-  batch_size = config.get("batch_size")
-  if batch_size is not None and int(batch_size) < 1:
-    raise ConfigError(f"batch_size must be at least 1, got {batch_size}.",
-                      hint="--config.batch_size=N sets how many mixtures run per chunk.")
-  for name, value in (("num_mixtures", config.get("num_mixtures")),
-                      ("mixture.num_mixtures", config.get("mixture", {}).get("num_mixtures"))):
-    # 0 used to fall through to "the whole test set" (10,000 mixtures): ask for that by number.
-    if value is not None and int(value) < 1:
-      raise ConfigError(f"{name} must be at least 1, got {value}.",
-                        hint="to separate the whole test set give its size, e.g. "
-                             f"--config.{name}=10000.")
+def validate_path(path: str) -> None:
+  """Refuses a workdir that cannot be created, before anything is written."""
   parent = os.path.abspath(path)
   while not os.path.exists(parent):
     parent = os.path.dirname(parent)

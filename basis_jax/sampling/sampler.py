@@ -18,7 +18,7 @@ alone, in any batch, or on any number of devices (see `files/sharding.py`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -52,25 +52,58 @@ class SamplingDivergedError(UserError, FloatingPointError):
 
 @dataclasses.dataclass(frozen=True)
 class SamplerOptions:
-  """Static options of the sampler (each value change means a new compilation)."""
+  """Static options of the sampler (each value change means a new compilation).
 
-  init: str = "uniform"  # NCSN: U(init_range); Glow: N(init_mean, 1).
-  init_range: tuple[float, float] = (0.0, 1.0)
-  init_mean: float = 0.0  # Glow in [0, 1] space: 0.5 is the reference's N(0, 1) in [−½, ½].
-  clamp: tuple[float, float] | None = None  # Final clamp; the MNIST runner uses (0, 1).
-  num_samples: int = 1  # Posterior samples per mixture; > 1 adds an S axis.
-  hard_constraint: bool = False  # Project onto g(x) = m after every step (linear g).
-  snapshots: bool = False  # Keep the state at the end of every level (paper Figure 9).
-  unroll: int = 1  # lax.scan unroll of the inner step loop.
+  Every field is required: their defaults are `config.sampler`'s in
+  configs/base_separation.py, the one place they are written; `from_section` reads such a
+  section.
+  """
+
+  init: str  # 'uniform': U(init_range) (NCSN); 'normal': N(init_mean, 1) (Glow).
+  init_range: tuple[float, float]
+  init_mean: float  # Glow in [0, 1] space: 0.5 is the reference's N(0, 1) in [−½, ½].
+  clamp: tuple[float, float] | None  # Final clamp; the MNIST runner uses (0, 1).
+  num_samples: int  # Posterior samples per mixture; > 1 adds an S axis.
+  hard_constraint: bool  # Project onto g(x) = m after every step (linear g).
+  snapshots: bool  # Keep the state at the end of every level (paper Figure 9).
+  unroll: int  # lax.scan unroll of the inner step loop.
   # A state with |x| above this at the end of a level counts as diverged, like a non-finite
   # one: a state that explodes to huge finite values would otherwise be hidden by the clamp.
-  divergence_bound: float = 1e3
+  divergence_bound: float
   # After `prune_after` levels (0: never) keep the `survivors` best of the S chains of each
   # mixture (ranked like the final choice, on the denoised state) and run only those on:
   # selection before the cost is spent. A survivor's noise is its chain's, so it ends
   # exactly where that chain would have ended without pruning.
-  prune_after: int = 0
-  survivors: int = 1
+  prune_after: int
+  survivors: int
+
+  @classmethod
+  def from_section(cls, section, default_init: Mapping[str, Any] | None = None,
+                   **overrides) -> SamplerOptions:
+    """The options a `config.sampler` section sets, each field read, then `overrides`.
+
+    An empty `init` means the prior's own start, `default_init` (a prior's
+    `Prior.default_init`: `init` and, as it needs, `init_range` or `init_mean`).
+    """
+    values = {}
+    for field in dataclasses.fields(cls):
+      if field.name in overrides:
+        continue
+      try:
+        values[field.name] = section[field.name]
+      except (KeyError, AttributeError):
+        raise ConfigError(f"config.sampler has no field {field.name!r}.",
+                          hint="every separation config starts from "
+                               "configs/base_separation.py, which sets each field.") from None
+    values.update(overrides)
+    if not values["init"]:
+      if default_init is None:
+        raise ConfigError("config.sampler.init is empty (the prior's own start), but no prior "
+                          "start was given.")
+      values.update(default_init)
+    values["init_range"] = tuple(values["init_range"])
+    values["clamp"] = tuple(values["clamp"] or ()) or None
+    return cls(**values)
 
   def __post_init__(self):
     if self.init not in INITS:
@@ -112,7 +145,7 @@ def make_separator(
     component_shape: tuple[int, int, int],
     num_components: int | None = None,
     select_level: Callable | Sequence[Callable] | None = None,
-    options: SamplerOptions = SamplerOptions(),
+    options: SamplerOptions,
     progress: Callable[[int], None] | None = None,
     step_progress: Callable[[int], None] | None = None,
     rank_fn: RankFn | None = None,
@@ -346,10 +379,14 @@ def make_prior_sampler(score_fn: ScoreFn, schedule: Schedule, component_shape,
 
   It is the BASIS update with no data term: one component, g = identity, likelihood weight
   0, so η, the noise and the level scan are those of `make_separator` (one Langevin loop
-  in the project). Default start U(0, 1), result clipped to [0, 1]. Returns
-  `sample(params, key, num) -> [num, H, W, C]`; `num` must be static under jit.
+  in the project). Without `options`: NCSN's start U(0, 1), no check of divergence beyond a
+  non-finite state, result clipped to [0, 1]. Returns `sample(params, key, num) ->
+  [num, H, W, C]`; `num` must be static under jit.
   """
-  options = options or SamplerOptions(init="uniform", clamp=(0.0, 1.0))
+  options = options or SamplerOptions(
+      init="uniform", init_range=(0.0, 1.0), init_mean=0.0, clamp=(0.0, 1.0), num_samples=1,
+      hard_constraint=False, snapshots=False, unroll=1, divergence_bound=float("inf"),
+      prune_after=0, survivors=1)
   unconditional = dataclasses.replace(schedule, likelihood_weight=0.0)
   separate = make_separator(score_fn, mixing_lib.Sum((1.0,)), unconditional,
                             component_shape=component_shape, options=options)

@@ -81,20 +81,27 @@ class Schedule:
 
 
 def from_config(config) -> Schedule:
-  """Builds a Schedule from a `config.schedule` ConfigDict.
+  """Builds a Schedule from a `config.schedule` section, reading each of its fields.
 
-  Either `sigmas` (an explicit list) or `sigma_max`, `sigma_min`, `num_levels`.
+  Either `sigmas` (an explicit list) or `sigma_max`, `sigma_min`, `num_levels`; a missing
+  field is refused (configs/base_separation.py sets each).
   """
-  sigmas: Sequence[float] | None = config.get("sigmas")
-  if sigmas:
-    sigmas = tuple(sigmas)
-  else:
-    sigmas = geometric_sigmas(config.sigma_max, config.sigma_min, config.num_levels)
-  gammas = config.get("gammas")
+  def read(name):
+    try:
+      return config[name]
+    except (KeyError, AttributeError):
+      raise ConfigError(f"config.schedule has no field {name!r}.",
+                        hint="every separation config starts from configs/base_separation.py, "
+                             "which sets each field.") from None
+
+  sigmas: Sequence[float] = tuple(read("sigmas") or ())
+  if not sigmas:
+    sigmas = geometric_sigmas(read("sigma_max"), read("sigma_min"), read("num_levels"))
+  gammas = read("gammas")
   return Schedule(
       sigmas=sigmas,
-      steps_per_level=config.steps_per_level,
-      step_lr=config.step_lr,
-      likelihood_weight=config.get("likelihood_weight", 1.0),
+      steps_per_level=read("steps_per_level"),
+      step_lr=read("step_lr"),
+      likelihood_weight=read("likelihood_weight"),
       gammas=tuple(gammas) if gammas else None,
   )

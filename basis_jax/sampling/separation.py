@@ -38,7 +38,7 @@ from basis_jax.evaluation import metrics, scores
 from basis_jax.files import mixtures as mixtures_lib
 from basis_jax import overview, priors as priors_lib
 from basis_jax import progress as progress_lib
-from basis_jax.sampling import sampler, schedules, selection
+from basis_jax.sampling import run_config, sampler, schedules, selection
 from basis_jax.files import sharding
 from basis_jax.evaluation import visualize
 from basis_jax.files import workdir as workdir_lib
@@ -55,6 +55,7 @@ class Job:
   options: sampler.SamplerOptions
   params: Any
   separate: Any
+  settings: run_config.RunSettings  # The config's run-level sections, checked once.
 
 
 def build_priors(config, schedule, k: int) -> list[priors_lib.Prior]:
@@ -84,38 +85,22 @@ def build_priors(config, schedule, k: int) -> list[priors_lib.Prior]:
   return built
 
 
-def sampler_options(config, prior: priors_lib.Prior) -> sampler.SamplerOptions:
-  """The sampler's settings; an empty `sampler.init` starts where the prior says."""
-  s = config.sampler
-  clamp = tuple(s.get("clamp") or ()) or None
-  init = {"init": s.init, "init_range": tuple(s.get("init_range", (0.0, 1.0))),
-          "init_mean": s.get("init_mean", 0.0)} if s.get("init") else prior.default_init
-  return sampler.SamplerOptions(
-      **init, clamp=clamp,
-      num_samples=s.get("num_samples", 1), hard_constraint=s.get("hard_constraint", False),
-      snapshots=s.get("snapshots", False), unroll=s.get("unroll", 1),
-      divergence_bound=s.get("divergence_bound", 1e3), prune_after=s.get("prune_after", 0),
-      survivors=s.get("survivors", 1))
-
-
 def build_job(config, progress=None, step_progress=None) -> Job:
-  schedule = schedules.from_config(config.schedule)
-  k = config.mixture.num_components
-  if k < 1:
-    raise ConfigError(f"mixture.num_components (k) must be >= 1, got {k}.")
-  mixing = mixing_lib.from_config(config.mixing, num_components=k)
-  priors = build_priors(config, schedule, k)
-  options = sampler_options(config, priors[0])
-  rank_fn = selection.make_rank_fn(config.get("select", "none"), priors, mixing,
-                                   schedule.num_levels)
+  """Checks the config (run_config.check, once) and builds its priors and separator."""
+  settings = run_config.check(config)
+  k = settings.num_components
+  priors = build_priors(config, settings.schedule, k)
+  options = settings.options_for(priors[0].default_init)
+  rank_fn = selection.make_rank_fn(settings.select, priors, settings.mixing,
+                                   settings.schedule.num_levels)
   shared = all(p is priors[0] for p in priors)
   separate = sampler.make_separator(
-      priors[0].score_fn if shared else [p.score_fn for p in priors], mixing, schedule,
-      component_shape=priors[0].image_shape, num_components=k,
+      priors[0].score_fn if shared else [p.score_fn for p in priors], settings.mixing,
+      settings.schedule, component_shape=priors[0].image_shape, num_components=k,
       select_level=priors[0].select_level if shared else [p.select_level for p in priors],
       options=options, progress=progress, step_progress=step_progress, rank_fn=rank_fn)
   params = priors[0].params if shared else tuple(p.params for p in priors)
-  return Job(schedule, mixing, priors, options, params, separate)
+  return Job(settings.schedule, settings.mixing, priors, options, params, separate, settings)
 
 
 def load_mixtures(config, job: Job) -> mixtures_lib.MixtureSet:
@@ -177,7 +162,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
   Ctrl-C stops after the chunk in flight is saved, the second at once (basis_jax.cli).
   """
   sharding.initialize_distributed(config.get("distributed"))
-  workdir_lib.validate_run(config, workdir)
+  workdir_lib.validate_path(workdir)
   relay = _ProgressRelay()
   # Everything that can refuse the run comes before the workdir, so a refused run leaves none.
   job = build_job(config, progress=relay.on_level, step_progress=relay.on_step)
@@ -236,7 +221,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bo
           progress.compiling_chunk(number, start, stop)
           compiled[global_rows] = cli.wait_for(lambda: jitted.lower(*args).compile())
           memory.check_chunk_fits(compiled[global_rows], global_rows,
-                                  config.get("max_device_memory_gb", 0.0))
+                                  job.settings.max_device_memory_gb)
           if cli.stop_requested():
             in_flight = None
             raise KeyboardInterrupt
@@ -375,7 +360,7 @@ def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.Mixtur
              "residual_norm_mean": float(fields["residual_norm"].mean())}
   components = fields["components"]
   if "samples" in fields:
-    summary["select"] = config.get("select", "none")
+    summary["select"] = job.settings.select
   if mixture_set.ground_truth is not None and components.ndim == 5:
     # The one score producer; with samples, what the choice was worth (one sample, the
     # oracle, the mean).
@@ -386,13 +371,12 @@ def assemble(work: workdir_lib.Workdir, config, mixture_set: mixtures_lib.Mixtur
     summary["baseline"] = "gray image" if colorization else "Average"
   atomic.write_json(work.file("metrics.json"), summary)
   shown = components if components.ndim == 5 else components[:, 0]
-  output = config.get("output", {})
   figure = visualize.separation_figure(
       mixture_set.mixtures, shown, mixture_set.ground_truth,
-      max_rows=output.get("grid_rows", 8),
+      max_rows=job.settings.grid_rows,
       labels=visualize.COLORIZATION_LABELS if colorization else visualize.SEPARATION_LABELS)
   visualize.save_figure(work.file("separations.png"), figure)
-  if output.get("component_pngs", False):
+  if job.settings.component_pngs:
     count = visualize.save_component_pngs(work.file("components"), components)
     logging.info("Wrote %d component PNGs to %s.", count, work.file("components"))
   logging.info("%s; wrote %s, separations.png and metrics.json.", summary_line(summary),
