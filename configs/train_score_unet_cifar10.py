@@ -30,7 +30,12 @@ training state (params, EMA, Adam moments; deflated, ~24 MB).
 from configs import train_score_unet_mnist
 
 
-def get_config():
+def get_config(variant: str = "default"):
+  """':large' is the wider network of the one-call device script (studies/gpu/
+  benchmark_and_train_cifar10.sh): widths 48/96/192, 3.6M parameters, 2.25× the shipped
+  prior, 7.2 MB in 16 bits (the shipping budget's room); trained from scratch there."""
+  if variant not in ("default", "large"):
+    raise ValueError(f"Unknown variant {variant!r}; use :default or :large.")
   config = train_score_unet_mnist.get_config()
   config.model.dataset = "cifar10"
   config.model.widths = (32, 64, 128)
@@ -43,4 +48,6 @@ def get_config():
   # noise, unlike a separation, which starts at σ = 1); 100 levels × 5 steps.
   config.sampling.update(every=10_000, num_samples=36, steps_per_level=5, step_lr=1e-5,
                          sigma_max=54.0, sigma_min=0.01, num_levels=100)
+  if variant == "large":
+    config.model.widths = (48, 96, 192)
   return config
