@@ -19,17 +19,12 @@ schema metrics.json and eval.json use: `psnr` (the chosen samples), `psnr_single
 
 import json
 import logging
-import os
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from basis_jax.files import atomic
-
-from basis_jax import cli, errors
-
-from basis_jax.evaluation import report, scores
-from basis_jax.sampling import schedules, selection, separation
+from basis_jax import cli
+from basis_jax.sampling import separation
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The separation config of the run.",
                                           lock_config=True)
@@ -37,38 +32,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The separation run's workdir.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def choose(config, workdir: str) -> dict:
-  """Chooses the best of S in a finished run's workdir; writes and returns best_of_s.json."""
-  path = os.path.join(workdir, "separations.npz")
-  if not os.path.exists(path):
-    raise errors.MissingFileError(f"{path} not found.", hint="run experiments.separate on this "
-                                  "workdir first, with the same --config.")
-  run = report.load_separations(workdir)
-  samples = run.components
-  if samples.shape[1] == 1:
-    raise errors.ConfigError(f"{path} holds one sample per mixture (components "
-                             f"{samples.shape}).", hint="run the separation with "
-                             "--config.sampler.num_samples > 1.")
-  schedule = schedules.from_config(config.schedule)
-  priors = separation.build_priors(config, schedule, samples.shape[2])
-  best, index, sample_scores = selection.best_of_s(samples, priors,
-                                                   num_levels=schedule.num_levels)
-  atomic.save_npz(os.path.join(workdir, "best_of_s.npz"), components=best, index=index,
-                  scores=sample_scores)
-  summary = {"num_mixtures": int(samples.shape[0]), "num_samples": int(samples.shape[1])}
-  if run.ground_truth is not None:
-    # separations.npz is in the dataset's [0, 1] space: peak 1, as experiments.evaluate.
-    scored, _ = scores.separation_scores(best, run.ground_truth, run.mixtures, run.alphas,
-                                         samples=samples)
-    summary.update(scored)
-  atomic.write_json(os.path.join(workdir, "best_of_s.json"), summary)
-  return summary
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  summary = choose(_CONFIG.value, _WORKDIR.value)
+  summary = separation.best_of_s(_CONFIG.value, _WORKDIR.value)
   logging.info("Best of %d: %s", summary["num_samples"], json.dumps(summary))
   print(json.dumps(summary, indent=2))
 

@@ -207,12 +207,11 @@ def test_the_evaluator_reports_chosen_single_oracle_and_mean(tmp_path):
 
 
 def test_best_of_s_after_the_fact_is_the_in_run_choice(tmp_path):
-  from experiments import best_of_s  # pylint: disable=import-outside-toplevel
   overrides = {"sampler.num_samples": 3, "num_mixtures": 6}
   in_run = separation.run(_toy_config(**overrides, select="likelihood"), str(tmp_path / "a"))
   config = _toy_config(**overrides)  # select='none': every sample kept, none chosen.
   separation.run(config, str(tmp_path / "b"))
-  after = best_of_s.choose(config, str(tmp_path / "b"))
+  after = separation.best_of_s(config, str(tmp_path / "b"))
   with np.load(tmp_path / "a" / "separations.npz") as a, \
        np.load(tmp_path / "b" / "best_of_s.npz") as b:
     np.testing.assert_array_equal(b["index"], a["chosen"])
@@ -221,10 +220,10 @@ def test_best_of_s_after_the_fact_is_the_in_run_choice(tmp_path):
               "average_baseline_psnr", "selected_from"):
     assert after[key] == pytest.approx(in_run[key]), key  # One producer, one schema.
   with pytest.raises(errors.MissingFileError, match="separations.npz not found"):
-    best_of_s.choose(config, str(tmp_path / "c"))
+    separation.best_of_s(config, str(tmp_path / "c"))
   separation.run(_toy_config(num_mixtures=6), str(tmp_path / "c"))
   with pytest.raises(errors.ConfigError, match="one sample per mixture"):
-    best_of_s.choose(config, str(tmp_path / "c"))
+    separation.best_of_s(config, str(tmp_path / "c"))
 
 
 def test_the_posterior_mean_aligns_swapped_samples():

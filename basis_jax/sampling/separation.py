@@ -34,7 +34,7 @@ from basis_jax import cli, console, errors
 
 from basis_jax.sampling import memory, mixing as mixing_lib
 
-from basis_jax.evaluation import metrics, scores
+from basis_jax.evaluation import metrics, report, scores
 from basis_jax.files import mixtures as mixtures_lib
 from basis_jax import overview, priors as priors_lib
 from basis_jax import progress as progress_lib
@@ -101,6 +101,37 @@ def build_job(config, progress=None, step_progress=None) -> Job:
       options=options, progress=progress, step_progress=step_progress, rank_fn=rank_fn)
   params = priors[0].params if shared else tuple(p.params for p in priors)
   return Job(settings.schedule, settings.mixing, priors, options, params, separate, settings)
+
+
+def best_of_s(config, workdir: str) -> dict:
+  """Best of S after the fact in a finished run's workdir (`experiments.best_of_s`): by the
+  likelihood under the run's priors, the rules of the in-run choice (`selection.best_of_s`).
+  Writes best_of_s.npz and best_of_s.json (the scores of `evaluation.scores`) and returns
+  the latter."""
+  path = os.path.join(workdir, "separations.npz")
+  if not os.path.exists(path):
+    raise errors.MissingFileError(f"{path} not found.", hint="run experiments.separate on this "
+                                  "workdir first, with the same --config.")
+  run = report.load_separations(workdir)
+  samples = run.components
+  if samples.shape[1] == 1:
+    raise errors.ConfigError(f"{path} holds one sample per mixture (components "
+                             f"{samples.shape}).", hint="run the separation with "
+                             "--config.sampler.num_samples > 1.")
+  schedule = run_config.check(config).schedule
+  priors = build_priors(config, schedule, samples.shape[2])
+  best, index, sample_scores = selection.best_of_s(samples, priors,
+                                                   num_levels=schedule.num_levels)
+  atomic.save_npz(os.path.join(workdir, "best_of_s.npz"), components=best, index=index,
+                  scores=sample_scores)
+  summary = {"num_mixtures": int(samples.shape[0]), "num_samples": int(samples.shape[1])}
+  if run.ground_truth is not None:
+    # separations.npz is in the dataset's [0, 1] space: peak 1, as experiments.evaluate.
+    scored, _ = scores.separation_scores(best, run.ground_truth, run.mixtures, run.alphas,
+                                         samples=samples)
+    summary.update(scored)
+  atomic.write_json(os.path.join(workdir, "best_of_s.json"), summary)
+  return summary
 
 
 def load_mixtures(config, job: Job) -> mixtures_lib.MixtureSet:
