@@ -142,16 +142,19 @@ def markdown(tables: dict[str, dict]) -> str:
               f"Scores in the features of the {table['network']}, against {table['reference']}; "
               "excess over real = (score − real) ÷ (baseline − real), 0 as real images, 1 as "
               "the baseline.", "",
-              f"| images | N | classifier score | FD (classifier features) | KID (classifier "
-              f"features) | excess: classifier score / FD / KID | {what} |",
-              "|---|---|---|---|---|---|---|"]
+              f"| images | N | classifier score | FD (classifier features) | FD∞ (classifier "
+              f"features) | KID (classifier features) | excess: classifier score / FD / FD∞ / "
+              f"KID | {what} |",
+              "|---|---|---|---|---|---|---|---|"]
     for row in table["rows"]:
       excess = row.get("excess")
       excess_text = ("" if excess is None else " / ".join(
           _fmt(excess[key]) for key in sample_quality.SCORES))
       lines.append(f"| {row['label']} | {row['n_images']} | "
                    f"{row['classifier_score']:.2f} ± {row['classifier_score_std']:.2f} | "
-                   f"{row['fd_classifier_features']:.1f} | {row['kid_classifier_features']:.2f} | "
+                   f"{row['fd_classifier_features']:.1f} | "
+                   f"{row['fd_infinity_classifier_features']:.1f} | "
+                   f"{row['kid_classifier_features']:.2f} | "
                    f"{excess_text} | {100 * row['labels']:.1f} % |")
     paper = PAPER.get(name)
     if paper:
