@@ -48,28 +48,21 @@ def main(argv):
                     if _REFERENCE.value else None)
   ref_config = report.reference_data_config(seps[0], reference_data)
 
-  def extract(images):
-    pooled, logits = classifier.features(model, images)
-    return {"pool": pooled, "logits": logits}
-
-  reference = report.reference_statistics(
-      "classifier_" + report.reference_cache_name(ref_config),
-      lambda: data_lib.load(ref_config).images, extract, "~/.cache/basis_jax/fid_stats",
-      data_lib.file_digest(_CLASSIFIER.value), keep_features=True)
+  reference = sample_quality.reference_features(
+      model, data_lib.file_digest(_CLASSIFIER.value), ref_config, seps[0].components.shape[3:])
   n, k = seps[0].components.shape[0], seps[0].num_components
-  features, results = [], {}
+  features, per_mixture_psnr, results = [], [], {}
   for (name, workdir), sep in zip(runs, seps):
     images = np.clip(sep.components[:, 0], 0.0, 1.0)
     pooled, logits = classifier.features(model, images.reshape((-1,) + images.shape[2:]))
     features.append((pooled.reshape(n, k, -1), logits.reshape(n, k, -1)))
-    summary, _ = scores.separation_scores(sep.components, sep.ground_truth, sep.mixtures,
-                                          sep.alphas)
+    summary, arrays = scores.separation_scores(sep.components, sep.ground_truth,
+                                               sep.mixtures, sep.alphas)
+    per_mixture_psnr.append(arrays["mixture_psnr"])
     results[name] = {**_set_scores(pooled, logits, reference, 100),
                      "psnr": summary["psnr"]["mean"], "workdir": workdir}
   rng = np.random.default_rng(0)
   keys = (*sample_quality.SCORES, "psnr")
-  per_mixture_psnr = [scores.separation_scores(sep.components, sep.ground_truth, sep.mixtures,
-                                               sep.alphas)[1]["mixture_psnr"] for sep in seps]
   diffs = {key: [] for key in keys}
   for _ in range(_BOOTSTRAP.value):
     rows = rng.integers(0, n, n)

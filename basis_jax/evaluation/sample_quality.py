@@ -219,6 +219,29 @@ def _load_images(data_config: dict[str, Any]) -> np.ndarray:
                          f'could not be read: {e}') from e
 
 
+def reference_features(model, classifier_digest: str, ref_config: dict[str, Any],
+                       image_shape: tuple[int, ...],
+                       stats_cache_dir: str = '~/.cache/basis_jax/fid_stats',
+                       batch_size: int = 500) -> dict[str, Any]:
+  """The reference images' feature statistics and features (mu, sigma, features, n),
+  computed once per classifier (its SHA-256) and reference set, then read from the cache."""
+
+  def extract(images):
+    pooled, logits = classifier.features(model, images, batch_size)
+    return {'pool': pooled, 'logits': logits}
+
+  def load_reference():
+    images = _load_images(ref_config)
+    if images.shape[1:] != tuple(image_shape):
+      raise InputFileError(f'The reference images are {images.shape[1:]}, the separations '
+                           f'{tuple(image_shape)}.')
+    return images
+
+  return report.reference_statistics(
+      'classifier_' + report.reference_cache_name(ref_config), load_reference, extract,
+      stats_cache_dir, classifier_digest, keep_features=True)
+
+
 def sample_quality_results(sep: report.Separations, classifier_path: str, *,
                            reference_data: dict[str, Any] | None = None,
                            stats_cache_dir: str = '~/.cache/basis_jax/fid_stats',
@@ -238,21 +261,9 @@ def sample_quality_results(sep: report.Separations, classifier_path: str, *,
   ref_config = report.reference_data_config(sep, reference_data)
   image_shape = sep.components.shape[3:]
 
-  def extract(images):
-    pooled, logits = classifier.features(model, images, batch_size)
-    return {'pool': pooled, 'logits': logits}
-
-  def load_reference():
-    images = _load_images(ref_config)
-    if images.shape[1:] != image_shape:
-      raise InputFileError(f'The reference images are {images.shape[1:]}, the separations '
-                           f'{image_shape}.')
-    return images
-
   digest = data_lib.file_digest(classifier_path)
-  reference = report.reference_statistics(
-      'classifier_' + report.reference_cache_name(ref_config), load_reference, extract,
-      stats_cache_dir, digest, keep_features=True)
+  reference = reference_features(model, digest, ref_config, image_shape, stats_cache_dir,
+                                 batch_size)
   average = metrics.average_baseline(sep.mixtures, sep.num_components, sep.alphas,
                                      channels=image_shape[-1])
   sets = {'basis': sep.components[:, 0].reshape((-1,) + image_shape),
