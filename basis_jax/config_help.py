@@ -1,5 +1,7 @@
 """What a program tells its user about a config: its fields (`--help`) and mistakes in it.
 
+- `field`, `require`: a config's fields read strictly (a missing one is refused by name;
+  every default lives in configs/, none in the code that reads them).
 - `config_fields`: every field of a config, its value and one line of meaning, from a
   table kept beside the defaults (configs/base_separation.py FIELD_HELP,
   configs/evaluate.py FIELD_HELP) that the program passes to `cli.run(config_help=...)`.
@@ -21,6 +23,30 @@ from ml_collections import config_dict
 from ml_collections.config_flags import config_flags as config_flags_lib
 
 from basis_jax.errors import ConfigError, UserError
+
+
+def field(config: Any, path: str, hint: str | None = None) -> Any:
+  """config's field at a dotted `path`; a missing one is refused, naming it."""
+  node = config
+  for part in path.split("."):
+    try:
+      node = node[part]
+    except (KeyError, AttributeError, TypeError):
+      raise ConfigError(f"The config has no field {path!r}.", hint=hint) from None
+  return node
+
+
+def require(config: Any, paths, hint: str | None = None) -> None:
+  """Refuses a config that lacks any of the dotted `paths`, naming every missing one."""
+  missing = []
+  for path in paths:
+    try:
+      field(config, path)
+    except ConfigError:
+      missing.append(path)
+  if missing:
+    raise ConfigError(f"The config has no field(s) {', '.join(map(repr, missing))}.",
+                      hint=hint)
 
 
 def config_fields(config: Any, meanings: Mapping[str, str], prefix: str = "") -> list[str]:

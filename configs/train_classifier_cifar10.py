@@ -22,6 +22,7 @@ docs/classifier.md).
 import ml_collections
 
 from basis_jax.files import data
+from configs import base_training
 
 
 def get_config(variant: str = ""):
@@ -41,9 +42,8 @@ def get_config(variant: str = ""):
   config.batch_size = 256
   config.num_epochs = 5
   config.max_steps = 0  # > 0: stop after this many steps (timing, smoke tests).
-  config.optim = ml_collections.ConfigDict({"name": "sgd_nesterov", "lr": 0.2,
-                                            "momentum": 0.9, "weight_decay": 5e-4,
-                                            "warmup_steps": 100})
+  config.optim = base_training.optim(name="sgd_nesterov", lr=0.2, momentum=0.9,
+                                    weight_decay=5e-4, warmup_steps=100)
   config.label_smoothing = 0.1
   config.crop_padding = 4
   config.init_weights = ""  # classifier.npz to start from, or training_state.npz to continue.

@@ -23,6 +23,7 @@ never trained on: held-out bits/dim before and after each stage come from them.
 import ml_collections
 
 from basis_jax.files import data as data_lib
+from configs import base_training
 
 
 HELDOUT_FIRST = 58_000  # Training images from here on are held out.
@@ -42,9 +43,10 @@ def get_config(size: str = "native"):
   # The separation ladder: one fine-tuned model per σ (configs/mnist_glow.py uses the same).
   config.schedule = ml_collections.ConfigDict({
       "sigma_max": 1.0, "sigma_min": 0.01, "num_levels": 10, "sigmas": ()})
+  # Adamax at 1e-3 with a linear warm-up at the start of every stage, as openai/glow trains.
+  config.optim = base_training.optim(name="adamax", lr=1e-3, warmup_steps=2000)
   config.train = ml_collections.ConfigDict({
-      "batch_size": 64, "learning_rate": 1e-3, "warmup_steps": 2000,
-      "train_steps": 200_000,
+      "batch_size": 64, "train_steps": 200_000,
       "finetune_steps": 9_400,  # ~10 epochs of 60k images, as the BASIS appendix reports.
       "seed": 0, "init_batch_size": 256, "eval_batch_size": 500, "log_every": 100,
       "checkpoint_every": 2000, "max_restarts": 3,
@@ -61,12 +63,14 @@ def get_config(size: str = "native"):
   if size == "native":
     config.model.update({"image_shape": (28, 28, 1), "levels": 2, "depth": 16, "width": 64,
                          "data_shape": (28, 28, 1)})
-    config.train.update({"batch_size": 64, "warmup_steps": 500, "train_steps": 20_000,
+    config.optim.warmup_steps = 500
+    config.train.update({"batch_size": 64, "train_steps": 20_000,
                          "finetune_steps": 1_000, "eval_batch_size": 1000, "log_every": 100,
                          "checkpoint_every": 500})
   if size == "small":
     config.model.update({"depth": 4, "width": 32})
-    config.train.update({"batch_size": 64, "warmup_steps": 100, "train_steps": 1500,
+    config.optim.warmup_steps = 100
+    config.train.update({"batch_size": 64, "train_steps": 1500,
                          "finetune_steps": 100, "init_batch_size": 128, "log_every": 50,
                          "checkpoint_every": 250})
   return config

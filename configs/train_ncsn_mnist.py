@@ -16,6 +16,7 @@ Re-running the same command resumes from WORKDIR/checkpoints. Useful switches:
 import ml_collections
 
 from basis_jax.files import data
+from configs import base_training
 from ml_collections.config_dict import placeholder
 
 
@@ -37,12 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data = data.data_config_defaults()
   config.data.split = "train"
   config.training = ml_collections.ConfigDict({"batch_size": 128, "random_flip": False})
-  config.optim = ml_collections.ConfigDict({
-      "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "grad_clip": 0.0,
-      "warmup_steps": 0,
-      # Cool-down: from update decay_start, lr falls linearly to lr·final_lr_factor over
-      # decay_steps updates (0: constant lr after the warm-up).
-      "decay_start": 0, "decay_steps": 0, "final_lr_factor": 0.0})
+  config.optim = base_training.optim()  # Adam, lr 1e-3, β (0.9, 0.999), as the reference.
   config.ema_rate = 0.0  # The reference keeps no EMA; 0.999 is a common choice.
   config.num_steps = 200_000
   config.max_seconds = 0.0  # > 0: stop (after checkpointing) once this wall time has passed.

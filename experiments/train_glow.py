@@ -19,7 +19,7 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
-from basis_jax import cli
+from basis_jax import cli, config_help
 
 from basis_jax.files import data as data_lib
 from basis_jax.training import glow_training, train_resume
@@ -37,6 +37,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config, workdir = _CONFIG.value, _WORKDIR.value
+  config_help.require(config, ("model.data_shape", "data", "eval_split", "eval_first_example",
+                               "init_weights"),
+                      hint="start from configs/train_glow_mnist.py, which sets every field.")
   model_config = glow.GlowConfig.from_config(config.model)
   options = glow_training.options_from_config(config)
   os.makedirs(workdir, exist_ok=True)
@@ -44,10 +47,10 @@ def main(argv):
   train_resume.record_config(config, workdir, invariant=glow_training.RESUME_INVARIANT_KEYS,
                              allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   # The Glow's data space: dataset images as the model takes them (MNIST: padded to 32×32×3).
-  space = glow.data_space(model_config, config.model.get("data_shape"))
+  space = glow.data_space(model_config, config.model.data_shape)
   train_images = space.to_prior(data_lib.load(config.data).images)
   eval_data = dict(config.data)
-  eval_data.update(split=config.eval_split, first_example=config.get("eval_first_example", 0),
+  eval_data.update(split=config.eval_split, first_example=config.eval_first_example,
                    num_examples=options.eval_batch_size)
   eval_images = space.to_prior(data_lib.load(eval_data).images)
   num_params = sum(int(np.prod(a.shape)) for a in

@@ -21,7 +21,8 @@ from flax import nnx
 
 from basis_jax import cli, overview
 
-from basis_jax.training import glow_training
+from basis_jax.training import glow_training, optim
+from configs import base_training
 from basis_jax.priors import glow
 
 _CANDIDATES = flags.DEFINE_list("candidates", ["32x32x3/3/8/64", "32x32x1/3/8/64"],
@@ -51,7 +52,8 @@ def measure(config: glow.GlowConfig, batch: int, score_batch: int, steps: int) -
   images = rng.integers(0, 256, (batch,) + config.image_shape).astype(np.float32) / 255
   model = glow.create(config, init_batch=glow.dequantize(images, jax.random.key(1)))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  opt_init, train_step, _ = glow_training.make_steps(graphdef, config)
+  adamax = optim.settings_from_config(base_training.optim(name="adamax"))
+  opt_init, train_step, _ = glow_training.make_steps(graphdef, config, adamax)
   opt_state = opt_init(params)
   key = jax.random.key(0)
   state = {"params": params, "opt": opt_state}

@@ -83,3 +83,20 @@ def test_16_bit_storage_keeps_separation_psnr(tmp_path, shared_data):
   change = arrays["mixture_psnr"] - np.asarray(FLOAT32_SEPARATION_PSNR)
   assert abs(change.mean()) < 0.5, change  # The mean separation PSNR: within 0.5 dB.
   assert np.sum(np.abs(change) < 0.1) >= 6, change  # Most chains end where float32's did.
+
+
+def test_table1_study_scores_images_independently_of_chunking_in_the_papers_units(shared_data):
+  from studies import glow_table1  # pylint: disable=import-outside-toplevel
+  weights = glow.load_weights(glow.shipped_weights("mnist"))
+  p_sigma_l = glow.select_level(weights.state, int(np.argmin(weights.sigmas)))
+  digits = data_lib.load_mnist_files(str(shared_data / "mnist"), "test").images[:6]
+  by_three = glow_table1.log_probs(weights, p_sigma_l, digits, chunk=3)
+  by_four = glow_table1.log_probs(weights, p_sigma_l, digits, chunk=4)  # One padded chunk.
+  np.testing.assert_allclose(by_four, by_three, rtol=1e-5)
+  row = glow_table1.summarise(by_three, 28 * 28)
+  expected = glow_model.log_prob_to_bits_per_dim(by_three, weights.config)
+  assert row["bits_per_dim"] == pytest.approx(float(np.mean(expected)), rel=1e-6)
+  # The Average's estimate of a pair (its mixture m, as α = ½) is far less likely under p_σL
+  # than the digits it mixes: the likelihood sees overlapped strokes.
+  averages = (digits[0::2] + digits[1::2]) / 2
+  assert glow_table1.log_probs(weights, p_sigma_l, averages, chunk=3).max() < by_three.min()

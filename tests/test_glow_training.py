@@ -10,7 +10,8 @@ import pytest
 
 from basis_jax import errors
 
-from basis_jax.training import glow_training
+from basis_jax.training import glow_training, optim
+from configs import base_training
 from basis_jax.priors import glow
 from tests.conftest import shared_data_dir
 
@@ -32,9 +33,12 @@ def mnist16(split: str, count: int) -> np.ndarray:
 
 
 def options(**overrides):
-  values = dict(sigmas=SIGMAS, batch_size=32, warmup_steps=5, train_steps=30,
-                finetune_steps=10, init_batch_size=64, eval_batch_size=100, log_every=10,
-                checkpoint_every=100)
+  """A full TrainOptions of the tiny runs (Adamax 1e-3, 5 warm-up steps per stage)."""
+  values = dict(sigmas=SIGMAS, batch_size=32, train_steps=30, finetune_steps=10, seed=0,
+                init_batch_size=64, eval_batch_size=100, log_every=10, checkpoint_every=100,
+                max_restarts=3, max_seconds=0.0,
+                optimizer=optim.settings_from_config(
+                    base_training.optim(name="adamax", warmup_steps=5)))
   values.update(overrides)
   return glow_training.TrainOptions(**values)
 
@@ -121,17 +125,17 @@ def test_resume_with_changed_train_settings_is_refused_naming_the_keys(tmp_path)
   # Each start records its config, then stops at the missing data (cheap: no training).
   _assert_user_error(_run(command), "no_data does not exist")
   saved = (tmp_path / "config.json").read_text()
-  result = _run([*command, "--config.train.learning_rate=5e-4", "--config.train.seed=1",
+  result = _run([*command, "--config.optim.lr=5e-4", "--config.train.seed=1",
                  "--config.train.log_every=7"])
-  _assert_user_error(result, "different config", "train.learning_rate, train.seed")
+  _assert_user_error(result, "different config", "optim.lr, train.seed")
   assert "train.log_every" not in result.stderr.splitlines()[-2]
   assert "--allow_config_change" in result.stderr.splitlines()[-1]
   assert (tmp_path / "config.json").read_text() == saved  # The refused start wrote nothing.
   # Logging keys may change; allow_config_change accepts the rest (and records it).
   _assert_user_error(_run([*command, "--config.train.log_every=7"]), "no_data does not exist")
-  _assert_user_error(_run([*command, "--config.train.learning_rate=5e-4",
+  _assert_user_error(_run([*command, "--config.optim.lr=5e-4",
                            "--allow_config_change"]), "no_data does not exist")
-  assert json.loads((tmp_path / "config.json").read_text())["train"]["learning_rate"] == 5e-4
+  assert json.loads((tmp_path / "config.json").read_text())["optim"]["lr"] == 5e-4
 
 
 def test_compact_training_state_continues_exactly_in_an_empty_workdir(tmp_path):

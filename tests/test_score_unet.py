@@ -16,7 +16,8 @@ from flax import nnx
 
 from basis_jax.files import checkpoint_io
 
-from basis_jax.training import dsm, score_training
+from basis_jax.training import dsm, optim, score_training
+from configs import base_training
 
 from basis_jax.sampling import schedules
 from basis_jax.errors import ConfigError
@@ -178,10 +179,10 @@ def test_resume_with_a_changed_config_is_refused_naming_the_keys(runs, tmp_path)
 
 def test_the_cool_down_schedule_and_a_cool_down_branched_from_a_saved_state(runs, tmp_path):
   root, constant, _ = runs
-  settings = lambda **o: score_training._optimizer_settings(ml_collections.ConfigDict(
-      dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, grad_clip=1.0, warmup_steps=4, **o)))
-  plain, cooled = (score_training.learning_rate(settings()),
-                   score_training.learning_rate(settings(decay_start=10, decay_steps=20,
+  settings = lambda **o: optim.settings_from_config(
+      base_training.optim(lr=1e-3, grad_clip=1.0, warmup_steps=4, **o))
+  plain, cooled = (optim.learning_rate(settings()),
+                   optim.learning_rate(settings(decay_start=10, decay_steps=20,
                                                      final_lr_factor=0.1)))
   for count, want in [(0, 2.5e-4), (2, 6.25e-4), (4, 1e-3), (10, 1e-3), (20, 5.5e-4),
                       (30, 1e-4), (90, 1e-4)]:

@@ -120,3 +120,69 @@ def test_batch_order_is_a_seeded_permutation_per_epoch():
   assert not np.array_equal(order(0), training_loop.BatchOrder(10, 4, (0, 2))(0))
   few = training_loop.BatchOrder(3, 5, stream=(0,))(0)  # Fewer items than one batch.
   assert few.shape == (5,) and few.max() < 3
+
+
+def test_every_optim_field_is_read_from_the_config_and_a_missing_one_is_named():
+  from basis_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  from basis_jax.training import optim  # pylint: disable=import-outside-toplevel
+  from configs import base_training  # pylint: disable=import-outside-toplevel
+  section = base_training.optim(name="adamax", lr=3e-4, warmup_steps=7, beta2=0.99)
+  settings = optim.settings_from_config(section)
+  assert (settings.name, settings.lr, settings.warmup_steps, settings.beta2) == (
+      "adamax", 3e-4, 7, 0.99)
+  del section["beta2"]
+  with pytest.raises(ConfigError, match=r"config.optim has no field\(s\) \['beta2'\]"):
+    optim.settings_from_config(section)
+  with pytest.raises(ValueError, match="Unknown config.optim field"):
+    base_training.optim(learning_rate=1e-3)
+
+
+def test_glow_adamax_with_a_per_step_rate_keeps_the_state_glow_states_were_saved_with():
+  """Glow's optimizer now comes from optim.make: its state has the structure (and the
+  updates) of the inject_hyperparams(adamax) it was built with before, so compact Glow
+  training states written earlier still load and continue the same way."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+  from basis_jax.training import optim  # pylint: disable=import-outside-toplevel
+  from configs import base_training  # pylint: disable=import-outside-toplevel
+  params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+  grads = jax.tree.map(lambda p: jnp.sin(p) + 0.1, params)
+  tx = optim.make(optim.settings_from_config(base_training.optim(name="adamax")),
+                  rate_per_step=True)
+  before = optax.inject_hyperparams(optax.adamax)(learning_rate=0.0)
+  state, old_state = tx.init(params), before.init(params)
+  assert jax.tree.structure(state) == jax.tree.structure(old_state)
+  state = optim.set_rate(state, 2e-3)
+  old_state.hyperparams["learning_rate"] = jnp.asarray(2e-3, jnp.float32)
+  updates, _ = tx.update(grads, state, params)
+  old_updates, _ = before.update(grads, old_state, params)
+  for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(old_updates)):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("trainer,remove,named", [
+    ("score", "heldout_every", "'heldout_every'"),
+    ("score", "sigmas.num_bands", "'sigmas.num_bands'"),
+    ("score", "optim.grad_clip", r"config.optim has no field\(s\) \['grad_clip'\]"),
+    ("classifier", "crop_padding", "'crop_padding'"),
+    ("classifier", "optim.momentum", r"\['momentum'\]"),
+])
+def test_a_training_config_missing_a_field_is_refused_by_name_before_any_work(
+    tmp_path, trainer, remove, named):
+  from basis_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+  from basis_jax.training import classifier_training, score_training  # pylint: disable=import-outside-toplevel
+  from configs import train_classifier_cifar10, train_score_unet_mnist  # pylint: disable=import-outside-toplevel
+  config = (train_score_unet_mnist.get_config() if trainer == "score"
+            else train_classifier_cifar10.get_config())
+  *parents, leaf = remove.split(".")
+  section = config
+  for name in parents:
+    section = section[name]
+  del section[leaf]
+  workdir = tmp_path / "run"
+  with pytest.raises(ConfigError, match=named):
+    if trainer == "score":
+      score_training.train_and_evaluate(config, str(workdir))
+    else:
+      classifier_training.train(config, str(workdir))
+  assert not workdir.exists()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from basis_jax import config_help
 from basis_jax.errors import ConfigError
 from basis_jax.sampling import mixing as mixing_lib
 from basis_jax.sampling import sampler, schedules, selection
@@ -52,15 +53,8 @@ class RunSettings:
 
 def field(config, path: str) -> Any:
   """config's field at a dotted `path`; a missing one is refused, naming it."""
-  node = config
-  for part in path.split("."):
-    try:
-      node = node[part]
-    except (KeyError, AttributeError, TypeError):
-      raise ConfigError(f"The config has no field {path!r}.",
-                        hint=f"every separation config starts from {BASE}, which sets each "
-                             "field with its default.") from None
-  return node
+  return config_help.field(config, path, hint=f"every separation config starts from {BASE}, "
+                                              "which sets each field with its default.")
 
 
 def _at_least_one(config, path: str, hint: str) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from basis_jax import config_help
 from basis_jax.files import data as data_lib, sharding
 
 from basis_jax.evaluation import classifier, metrics
@@ -116,7 +117,7 @@ def init_state(config, tx) -> tuple:
   graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
   state = {"step": jnp.zeros((), jnp.int32), "params": params, "batch_stats": stats,
            "opt_state": tx.init(params)}
-  if config.get("init_weights"):
+  if config.init_weights:
     state = train_resume.load_into(config.init_weights, state,
                                    architecture=classifier.ARCHITECTURE,
                                    model_config=_model_config_dict(config),
@@ -165,10 +166,20 @@ class _CrossEntropy(training_loop.Objective):
     return nnx.merge(self.graphdef, state["params"], state["batch_stats"])
 
 
+# Every field a classifier training config must have (configs/train_classifier_cifar10.py
+# sets them all). Checked once, before any work.
+REQUIRED_FIELDS = ("model", "data", "test_data", "seed", "batch_size", "num_epochs",
+                   "max_steps", "optim", "label_smoothing", "crop_padding", "init_weights",
+                   "log_every", "checkpoint_every", "max_to_keep", "max_seconds")
+
+
 def train(config, workdir: str, *, mesh=None, allow_config_change: bool = False) -> dict:
   """Trains (resuming from WORKDIR/checkpoints when there are any), writes
   WORKDIR/classifier.npz at the end; returns the last metrics record (with the test
   accuracy on colour and on gray copies)."""
+  config_help.require(config, REQUIRED_FIELDS, hint="start from "
+                      "configs/train_classifier_cifar10.py, which sets every field.")
+  optim.settings_from_config(config.optim)
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh() if mesh is None else mesh
   batch_size = int(config.batch_size)
@@ -209,17 +220,17 @@ def train(config, workdir: str, *, mesh=None, allow_config_change: bool = False)
                f"{classifier.count_params(objective.model(state)):,}", len(train_set),
                num_steps, batch_size, int(config.num_epochs), mesh.size)
   try:
+    progress = training_loop.Progress(int(state["step"]))
     if checkpoints.latest_step() is not None:
-      state, _ = checkpoints.restore(state)
-      logging.info("Resumed from step %d.", int(state["step"]))
+      state, progress = checkpoints.restore(state)
+      logging.info("Resumed from step %d.", progress.step)
     metrics_log = training_loop.MetricsLog(os.path.join(workdir, "metrics.jsonl"))
     metrics_log.truncate(int(state["step"]))
     loop = training_loop.LoopSettings(
         num_steps=num_steps, log_every=log_every or steps_per_epoch,
         checkpoint_every=checkpoint_every, max_seconds=float(config.max_seconds))
-    state, progress = training_loop.run(objective, state,
-                                        training_loop.Progress(int(state["step"])), loop,
-                                        checkpoints, metrics_log)
+    state, progress = training_loop.run(objective, state, progress, loop, checkpoints,
+                                        metrics_log)
   finally:
     checkpoints.close()
   trained = objective.model(state)

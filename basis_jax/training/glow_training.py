@@ -41,7 +41,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 
 from basis_jax.files import atomic, checkpoint_io, sharding
@@ -50,7 +49,7 @@ from basis_jax import errors
 
 from basis_jax.sampling import schedules
 
-from basis_jax.training import training_loop
+from basis_jax.training import optim, training_loop
 from basis_jax.errors import ConfigError, InputFileError
 from basis_jax.priors import glow
 
@@ -75,21 +74,21 @@ InvertibilityError = training_loop.NonFiniteLossError
 
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
-  """Static settings of a training run (see `options_from_config`)."""
+  """Static settings of a training run (`options_from_config`: `config.train`, the σ ladder
+  and `config.optim`; the defaults are in configs/train_glow_mnist.py)."""
 
   sigmas: tuple[float, ...]  # The separation ladder (any order; trained ascending).
-  batch_size: int = 64
-  learning_rate: float = 1e-3
-  warmup_steps: int = 200
-  train_steps: int = 10_000  # Stage 0 (clean); ignored with initial weights.
-  finetune_steps: int = 2_000  # Per σ.
-  seed: int = 0
-  init_batch_size: int = 256  # Data-dependent actnorm initialisation.
-  eval_batch_size: int = 256
-  log_every: int = 50
-  checkpoint_every: int = 500
-  max_restarts: int = 3
-  max_seconds: float = 0.0  # Wall-clock budget of one call (0: none): checkpoint, then stop.
+  optimizer: optim.OptimizerSettings  # Adamax; lr and warmup_steps per stage (`learning_rate`).
+  batch_size: int
+  train_steps: int  # Stage 0 (clean); ignored with initial weights.
+  finetune_steps: int  # Per σ.
+  seed: int
+  init_batch_size: int  # Data-dependent actnorm initialisation.
+  eval_batch_size: int
+  log_every: int
+  checkpoint_every: int
+  max_restarts: int
+  max_seconds: float  # Wall-clock budget of one call (0: none): checkpoint, then stop.
 
   def __post_init__(self):
     sigmas = tuple(float(s) for s in self.sigmas)
@@ -100,20 +99,32 @@ class TrainOptions:
                  "checkpoint_every", "init_batch_size", "eval_batch_size"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+    if self.optimizer.decay_steps:
+      raise ConfigError("config.optim.decay_steps must be 0 for Glow: each σ stage warms up "
+                        "and then trains at a constant rate.")
 
   @property
   def ascending_sigmas(self) -> tuple[float, ...]:
     return tuple(sorted(self.sigmas))
 
 
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainOptions)
+                     if f.name not in ("sigmas", "optimizer"))
+
+
 def options_from_config(config) -> TrainOptions:
-  """TrainOptions from `config.train` and the σ ladder of `config.schedule` (`sigmas`, or
-  `sigma_max`, `sigma_min`, `num_levels` as in a separation config)."""
+  """TrainOptions from `config.train` (every field of TRAIN_FIELDS; a missing one is refused
+  by name), `config.optim` and the σ ladder of `config.schedule` (`sigmas`, or `sigma_max`,
+  `sigma_min`, `num_levels` as in a separation config)."""
   t, s = config.train, config.schedule
-  sigmas = tuple(s.get("sigmas") or ()) or schedules.geometric_sigmas(
-      s.sigma_max, s.sigma_min, s.num_levels)
-  fields = {f.name for f in dataclasses.fields(TrainOptions)} - {"sigmas"}
-  return TrainOptions(sigmas=sigmas, **{k: t[k] for k in fields if k in t})
+  missing = [name for name in TRAIN_FIELDS if name not in t]
+  if missing:
+    raise ConfigError(f"config.train has no field(s) {missing}.",
+                      hint="start from configs/train_glow_mnist.py, which sets them all.")
+  sigmas = tuple(s.sigmas) or schedules.geometric_sigmas(s.sigma_max, s.sigma_min,
+                                                         s.num_levels)
+  return TrainOptions(sigmas=sigmas, optimizer=optim.settings_from_config(config.optim),
+                      **{name: t[name] for name in TRAIN_FIELDS})
 
 
 def _stage_sigma(options: TrainOptions, stage: int) -> float:
@@ -125,21 +136,18 @@ def _stage_steps(options: TrainOptions, stage: int) -> int:
 
 
 def learning_rate(options: TrainOptions, step: int, lr_scale: float) -> float:
-  """Linear warm-up over `warmup_steps`, then constant (each stage warms up anew)."""
-  return options.learning_rate * lr_scale * min(1.0, (step + 1) / max(1, options.warmup_steps))
-
-
-def make_optimizer():
-  # The learning rate is an input of every step, so warm-up, restarts with a lower rate and
-  # all stages share one compiled step.
-  return optax.inject_hyperparams(optax.adamax)(learning_rate=0.0)
+  """Linear warm-up over `optim.warmup_steps`, then constant (each stage warms up anew)."""
+  o = options.optimizer
+  return o.lr * lr_scale * min(1.0, (step + 1) / max(1, o.warmup_steps))
 
 
 @functools.lru_cache(maxsize=4)
-def make_steps(graphdef, config: glow.GlowConfig):
+def make_steps(graphdef, config: glow.GlowConfig, optimizer: optim.OptimizerSettings):
   """(jitted optimizer init, jitted train_step, jitted eval_bpd); σ and the learning rate are traced
-  arguments, so one compilation serves every stage (and every run of the same model)."""
-  tx = make_optimizer()
+  arguments, so one compilation serves every stage (and every run of the same model): the
+  rate is an input of every step (`optim.make(..., rate_per_step=True)`), so warm-up,
+  restarts with a lower rate and all stages share one compiled step."""
+  tx = optim.make(optimizer, rate_per_step=True)
 
   def noisy(images, key, sigma):
     k_deq, k_noise = jax.random.split(key)
@@ -153,7 +161,7 @@ def make_steps(graphdef, config: glow.GlowConfig):
   @jax.jit
   def train_step(params, rest, opt_state, images, key, sigma, lr):
     loss, grads = jax.value_and_grad(mean_bpd)(params, rest, noisy(images, key, sigma))
-    opt_state.hyperparams["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    opt_state = optim.set_rate(opt_state, lr)
     finite = jnp.isfinite(loss) & jnp.all(jnp.array(
         [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     updates, new_opt_state = tx.update(grads, opt_state, params)
@@ -214,21 +222,23 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
     first_stage = int(checkpoint_io.read_metadata(state_file)["first_stage"])
   num_stages = len(options.sigmas) + 1
 
-  manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-  # stage_start_bpd: held-out bits/dim of the parameters the stage started from.
+  # The stages share one checkpoint directory: a checkpoint's block is its stage, and its
+  # progress holds the held-out bits/dim the stage started from (stage_start_bpd).
+  checkpoints = training_loop.OrbaxCheckpoints(
+      workdir, replicated, block_size=_STAGE_STRIDE,
+      after_save=lambda state: _pack_state(workdir, model_config, options, first_stage,
+                                           checkpoints))
   progress = {"stage": first_stage, "step": 0, "lr_scale": 1.0, "restarts": 0,
               "stage_start_bpd": 0.0}
-  opt_init, train_step, eval_bpd = make_steps(graphdef, model_config)
+  opt_init, train_step, eval_bpd = make_steps(graphdef, model_config, options.optimizer)
   opt_state = opt_init(params)
   _check_ladder(workdir, options)
-  if manager.latest_step() is None and state_file:
-    _unpack_state(state_file, workdir, manager, model_config, options, params, opt_state)
-  if manager.latest_step() is not None:
-    params, opt_state, progress = _restore(manager, params, opt_state, progress)
-    logging.info("Resumed from checkpoint %d: stage %d, step %d.", manager.latest_step(),
-                 progress["stage"], progress["step"])
+  if checkpoints.latest_block() is None and state_file:
+    _unpack_state(state_file, workdir, checkpoints, model_config, options, params, opt_state)
+  if checkpoints.latest_block() is not None:
+    params, opt_state, progress = _restore_latest(checkpoints, params, opt_state)
+    logging.info("Resumed from the checkpoint of stage %d, step %d.", progress["stage"],
+                 progress["step"])
     for stage in range(1, min(progress["stage"], num_stages)):  # Fail now, not at the end.
       _load_stage_file(workdir, options, stage)
   # Replicated over the mesh, as the step's outputs are: otherwise the first call after a
@@ -246,16 +256,16 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
     num_steps = _stage_steps(options, stage)
     name = "clean" if stage == 0 else f"σ={sigma:.4g} ({stage}/{num_stages - 1})"
     if steps_left is not None and steps_left <= 0:
-      manager.wait_until_finished()
+      checkpoints.manager.wait_until_finished()
       return {"stopped": True, "metrics": metrics}
-    if progress["step"] == 0 and manager.latest_step() != _total_step(progress):
+    checkpoints.block = stage
+    checkpoints.extra = {"stage_start_bpd": progress["stage_start_bpd"]}
+    if progress["step"] == 0 and checkpoints.latest_step() != 0:
       opt_state = jax.device_put(opt_init(params), replicated)
       progress["stage_start_bpd"] = float(eval_bpd(params, rest, eval_x, eval_key, sigma))
-      _save_checkpoint(manager, params, opt_state, progress)
+      checkpoints.extra = {"stage_start_bpd": progress["stage_start_bpd"]}
+      checkpoints.save(0, {"params": params, "opt_state": opt_state}, training_loop.Progress(0))
     # One run of the shared loop per stage: its batches, noise and checkpoints are the stage's.
-    checkpoints = _StageCheckpoints(manager, progress, replicated,
-                                    lambda: _pack_state(workdir, model_config, options,
-                                                        first_stage, manager))
     batches = training_loop.MeshBatches(train_images, options.batch_size,
                                         (options.seed, stage), mesh)
     objective = _NoisyLikelihood(train_step, rest, batches, options, stage, sigma,
@@ -278,7 +288,7 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
     if steps_left is not None:
       steps_left -= done.step - start
     if done.step < num_steps:
-      manager.wait_until_finished()
+      checkpoints.manager.wait_until_finished()
       return {"stopped": True, "metrics": metrics}
     before = progress["stage_start_bpd"]
     after = float(eval_bpd(params, rest, eval_x, eval_key, sigma))
@@ -292,7 +302,7 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
       f.writelines(json.dumps(m) + "\n" for m in metrics)
     progress = {"stage": stage + 1, "step": 0, "lr_scale": 1.0, "restarts": 0,
                 "stage_start_bpd": 0.0}
-  manager.wait_until_finished()
+  checkpoints.manager.wait_until_finished()
   _write_stacked(workdir, model_config, options)
   return {"stopped": False, "metrics": metrics, "sigmas": options.ascending_sigmas}
 
@@ -302,7 +312,7 @@ class _NoisyLikelihood(training_loop.Objective):
   stage's batches and keys drawn from the (seed, stage) stream."""
 
   non_finite = "Glow lost invertibility (non-finite loss or gradient)"
-  non_finite_hint = ("lower train.learning_rate, lengthen train.warmup_steps, or fine-tune "
+  non_finite_hint = ("lower optim.lr, lengthen optim.warmup_steps, or fine-tune "
                      "with smaller σ steps.")
 
   def __init__(self, train_step, rest, batches: training_loop.MeshBatches,
@@ -323,34 +333,6 @@ class _NoisyLikelihood(training_loop.Objective):
     bpd = float(window["loss"]) / steps
     return (f"bits/dim {bpd:.4f}  lr {self.lr:.2e}",
             {"stage": self.stage, "sigma": self.sigma, "bits_per_dim": bpd, "lr": self.lr})
-
-
-class _StageCheckpoints:
-  """One stage's checkpoints in the run's Orbax manager (numbered stage·10⁷ + step), with
-  the stage's progress (σ-stage, step, learning-rate scale, restarts, starting bits/dim)."""
-
-  def __init__(self, manager, progress: dict, replicated, after_save=None):
-    self.manager, self.progress, self.replicated = manager, dict(progress), replicated
-    self.after_save = after_save
-
-  def latest_step(self) -> int | None:
-    latest = self.manager.latest_step()
-    if latest is None or latest // _STAGE_STRIDE != self.progress["stage"]:
-      return None
-    return latest % _STAGE_STRIDE
-
-  def save(self, step: int, state, progress: training_loop.Progress) -> None:
-    self.progress.update(step=step, lr_scale=progress.lr_scale, restarts=progress.restarts)
-    _save_checkpoint(self.manager, state["params"], state["opt_state"], self.progress)
-    if self.after_save is not None:
-      self.after_save()
-
-  def restore(self, state):
-    params, opt_state, restored = _restore(self.manager, state["params"], state["opt_state"],
-                                           self.progress)
-    params, opt_state = jax.device_put((params, opt_state), self.replicated)
-    return ({"params": params, "opt_state": opt_state},
-            training_loop.Progress(restored["step"], restored["lr_scale"], restored["restarts"]))
 
 
 def _check_images(images, config, name):
@@ -407,31 +389,15 @@ def _write_stacked(workdir, config, options):
                     sigmas=sigmas)
 
 
-def _total_step(progress) -> int:
-  return progress["stage"] * _STAGE_STRIDE + progress["step"]
-
-
-def _checkpoint_tree(params, opt_state, progress):
-  return {"params": nnx.to_pure_dict(params), "opt_state": opt_state,
-          "progress": {k: np.asarray(v, np.float64 if isinstance(v, float) else np.int64)
-                       for k, v in progress.items()}}
-
-
-def _save_checkpoint(manager, params, opt_state, progress):
-  if manager.latest_step() == _total_step(progress):
-    return  # Already saved (runs are deterministic, so it holds the same values).
-  manager.save(_total_step(progress),
-               args=ocp.args.StandardSave(_checkpoint_tree(params, opt_state, progress)),
-               force=True)
-  manager.wait_until_finished()
-
-
-def _restore(manager, params, opt_state, progress):
-  template = _checkpoint_tree(params, opt_state, progress)
-  restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(template))
-  nnx.replace_by_pure_dict(params, restored["params"])
-  progress = {k: np.asarray(v).item() for k, v in restored["progress"].items()}
-  return params, restored["opt_state"], progress
+def _restore_latest(checkpoints, params, opt_state):
+  """(params, opt_state, progress dict) of the directory's latest checkpoint (any stage)."""
+  checkpoints.block = checkpoints.latest_block()
+  checkpoints.extra = {"stage_start_bpd": 0.0}  # The structure of the saved progress.
+  state, done = checkpoints.restore({"params": params, "opt_state": opt_state})
+  progress = {"stage": checkpoints.block, "step": done.step, "lr_scale": done.lr_scale,
+              "restarts": done.restarts,
+              "stage_start_bpd": float(checkpoints.restored_extra["stage_start_bpd"])}
+  return state["params"], state["opt_state"], progress
 
 
 def _read_metrics(workdir):
@@ -450,19 +416,19 @@ def is_training_state(path: str) -> bool:
   return bool(checkpoint_io.read_metadata(path).get("glow_training_state"))
 
 
-def _pack_state(workdir, model_config, options, first_stage, manager) -> None:
-  """Writes STATE_FILE from the workdir's latest checkpoint and its finished stage files."""
-  latest = manager.latest_step()
-  if latest is None or jax.process_index() != 0:
+def _pack_state(workdir, model_config, options, first_stage, checkpoints) -> None:
+  """Writes STATE_FILE from the workdir's latest checkpoint and its finished stage files
+  (read back from disk, so the file holds exactly what a resume would restore)."""
+  if checkpoints.latest_block() is None or jax.process_index() != 0:
     return
   graphdef, params, _ = nnx.split(nnx.eval_shape(lambda: glow.Glow(model_config)),
                                   nnx.Param, ...)
-  opt_init, _, _ = make_steps(graphdef, model_config)
-  progress = {"stage": 0, "step": 0, "lr_scale": 1.0, "restarts": 0, "stage_start_bpd": 0.0}
-  template = _checkpoint_tree(params, jax.eval_shape(opt_init, params), progress)
-  restored = manager.restore(latest, args=ocp.args.StandardRestore(template))
-  progress = {k: np.asarray(v).item() for k, v in restored["progress"].items()}
-  tree = {"params": restored["params"], "opt_state": restored["opt_state"], "stages": {
+  opt_init, _, _ = make_steps(graphdef, model_config, options.optimizer)
+  block, extra = checkpoints.block, checkpoints.extra
+  params, opt_state, progress = _restore_latest(checkpoints, params,
+                                                jax.eval_shape(opt_init, params))
+  checkpoints.block, checkpoints.extra = block, extra
+  tree = {"params": nnx.to_pure_dict(params), "opt_state": opt_state, "stages": {
       f"{stage:02d}": nnx.to_pure_dict(_load_stage_file(workdir, options, stage).state)
       for stage in range(1, progress["stage"])}}
   metadata = {"architecture": "glow", "glow_training_state": True,
@@ -472,7 +438,8 @@ def _pack_state(workdir, model_config, options, first_stage, manager) -> None:
   checkpoint_io.save_params(os.path.join(workdir, STATE_FILE), tree, metadata, compress=True)
 
 
-def _unpack_state(path, workdir, manager, model_config, options, params, opt_state) -> None:
+def _unpack_state(path, workdir, checkpoints, model_config, options, params,
+                  opt_state) -> None:
   """Turns a compact training state into the workdir's first checkpoint, its finished stage
   files and metrics, so the run continues exactly where the state was written."""
   metadata = checkpoint_io.read_metadata(path)
@@ -502,8 +469,12 @@ def _unpack_state(path, workdir, manager, model_config, options, params, opt_sta
     glow.save_weights(os.path.join(workdir, f"sigma_{stage}.npz"), model_config, state,
                       stage_sigma=_stage_sigma(options, int(stage)))
   nnx.replace_by_pure_dict(params, tree["params"])
-  _save_checkpoint(manager, params, tree["opt_state"], progress)
   with atomic.atomic_open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
     f.writelines(json.dumps(m) + "\n" for m in metadata.get("metrics", []))
+  checkpoints.block = int(progress["stage"])
+  checkpoints.extra = {"stage_start_bpd": float(progress["stage_start_bpd"])}
+  checkpoints.save(int(progress["step"]), {"params": params, "opt_state": tree["opt_state"]},
+                   training_loop.Progress(int(progress["step"]), float(progress["lr_scale"]),
+                                          int(progress["restarts"])))
   logging.info("Continuing from the training state %s: stage %d, step %d.", path,
                progress["stage"], progress["step"])

@@ -38,14 +38,35 @@ from basis_jax import overview
 from basis_jax.sampling import sampler
 from basis_jax.evaluation import visualize
 from basis_jax.errors import ConfigError
-from basis_jax import priors
+from basis_jax import config_help, priors
 
 NonFiniteLossError = training_loop.NonFiniteLossError
 
 
+# Every field a score-network training config must have (configs/train_ncsn_mnist.py sets
+# them all; the σ-conditioned networks add sigmas.num_bands). Checked once, before any work.
+REQUIRED_FIELDS = (
+    "model.name", "sigmas.sigma_max", "sigmas.sigma_min", "data", "seed",
+    "training.batch_size", "training.random_flip", "optim", "ema_rate", "num_steps",
+    "max_seconds", "log_every", "checkpoint_every", "max_to_keep", "compact_opt_state",
+    "init_weights", "heldout.num_images", "heldout.eval_images", "heldout_every",
+    "distributed", "sampling.every", "sampling.num_samples", "sampling.steps_per_level",
+    "sampling.step_lr")
+
+
+def check_config(config) -> None:
+  """Refuses a training config that lacks a field, naming each missing one (with the
+  optimizer section's own check), before anything is loaded or written."""
+  hint = "start from configs/train_ncsn_mnist.py (base_config), which sets every field."
+  config_help.require(config, REQUIRED_FIELDS, hint=hint)
+  if network(config).conditioning != "level":
+    config_help.require(config, ("sigmas.num_bands",), hint=hint)
+  optim.settings_from_config(config.optim)
+
+
 def network(config):
   """The score network `config.model.name` names (its spec: priors/network_spec.py)."""
-  return priors.score_network(config.model.get("name", "ncsn"))
+  return priors.score_network(config.model.name)
 
 
 def model_config(config):
@@ -62,7 +83,7 @@ def noise_of(config):
     raise ConfigError(f"config.sigmas needs 0 < sigma_min < sigma_max, got {s.sigma_min}, "
                       f"{s.sigma_max}.")
   return dsm.LogUniformNoise(float(s.sigma_min), float(s.sigma_max),
-                             int(s.get("num_bands", 10)))
+                             int(s.num_bands))
 
 
 def sigmas_of(config) -> tuple[float, ...]:
@@ -70,16 +91,11 @@ def sigmas_of(config) -> tuple[float, ...]:
   return tuple(float(v) for v in noise_of(config).eval_points()[1])
 
 
-# The optimizer lives in basis_jax/training/optim.py; these names stay for scripts and tests.
-OptimizerSettings, learning_rate = optim.OptimizerSettings, optim.learning_rate
-_optimizer_settings, _optimizer = optim.settings_from_config, optim.make
-
-
 @functools.lru_cache(maxsize=8)
-def _train_step(graphdef, make_score_fn, noise, optimizer: OptimizerSettings, ema_rate: float,
-                random_flip: bool):
+def _train_step(graphdef, make_score_fn, noise, optimizer: optim.OptimizerSettings,
+                ema_rate: float, random_flip: bool):
   """The jitted step, cached on its static settings (runs in one process share the compile)."""
-  tx = _optimizer(optimizer)
+  tx = optim.make(optimizer)
   score_fn = make_score_fn(graphdef)
 
   def step(state, images, key):
@@ -110,7 +126,7 @@ def _train_step(graphdef, make_score_fn, noise, optimizer: OptimizerSettings, em
 def train_step(config, graphdef):
   """`config`'s jitted training step: (state, uint8 images, key) -> (state, metrics)."""
   return _train_step(graphdef, network(config).make_score_fn, noise_of(config),
-                     _optimizer_settings(config.optim), float(config.ema_rate),
+                     optim.settings_from_config(config.optim), float(config.ema_rate),
                      bool(config.training.random_flip))
 
 
@@ -135,12 +151,12 @@ def init_state(config, graphdef_and_params=None) -> dict[str, Any]:
   cfg = model_config(config)
   graphdef, params = graphdef_and_params or nnx.split(network(config).build(cfg, config.seed),
                                                       nnx.Param)
-  tx = _optimizer(_optimizer_settings(config.optim))
+  tx = optim.make(optim.settings_from_config(config.optim))
   state = {"step": jnp.zeros((), jnp.int32), "params": params,
            "opt_state": tx.init(params)}
   if config.ema_rate:
     state["ema"] = jax.tree.map(jnp.copy, params)
-  if config.get("init_weights"):
+  if config.init_weights:
     state = train_resume.load_into(config.init_weights, state,
                                    architecture=network(config).architecture,
                                    model_config=model_config(config).to_dict(), seed=config.seed)
@@ -155,7 +171,7 @@ def save_compact(path: str, state: dict, config) -> None:
   train_resume.save(path, state, architecture=network(config).architecture,
                     model_config=model_config(config).to_dict(), seed=config.seed,
                     noise_meta=noise_meta,
-                    include_opt_state=config.get("compact_opt_state", False))
+                    include_opt_state=config.compact_opt_state)
 
 
 def load_images(data_config, image_shape: tuple[int, int, int]) -> np.ndarray:
@@ -186,7 +202,7 @@ def sample_grid(config, graphdef, params, key) -> np.ndarray:
   s = config.sampling
   cfg = model_config(config)
   shape = (s.num_samples, cfg.image_size, cfg.image_size, cfg.channels)
-  sample = _sampler(graphdef, config.model.get("name", "ncsn"), _sampling_ladder(config),
+  sample = _sampler(graphdef, config.model.name, _sampling_ladder(config),
                     s.steps_per_level, s.step_lr, shape)
   return np.asarray(sample(params, key))
 
@@ -217,8 +233,7 @@ def _write_samples(config, graphdef, state, workdir, step) -> None:
 def _split_heldout(images: np.ndarray, config) -> tuple[np.ndarray, np.ndarray | None]:
   """The last `heldout.num_images` training images are never trained on: settings are
   chosen on their losses (and separations), never on the test set."""
-  heldout = config.get("heldout")
-  n = int(heldout.num_images) if heldout else 0
+  n = int(config.heldout.num_images)
   if n <= 0:
     return images, None
   if n >= len(images):
@@ -261,7 +276,7 @@ class _ScoreMatching(training_loop.Objective):
     self.config, self.graphdef, self.batches, self.workdir = config, graphdef, batches, workdir
     self.step_fn = train_step(config, graphdef)
     self.key = jax.random.key(config.seed)
-    self.rate = learning_rate(_optimizer_settings(config.optim))
+    self.rate = optim.learning_rate(optim.settings_from_config(config.optim))
     self.heldout = heldout
 
   def step(self, state, step: int, lr_scale: float):
@@ -276,7 +291,7 @@ class _ScoreMatching(training_loop.Objective):
               "loss_per_level": [None if np.isnan(v) else float(v) for v in per_level],
               # The learning rate of this window's last update.
               "lr": float(self.rate(done - 1)) if callable(self.rate) else self.rate}
-    every = int(self.config.get("heldout_every", 0))
+    every = int(self.config.heldout_every)
     if self.heldout is not None and (done % every == 0 or last):
       record.update(self.heldout(state))
       ema = record.get("heldout_loss_ema")
@@ -302,7 +317,8 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None, *,
   `allow_config_change`). A non-finite loss stops the run with `NonFiniteLossError` before
   anything after the last good checkpoint is saved.
   """
-  sharding.initialize_distributed(config.get("distributed"))
+  check_config(config)
+  sharding.initialize_distributed(config.distributed)
   os.makedirs(workdir, exist_ok=True)
   cfg = model_config(config)
   noise_of(config)  # Refuses a bad config.sigmas before the data is read.
@@ -332,11 +348,12 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None, *,
       workdir, replicated, max_to_keep=config.max_to_keep,
       after_save=lambda state: save_compact(os.path.join(workdir, "weights.npz"), state, config))
   try:
+    progress = training_loop.Progress(int(state["step"]))
     if checkpoints.latest_step() is not None:
-      state, _ = checkpoints.restore(state)
-      logging.info("Resumed from step %d.", int(state["step"]))
+      state, progress = checkpoints.restore(state)
+      logging.info("Resumed from step %d.", progress.step)
     overview.log_parameter_overview(state["params"], network(config).architecture)
-    heldout_every = int(config.get("heldout_every", 0)) if heldout_images is not None else 0
+    heldout_every = int(config.heldout_every) if heldout_images is not None else 0
     heldout = _HeldoutLoss(config, graphdef, heldout_images) if heldout_every else None
     metrics = training_loop.MetricsLog(os.path.join(workdir, "metrics.jsonl"))
     metrics.truncate(int(state["step"]))
@@ -344,9 +361,9 @@ def train_and_evaluate(config, workdir: str, stop_after: int | None = None, *,
     settings = training_loop.LoopSettings(
         num_steps=config.num_steps, log_every=config.log_every,
         checkpoint_every=config.checkpoint_every,
-        max_seconds=float(config.get("max_seconds", 0) or 0))
+        max_seconds=float(config.max_seconds or 0))
     state, _ = training_loop.run(_ScoreMatching(config, graphdef, batches, heldout, workdir),
-                                 state, training_loop.Progress(int(state["step"])), settings,
+                                 state, progress, settings,
                                  checkpoints, metrics, stop_after=stop_after)
   finally:
     checkpoints.close()

@@ -89,7 +89,7 @@ class Objective:
 
 
 class Checkpoints(Protocol):
-  """Where a run's state is saved and from where it is restored (orbax for both trainers)."""
+  """Where a run's state is saved and from where it is restored (`OrbaxCheckpoints`)."""
 
   def save(self, step: int, state, progress: Progress) -> None:
     ...
@@ -102,32 +102,72 @@ class Checkpoints(Protocol):
 
 
 class OrbaxCheckpoints:
-  """The checkpoint adapter of the trainers whose state is one dict with its own 'step'
-  (score networks, the classifier): Orbax checkpoints of the replicated state under
-  DIR/checkpoints, and `after_save(state)` (e.g. the compact weights file) after each.
-  (Glow's staged runs keep their stage in the checkpoint too: glow_training's adapter.)"""
+  """The one checkpoint adapter of every trainer (score networks, the classifier, Glow).
 
-  def __init__(self, workdir: str, replicated, *, max_to_keep: int = 2, after_save=None):
-    self.replicated, self.after_save = replicated, after_save
+  Orbax checkpoints under DIR/checkpoints, each holding {'state': the trainer's state,
+  'progress': the loop's `Progress` and `extra`}, and `after_save(state)` after each save
+  (e.g. the compact weights or training-state file).
+
+  block_size: checkpoints are numbered `block`·block_size + step, and `latest_step()` sees
+  only the current block (Glow's σ stages share one directory: `block` is the stage; the
+  trainer sets it). None: numbered by step alone.
+  extra: further progress values saved with each checkpoint (Glow: the held-out bits/dim
+  its stage started from); `restore` reads them back into `restored_extra`.
+  """
+
+  def __init__(self, workdir: str, replicated, *, max_to_keep: int = 2, after_save=None,
+               block_size: int | None = None):
+    self.replicated, self.after_save, self.block_size = replicated, after_save, block_size
+    self.block, self.extra, self.restored_extra = 0, {}, {}
     self.manager = ocp.CheckpointManager(
         os.path.abspath(os.path.join(workdir, "checkpoints")),
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
+  def _number(self, step: int) -> int:
+    return step if self.block_size is None else self.block * self.block_size + step
+
   def latest_step(self) -> int | None:
-    return self.manager.latest_step()
+    """The step of the current block's latest checkpoint (None: none yet)."""
+    latest = self.manager.latest_step()
+    if latest is None or self.block_size is None:
+      return latest
+    block, step = divmod(latest, self.block_size)
+    return step if block == self.block else None
+
+  def latest_block(self) -> int | None:
+    """The block of the latest checkpoint in the directory (None: none)."""
+    latest = self.manager.latest_step()
+    return None if latest is None or self.block_size is None else latest // self.block_size
+
+  def _tree(self, state, progress: Progress):
+    values = {"step": progress.step, "lr_scale": progress.lr_scale,
+              "restarts": progress.restarts, **self.extra}
+    return {"state": state, "progress": {
+        k: np.asarray(v, np.float64 if isinstance(v, float) else np.int64)
+        for k, v in values.items()}}
 
   def save(self, step: int, state, progress: Progress) -> None:
-    del progress  # The step is in the state; these trainers do not restart.
-    self.manager.save(step, args=ocp.args.StandardSave(state))
+    if self.latest_step() == step:
+      return  # Already saved (runs are deterministic, so it holds the same values).
+    progress = dataclasses.replace(progress, step=step)
+    self.manager.save(self._number(step), args=ocp.args.StandardSave(self._tree(state, progress)),
+                      force=True)
     if self.after_save is not None and jax.process_index() == 0:
+      self.manager.wait_until_finished()
       self.after_save(state)
 
   def restore(self, state):
+    """The current block's latest checkpoint, in the structure (and placement) of `state`."""
     abstract = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.replicated), state)
-    state = self.manager.restore(self.manager.latest_step(),
-                                 args=ocp.args.StandardRestore(abstract))
-    return state, Progress(int(state["step"]))
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.replicated),
+        self._tree(state, Progress(0)))
+    restored = self.manager.restore(self._number(self.latest_step()),
+                                    args=ocp.args.StandardRestore(abstract))
+    values = {k: np.asarray(v).item() for k, v in restored["progress"].items()}
+    self.restored_extra = {k: v for k, v in values.items()
+                           if k not in ("step", "lr_scale", "restarts")}
+    return restored["state"], Progress(int(values["step"]), float(values["lr_scale"]),
+                                       int(values["restarts"]))
 
   def close(self) -> None:
     self.manager.wait_until_finished()
