@@ -110,7 +110,10 @@ def get_config():
       "enabled": False, "coordinator_address": "", "num_processes": 0, "process_id": -1})
   config.max_device_memory_gb = 0.0
 
-  config.prior = ml_collections.ConfigDict({"name": "ncsn", "weights": "",
+  # Every config sets its own prior (configs/mnist_ncsn.ncsn_prior, score_unet_common.
+  # unet_prior, mnist_glow.glow_prior write full sections); this one is complete too.
+  config.prior = ml_collections.ConfigDict({"name": "ncsn", "weights": "", "dataset": "mnist",
+                                            "use_ema": True, "seed": 0,
                                             "allow_random_weights": False})
   config.priors = ()
 

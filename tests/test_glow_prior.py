@@ -15,6 +15,7 @@ from basis_jax import errors
 from basis_jax.sampling import mixing, sampler, schedules, selection
 from basis_jax.priors import gaussian, glow
 from basis_jax import priors as priors_lib
+from configs import mnist_glow, score_unet_common
 
 CONFIG = glow.GlowConfig(image_shape=(8, 8, 1), levels=2, depth=1, width=8)
 SCHEDULE = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.1, 3), 4, 3e-5,
@@ -30,8 +31,9 @@ def _stacked_file(tmp_path, sigmas=SCHEDULE.sigmas):
 
 
 def _prior_config(weights=""):
-  return ml_collections.ConfigDict({"name": "glow", "weights": weights, "seed": 0,
-                                    **glow.config_to_json(CONFIG)})
+  section = mnist_glow.glow_prior(weights=weights)
+  section.update(glow.config_to_json(CONFIG))
+  return section
 
 
 def test_prior_scores_use_the_level_parameters(tmp_path):
@@ -149,7 +151,9 @@ def test_architecture_fields_that_clash_with_the_file_are_refused(tmp_path):
   config.width = 16  # The file's Glow has width 8.
   with pytest.raises(errors.ConfigError, match=r"width=16 \(file: 8\)"):
     priors_lib.load(config, SCHEDULE)
-  bare = ml_collections.ConfigDict({"name": "glow", "weights": path})  # Unset fields: the file's.
+  bare = ml_collections.ConfigDict({  # The fields a loader reads; architecture: the file's.
+      "name": "glow", "weights": path, "dataset": "", "seed": 0, "allow_random_weights": False,
+      "data_shape": None})
   assert priors_lib.load(bare, SCHEDULE).num_levels == 3
 
 
@@ -191,8 +195,7 @@ def test_best_of_s_scores_a_sigma_conditioned_prior_at_the_schedules_last_sigma(
   """A σ-conditioned prior (num_levels None) is scored at σ_L, not at level 0 (σ_max)."""
   from basis_jax.priors import score_unet  # pylint: disable=import-outside-toplevel
   schedule = schedules.Schedule(sigmas=(1.0, 0.1, 0.01), steps_per_level=1, step_lr=1e-5)
-  prior = score_unet.load(ml_collections.ConfigDict({  # The shipped CIFAR-10 prior.
-      "name": "score_unet", "weights": "", "dataset": "cifar10"}), schedule)
+  prior = score_unet.load(score_unet_common.unet_prior("cifar10"), schedule)  # Shipped.
   assert prior.num_levels is None
   sigmas = jnp.asarray(schedule.sigmas)
   asked = lambda params, x, level: jnp.sum(x, axis=(1, 2, 3)) * 0 - sigmas[level]
@@ -203,3 +206,17 @@ def test_best_of_s_scores_a_sigma_conditioned_prior_at_the_schedules_last_sigma(
   np.testing.assert_allclose(scores, -2 * 0.01, rtol=1e-6)  # Two components at σ_L each.
   with pytest.raises(errors.UserError, match="num_levels"):
     selection.best_of_s(samples, [prior, prior])
+
+
+@pytest.mark.parametrize("builder,missing", [
+    ("ncsn", "use_ema"), ("score_unet", "likelihood"), ("glow", "data_shape"),
+    ("glow", "seed")])
+def test_a_prior_section_missing_a_field_is_refused_by_name_before_loading(builder, missing):
+  from configs import mnist_ncsn  # pylint: disable=import-outside-toplevel
+  section = {"ncsn": lambda: mnist_ncsn.ncsn_prior("mnist"),
+             "score_unet": lambda: score_unet_common.unet_prior("mnist"),
+             "glow": mnist_glow.glow_prior}[builder]()
+  del section[missing]
+  with pytest.raises(errors.ConfigError, match=f"no field\\(s\\) '{missing}'") as refused:
+    priors_lib.load(section, SCHEDULE)
+  assert "which sets every field" in refused.value.hint

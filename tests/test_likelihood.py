@@ -145,12 +145,13 @@ def test_bits_per_dim_and_dequantisation():
 
 def _tiny_prior(likelihood=None, weights=""):
   config = ml_collections.ConfigDict({
-      "name": "score_unet", "weights": weights, "seed": 0,
-      "dataset": "mnist", "allow_random_weights": not weights})
+      "name": "score_unet", "weights": weights, "seed": 0, "use_ema": True,
+      "dataset": "mnist", "allow_random_weights": not weights,
+      "allow_sigma_extrapolation": False,
+      # Given keys only: the rest are BoundSettings' (a library call may pass a part).
+      "likelihood": ml_collections.ConfigDict(likelihood or {})})
   if not weights:
     config.update(channels=1, image_size=8, widths=(8, 8), embed_dim=8, groups=4)
-  if likelihood is not None:
-    config.likelihood = ml_collections.ConfigDict(likelihood)
   schedule = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.01, 3), 1, 1e-5)
   if weights:
     return score_unet.load(config, schedule)

@@ -8,7 +8,6 @@ import types
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -22,7 +21,7 @@ from configs import base_training
 from basis_jax.sampling import schedules
 from basis_jax.errors import ConfigError
 from basis_jax.priors import score_unet
-from configs import train_score_unet_mnist
+from configs import score_unet_common, train_score_unet_mnist
 from tests.test_train_ncsn import _leaves, _write_idx
 
 TINY = (8, 8, 8)
@@ -229,8 +228,9 @@ def test_a_non_finite_loss_stops_training_before_the_bad_state_is_saved(tmp_path
 
 
 def _prior_config(weights, **overrides):
-  return ml_collections.ConfigDict({"name": "score_unet", "weights": weights,
-                                    "dataset": "mnist", "use_ema": True, **overrides})
+  section = score_unet_common.unet_prior("mnist")
+  section.update({"weights": weights, **overrides})
+  return section
 
 
 def test_prior_queries_level_i_at_sigma_i_and_bad_files_are_clear_errors(runs, tmp_path, caplog):

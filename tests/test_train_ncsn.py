@@ -14,7 +14,7 @@ from basis_jax.files import checkpoint_io
 
 from basis_jax.training import dsm, score_training
 from basis_jax.priors import ncsn
-from configs import train_ncsn_mnist
+from configs import mnist_ncsn, train_ncsn_mnist
 
 
 def _write_idx(path, array):
@@ -71,7 +71,9 @@ def test_resume_is_bit_identical_and_compact_weights_load(tmp_path):
   # The compact file holds params and EMA; the prior loads the EMA weights.
   weights = str(tmp_path / "straight" / "weights.npz")
   assert checkpoint_io.read_metadata(weights)["step"] == 4
-  prior = ncsn.load(ml_collections.ConfigDict({"name": "ncsn", "weights": weights}))
+  section = mnist_ncsn.ncsn_prior("mnist")
+  section.weights = weights
+  prior = ncsn.load(section)
   for a, b in zip(_leaves(prior.params), _leaves(straight["ema"])):
     np.testing.assert_array_equal(a, b)
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from basis_jax import config_help
 from basis_jax.files import checkpoint_io
 from basis_jax.errors import ConfigError
 
@@ -102,13 +103,20 @@ class Prior:
     return self.data_space.from_prior(images)
 
 
+def require_fields(prior_config, fields: Sequence[str], builder: str) -> None:
+  """Refuses a prior section that lacks any of `fields`, naming each (before anything is
+  loaded); `builder` is the configs/ function that writes the section with its defaults."""
+  config_help.require(prior_config, fields,
+                      hint=f"build config.prior with {builder}, which sets every field.")
+
+
 def require_random_weights_allowed(prior_config, name: str, ways: str) -> None:
   """Refuses a random initialisation unless `config.prior.allow_random_weights` asks for it.
 
   Random weights run and write files that look like results, so they are opt-in (the
   benchmarks and tests opt in). `ways` says how to get weights for this prior.
   """
-  if prior_config.get("allow_random_weights", False):
+  if prior_config["allow_random_weights"]:
     return
   raise ConfigError(
       f"The {name} prior has no weights: config.prior.weights is empty and the package ships "
@@ -207,7 +215,7 @@ def explicit_fields(prior_config, fields) -> dict[str, Any]:
 
 def preset_config(prior_config, presets, fields, what: str):
   """A network config from `prior_config`: its 'dataset' preset, then explicit fields."""
-  dataset = prior_config.get("dataset", "mnist")
+  dataset = prior_config["dataset"]
   if dataset not in presets:
     raise ConfigError(f"Unknown {what} dataset preset {dataset!r}; known: {sorted(presets)}.")
   return presets[dataset](**explicit_fields(prior_config, fields))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from basis_jax.priors import base
 from basis_jax.priors.base import Prior
 
 
@@ -58,12 +59,16 @@ def toy_moments(shape, component: int, seed: int, mean: float, std: float):
   return means.astype(np.float32), stds.astype(np.float32)
 
 
+REQUIRED_FIELDS = ("image_shape", "mean", "std", "component", "seed")  # configs/gaussian_toy.py
+
+
 def load(prior_config, schedule=None) -> Prior:
   """`config.prior` fields: image_shape, mean, std, component, seed."""
   if schedule is None:
     raise ValueError("The Gaussian toy prior needs the schedule (its score depends on σ).")
-  means, stds = toy_moments(tuple(prior_config.image_shape), prior_config.get("component", 0),
-                            prior_config.get("seed", 0), prior_config.mean, prior_config.std)
+  base.require_fields(prior_config, REQUIRED_FIELDS, "configs/gaussian_toy.py")
+  means, stds = toy_moments(tuple(prior_config["image_shape"]), prior_config["component"],
+                            prior_config["seed"], prior_config["mean"], prior_config["std"])
   return make_prior(means, stds**2, schedule.sigmas)
 
 

@@ -136,6 +136,28 @@ def load_weights(path: str) -> GlowWeights:
   return GlowWeights(config, graphdef, state, sigmas, metadata)
 
 
+def image_log_probs(weights: GlowWeights, state, images: np.ndarray, *, seed: int,
+                    chunk: int = 250, sigma: float = 0.0) -> np.ndarray:
+  """log p(x) in nats per image under `state` (one model of `weights`) of dataset images
+  [N, H, W, C] in [0, 1], quantised to the model's bits and dequantised with one draw from
+  `seed` (plus N(0, σ²) when σ > 0). The draw is made for the whole set at once, so an
+  image's value does not depend on `chunk` (images per compiled call)."""
+  space = data_space(weights.config, images.shape[1:])
+  k_deq, k_noise = jax.random.split(jax.random.key(seed))
+  x = dequantize(jnp.asarray(space.to_prior(np.clip(images, 0.0, 1.0))), k_deq,
+                 weights.config.n_bits)
+  x = np.asarray(x + sigma * jax.random.normal(k_noise, x.shape))
+  log_prob = jax.jit(make_log_prob_fn(weights.graphdef))
+  out = []
+  for start in range(0, len(x), chunk):
+    part = x[start:start + chunk]
+    pad = chunk - len(part)
+    if pad:  # One compiled shape: the last chunk is padded with copies.
+      part = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
+    out.append(np.asarray(log_prob(state, part))[:chunk - pad])
+  return np.concatenate(out)
+
+
 def _check_architecture(path: str, file_config: GlowConfig, prior_config) -> None:
   """Architecture fields set in `config.prior` must agree with the weights file."""
   values = config_to_json(file_config)
@@ -152,6 +174,11 @@ def _check_architecture(path: str, file_config: GlowConfig, prior_config) -> Non
         f"{path} holds a Glow of another architecture than config.prior sets: "
         f"{', '.join(clashes)}.", hint="Remove those fields from config.prior or set them "
         "to the file's values (e.g. the configs' :small variant for the small model).")
+
+
+# The fields of config.prior this loader reads (configs/mnist_glow.glow_prior writes them with
+# their defaults; architecture fields must agree with a weights file).
+REQUIRED_FIELDS = ("weights", "dataset", "seed", "allow_random_weights", "data_shape")
 
 
 def load(prior_config, schedule=None) -> Prior:
@@ -173,7 +200,8 @@ def load(prior_config, schedule=None) -> Prior:
   if schedule is None:
     raise ValueError("The Glow prior needs the schedule (one parameter set per σ level).")
   num_levels = schedule.num_levels
-  path = prior_config.get("weights") or shipped_weights(prior_config.get("dataset"))
+  base.require_fields(prior_config, REQUIRED_FIELDS, "configs/mnist_glow.glow_prior")
+  path = prior_config["weights"] or shipped_weights(prior_config["dataset"])
   if path:
     weights = load_weights(path)
     config, graphdef = weights.config, weights.graphdef
@@ -196,7 +224,7 @@ def load(prior_config, schedule=None) -> Prior:
         "--checkpoint=glow.pt --out=glow.npz) or train and fine-tune one (python -m "
         "experiments.train_glow ..., which writes WORKDIR/glow_sigmas.npz)")
     config = GlowConfig.from_config(prior_config)
-    graphdef, params = nnx.split(Glow(config, seed=prior_config.get("seed", 0)))
+    graphdef, params = nnx.split(Glow(config, seed=prior_config["seed"]))
     select, num_levels = _identity_level, None  # One model for any number of levels.
   log_prob_fn = make_log_prob_fn(graphdef)
 
@@ -209,6 +237,6 @@ def load(prior_config, schedule=None) -> Prior:
 
   return Prior(name="glow", score_fn=score_fn, params=params, image_shape=config.image_shape,
                num_levels=num_levels, select_level=select, log_density_fn=log_density_fn,
-               data_space=data_space(config, prior_config.get("data_shape")),
+               data_space=data_space(config, prior_config["data_shape"]),
                default_init={"init": "normal", "init_mean": 0.5},
                weights_digest=data_lib.file_digest(path) if path else None)

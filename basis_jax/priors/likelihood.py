@@ -272,7 +272,7 @@ def log_density_from_config(score_fn: SigmaScoreFn, prior_config, weights: str |
   """The bound as a prior's `log_density_fn`, from `config.prior.likelihood`; its σ range
   must lie in the `sigma_range` recorded in the weights file (the one σ policy,
   `priors.base.check_sigmas`)."""
-  settings = settings_from_config(prior_config.get("likelihood"))
+  settings = settings_from_config(prior_config["likelihood"])
   if weights:
     from basis_jax.priors import base  # pylint: disable=import-outside-toplevel
     base.check_sigmas((settings.sigma_min, settings.sigma_max), weights,

@@ -172,6 +172,11 @@ def shipped_weights(dataset: str) -> str | None:
   return NETWORK.shipped_weights(dataset)
 
 
+# The fields of config.prior this loader reads (configs/mnist_ncsn.ncsn_prior writes them with
+# their defaults; architecture fields left None come from the weights file).
+REQUIRED_FIELDS = ("dataset", "weights", "use_ema", "seed", "allow_random_weights")
+
+
 def load(prior_config, schedule=None) -> Prior:
   """The NCSN prior of `config.prior` (fields: weights, seed, dataset, ngf, ..., use_ema).
 
@@ -180,26 +185,27 @@ def load(prior_config, schedule=None) -> Prior:
   allow_random_weights=True.
   """
   config = NETWORK.config_from(prior_config)
-  weights = prior_config.get("weights") or shipped_weights(prior_config.get("dataset", "mnist"))
+  base.require_fields(prior_config, REQUIRED_FIELDS, "configs/mnist_ncsn.ncsn_prior")
+  dataset = prior_config["dataset"]
+  weights = prior_config["weights"] or shipped_weights(dataset)
   if weights:
     # The dataset preset fixes the image shape; the file fixes the rest.
     expected = {"channels": config.channels, "image_size": config.image_size,
                 **NETWORK.explicit_fields(prior_config)}
     config, graphdef, params, _ = load_weights(weights, expected,
-                                               use_ema=prior_config.get("use_ema", True))
+                                               use_ema=prior_config["use_ema"])
   else:
     shipped = {"mnist": "configs/mnist_unet.py", "cifar10": "configs/cifar_unet.py"}
     base.require_random_weights_allowed(
         prior_config, "NCSN",
-        (f"run the project's own {prior_config.get('dataset', 'mnist')} prior instead "
-         f"({shipped[prior_config.get('dataset', 'mnist')]}), " if
-         prior_config.get("dataset", "mnist") in shipped else "") +
+        (f"run the project's own {dataset} prior instead ({shipped[dataset]}), "
+         if dataset in shipped else "") +
         "convert the published checkpoint (python -m "
         "convert_weights.ncsn --checkpoint=checkpoint.pth --out=weights.npz) or train one "
         "(python -m experiments.train ..., which writes WORKDIR/weights.npz)")
     logging.warning("NCSN prior: no weights given, using a random initialisation "
-                    "(seed %s). Separations will be meaningless.", prior_config.get("seed", 0))
-    graphdef, params = nnx.split(build(config, prior_config.get("seed", 0)), nnx.Param)
+                    "(seed %s). Separations will be meaningless.", prior_config["seed"])
+    graphdef, params = nnx.split(build(config, prior_config["seed"]), nnx.Param)
   if schedule is not None and schedule.num_levels != config.num_classes:
     raise ValueError(f"The schedule has {schedule.num_levels} levels but the NCSN network "
                      f"was built for {config.num_classes} noise levels.")

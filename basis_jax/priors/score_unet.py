@@ -263,6 +263,12 @@ def shipped_weights(dataset: str) -> str | None:
 
 
 
+# The fields of config.prior this loader reads (configs/score_unet_common.unet_prior writes
+# them with their defaults; architecture fields left None come from the weights file).
+REQUIRED_FIELDS = ("dataset", "weights", "use_ema", "seed", "allow_random_weights",
+                   "allow_sigma_extrapolation", "likelihood")
+
+
 def load(prior_config, schedule=None) -> Prior:
   """The score_unet prior of `config.prior` (fields: weights, dataset, use_ema, dtype, seed,
   allow_random_weights). Level i of `schedule` is queried at σ_i.
@@ -273,13 +279,14 @@ def load(prior_config, schedule=None) -> Prior:
   if schedule is None:
     raise ConfigError("The score_unet prior is conditioned on σ and needs the schedule.")
   config = NETWORK.config_from(prior_config)
-  dataset = prior_config.get("dataset", "mnist")
-  weights = prior_config.get("weights") or shipped_weights(dataset)
+  base.require_fields(prior_config, REQUIRED_FIELDS, "configs/score_unet_common.unet_prior")
+  dataset = prior_config["dataset"]
+  weights = prior_config["weights"] or shipped_weights(dataset)
   if weights:
     expected = {"channels": config.channels, "image_size": config.image_size,
                 **NETWORK.explicit_fields(prior_config)}
     config, graphdef, params, metadata = load_weights(weights, expected,
-                                                      use_ema=prior_config.get("use_ema", True))
+                                                      use_ema=prior_config["use_ema"])
     base.check_sigmas(schedule.sigmas, weights, sigma_range=metadata.get("sigma_range"),
                       prior_config=prior_config)
   else:
@@ -288,8 +295,8 @@ def load(prior_config, schedule=None) -> Prior:
         "train weights with `python -m experiments.train "
         f"--config=configs/train_score_unet_{dataset}.py` (WORKDIR/weights.npz)")
     logging.warning("score_unet prior: random weights (seed %s), as asked; separations will "
-                    "be meaningless.", prior_config.get("seed", 0))
-    graphdef, params = nnx.split(build(config, prior_config.get("seed", 0)), nnx.Param)
+                    "be meaningless.", prior_config["seed"])
+    graphdef, params = nnx.split(build(config, prior_config["seed"]), nnx.Param)
   net_score = make_score_fn(graphdef)
   score_fn = NETWORK.score_at_levels(graphdef, schedule.sigmas)
 
