@@ -19,8 +19,6 @@ from __future__ import annotations
 import os
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
@@ -28,7 +26,7 @@ from basis_jax import cli
 from basis_jax.evaluation import metrics, report
 from basis_jax.files import atomic
 from basis_jax.files import data as data_lib
-from basis_jax.priors import glow
+from basis_jax.priors import glow, likelihood
 
 _DATA = flags.DEFINE_string("data_path", None, "Folder with the MNIST idx files.")
 _RUN = flags.DEFINE_string("run", None, "Workdir of a finished Glow separation.")
@@ -44,29 +42,8 @@ flags.mark_flags_as_required(["data_path", "run"])
 NOISE_SEED = 2026  # One dequantisation (and σ_L noise) draw for every row.
 
 
-def log_probs(weights: glow.GlowWeights, state, images: np.ndarray, chunk: int,
-              sigma: float = 0.0) -> np.ndarray:
-  """log p(x) in nats per image of dataset `images` [N, H, W, C] in [0, 1], dequantised with
-  the fixed draw (plus N(0, σ²) when σ > 0). The draw is made for the whole set at once, so
-  an image's value does not depend on `chunk`."""
-  space = glow.data_space(weights.config, images.shape[1:])
-  k_deq, k_noise = jax.random.split(jax.random.key(NOISE_SEED))
-  x = glow.dequantize(jnp.asarray(space.to_prior(np.clip(images, 0.0, 1.0))), k_deq,
-                      weights.config.n_bits)
-  x = np.asarray(x + sigma * jax.random.normal(k_noise, x.shape))
-  log_prob = jax.jit(glow.make_log_prob_fn(weights.graphdef))
-  out = []
-  for start in range(0, len(x), chunk):
-    part = x[start:start + chunk]
-    pad = chunk - len(part)
-    if pad:  # One compiled shape: the last chunk is padded with copies.
-      part = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
-    out.append(np.asarray(log_prob(state, part))[:chunk - pad])
-  return np.concatenate(out)
-
-
 def summarise(log_p: np.ndarray, dims: int) -> dict:
-  bits = 8.0 - log_p / (dims * np.log(2.0))
+  bits = likelihood.bits_per_dim(-log_p, dims)
   half = lambda v: float(1.96 * v.std(ddof=1) / np.sqrt(len(v)))
   return {"n": int(len(log_p)), "nats_per_image": float(log_p.mean()),
           "nats_per_image_ci95": half(log_p), "bits_per_dim": float(bits.mean()),
@@ -102,7 +79,9 @@ def table(data_path: str, run: str, weights_path: str, clean_path: str, num_test
   results = {}
   for label, (weights, state, images, sigma) in rows.items():
     started = time.time()
-    results[label] = summarise(log_probs(weights, state, images, chunk, sigma), dims)
+    log_p = glow.image_log_probs(weights, state, images, seed=NOISE_SEED, chunk=chunk,
+                                  sigma=sigma)
+    results[label] = summarise(log_p, dims)
     results[label]["seconds"] = round(time.time() - started, 1)
   return {"rows": results, "sigma_l": sigma_l, "dims": dims, "run": run,
           "weights": weights_path, "clean_weights": clean_path,
@@ -125,7 +104,7 @@ def markdown(result: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  weights = _WEIGHTS.value or glow.shipped_weights("mnist")
+  weights = _WEIGHTS.value or os.path.relpath(glow.shipped_weights("mnist"))
   if not os.path.exists(_CLEAN.value):
     raise FileNotFoundError(f"--clean_weights {_CLEAN.value} not found.")
   result = table(_DATA.value, _RUN.value, weights, _CLEAN.value, _NUM_TEST.value, _CHUNK.value)

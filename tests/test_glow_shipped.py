@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 
 from basis_jax.files import data as data_lib
-from basis_jax.priors import glow, glow_model
+from basis_jax.priors import glow, glow_model, likelihood
 from basis_jax.sampling import schedules
 from configs import mnist_glow
 
@@ -85,18 +85,23 @@ def test_16_bit_storage_keeps_separation_psnr(tmp_path, shared_data):
   assert np.sum(np.abs(change) < 0.1) >= 6, change  # Most chains end where float32's did.
 
 
-def test_table1_study_scores_images_independently_of_chunking_in_the_papers_units(shared_data):
-  from studies import glow_table1  # pylint: disable=import-outside-toplevel
+def test_glow_image_log_probs_do_not_depend_on_chunking_and_give_the_papers_units(
+    shared_data):
+  """What studies/glow_table1.py scores each Table 1 row with (the test imports no study:
+  their absl flags share one namespace)."""
   weights = glow.load_weights(glow.shipped_weights("mnist"))
   p_sigma_l = glow.select_level(weights.state, int(np.argmin(weights.sigmas)))
   digits = data_lib.load_mnist_files(str(shared_data / "mnist"), "test").images[:6]
-  by_three = glow_table1.log_probs(weights, p_sigma_l, digits, chunk=3)
-  by_four = glow_table1.log_probs(weights, p_sigma_l, digits, chunk=4)  # One padded chunk.
+  log_p = lambda images, chunk: glow.image_log_probs(weights, p_sigma_l, images, seed=2026,
+                                                     chunk=chunk)
+  by_three = log_p(digits, 3)
+  by_four = log_p(digits, 4)  # One padded chunk.
   np.testing.assert_allclose(by_four, by_three, rtol=1e-5)
-  row = glow_table1.summarise(by_three, 28 * 28)
-  expected = glow_model.log_prob_to_bits_per_dim(by_three, weights.config)
-  assert row["bits_per_dim"] == pytest.approx(float(np.mean(expected)), rel=1e-6)
+  # Table 1's bits/dim of 8-bit images (likelihood.bits_per_dim) is the Glow's own unit.
+  np.testing.assert_allclose(likelihood.bits_per_dim(-by_three, 28 * 28),
+                             glow_model.log_prob_to_bits_per_dim(by_three, weights.config),
+                             rtol=1e-6)
   # The Average's estimate of a pair (its mixture m, as α = ½) is far less likely under p_σL
   # than the digits it mixes: the likelihood sees overlapped strokes.
   averages = (digits[0::2] + digits[1::2]) / 2
-  assert glow_table1.log_probs(weights, p_sigma_l, averages, chunk=3).max() < by_three.min()
+  assert log_p(averages, 3).max() < by_three.min()

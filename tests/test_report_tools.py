@@ -115,3 +115,24 @@ def test_best_of_s_report_refuses_bad_run_specs_and_runs_without_samples(tmp_pat
            ground_truth=truth)
   with pytest.raises(errors.InputFileError, match="no samples"):
     best_of_s_report.run_report(str(tmp_path))
+
+
+def test_the_study_and_command_modules_tests_import_can_share_one_process():
+  """absl flags live in one process-wide namespace, so two imported programs that define the
+  same flag fail with DuplicateFlagError, and under pytest-xdist only when the two tests
+  land in the same worker. Import every program module any test imports, together."""
+  import pathlib  # pylint: disable=import-outside-toplevel
+  import re  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  tests = pathlib.Path(__file__).parent
+  pattern = re.compile(r"^\s*from (studies|experiments) import ([\w, ]+?)(?: as \w+)?\s*(?:#.*)?$",
+                       re.M)
+  modules = sorted({f"{package}.{name.strip()}" for path in tests.glob("*.py")
+                    for package, names in pattern.findall(path.read_text())
+                    for name in names.split(",")})
+  assert "studies.best_of_s_report" in modules, modules  # The scan finds this file's imports.
+  result = subprocess.run([sys.executable, "-c", "; ".join(f"import {m}" for m in modules)],
+                          cwd=tests.parent, capture_output=True, text=True, timeout=300,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
