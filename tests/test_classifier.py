@@ -196,7 +196,29 @@ def test_training_writes_the_classifier_with_its_colour_and_grayscale_test_accur
   assert meta["test_accuracy"] == record["test_accuracy"] == classifier.accuracy(
       model, test, labels[32:])
   assert meta["test_accuracy_grayscale"] == classifier.accuracy(model, gray, labels[32:])
+  assert meta["test_accuracy_flip_tta"] == record["test_accuracy_flip_tta"] == (
+      classifier.accuracy(model, test, labels[32:], flip_tta=True))
   assert record["step"] == 2
+
+
+def test_flip_tta_predicts_an_image_and_its_mirror_alike_and_averages_their_softmax():
+  model = classifier.create(TINY, seed=3)
+  images = np.random.default_rng(0).uniform(size=(64, SIDE, SIDE, 3)).astype(np.float32)
+  mirrored = images[:, :, ::-1]
+  with_tta = classifier.predict(model, images, flip_tta=True)
+  np.testing.assert_array_equal(with_tta, classifier.predict(model, mirrored, flip_tta=True))
+  plain, of_mirror = classifier.predict(model, images), classifier.predict(model, mirrored)
+  assert np.any(plain != of_mirror)  # The network itself is not mirror-invariant ...
+  _, logits = classifier.features(model, images)
+  _, logits_mirror = classifier.features(model, mirrored)
+  probs = lambda z: np.exp(z - z.max(-1, keepdims=True)) / np.exp(
+      z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)
+  # ... and TTA picks the class of the mean of the two softmaxes.
+  np.testing.assert_array_equal(with_tta, np.argmax(probs(logits) + probs(logits_mirror), -1))
+  # A mirror-symmetric image gets its plain prediction.
+  symmetric = (images + mirrored) / 2
+  np.testing.assert_array_equal(classifier.predict(model, symmetric, flip_tta=True),
+                                classifier.predict(model, symmetric))
 
 
 def _tiny_run_config(tmp_path):

@@ -240,6 +240,8 @@ def train(config, workdir: str, *, mesh=None, allow_config_change: bool = False)
                  progress.step, num_steps)
     return record
   record["test_accuracy"] = classifier.accuracy(trained, test_set.images, test_set.labels)
+  record["test_accuracy_flip_tta"] = classifier.accuracy(trained, test_set.images,
+                                                         test_set.labels, flip_tta=True)
   # The colorization baseline's accuracy: the test images' colorization mixtures (gray) as
   # the Average baseline shows them (copied to RGB).
   gray_mixtures = mixing.mix(mixing.Grayscale(), test_set.images[:, None])
@@ -248,10 +250,12 @@ def train(config, workdir: str, *, mesh=None, allow_config_change: bool = False)
   classifier.save(os.path.join(workdir, WEIGHTS_FILE), trained,
                   {"test_accuracy": record["test_accuracy"],
                    "test_accuracy_grayscale": record["test_accuracy_grayscale"],
+                   "test_accuracy_flip_tta": record["test_accuracy_flip_tta"],
                    "test_images": len(test_set),
                    "test_data": test_set.name, "train_images": len(train_set),
                    "steps": progress.step, "seed": int(config.seed)})
-  logging.info("Wrote %s (test accuracy %.4f on %d images; %.4f on their grayscale copies).",
-               os.path.join(workdir, WEIGHTS_FILE), record["test_accuracy"], len(test_set),
+  logging.info("Wrote %s (test accuracy %.4f on %d images, %.4f with flip TTA; %.4f on their "
+               "grayscale copies).", os.path.join(workdir, WEIGHTS_FILE),
+               record["test_accuracy"], len(test_set), record["test_accuracy_flip_tta"],
                record["test_accuracy_grayscale"])
   return record
