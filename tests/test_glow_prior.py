@@ -209,8 +209,8 @@ def test_best_of_s_scores_a_sigma_conditioned_prior_at_the_schedules_last_sigma(
 
 
 @pytest.mark.parametrize("builder,missing", [
-    ("ncsn", "use_ema"), ("score_unet", "likelihood"), ("glow", "data_shape"),
-    ("glow", "seed")])
+    ("ncsn", "use_ema"), ("ncsn", "dataset"), ("score_unet", "likelihood"),
+    ("score_unet", "dataset"), ("glow", "data_shape"), ("glow", "seed")])
 def test_a_prior_section_missing_a_field_is_refused_by_name_before_loading(builder, missing):
   from configs import mnist_ncsn  # pylint: disable=import-outside-toplevel
   section = {"ncsn": lambda: mnist_ncsn.ncsn_prior("mnist"),

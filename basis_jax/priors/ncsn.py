@@ -184,8 +184,8 @@ def load(prior_config, schedule=None) -> Prior:
   preset when the package has one, else a random initialisation, only with
   allow_random_weights=True.
   """
-  config = NETWORK.config_from(prior_config)
   base.require_fields(prior_config, REQUIRED_FIELDS, "configs/mnist_ncsn.ncsn_prior")
+  config = NETWORK.config_from(prior_config)
   dataset = prior_config["dataset"]
   weights = prior_config["weights"] or shipped_weights(dataset)
   if weights:

@@ -278,8 +278,8 @@ def load(prior_config, schedule=None) -> Prior:
   """
   if schedule is None:
     raise ConfigError("The score_unet prior is conditioned on σ and needs the schedule.")
-  config = NETWORK.config_from(prior_config)
   base.require_fields(prior_config, REQUIRED_FIELDS, "configs/score_unet_common.unet_prior")
+  config = NETWORK.config_from(prior_config)
   dataset = prior_config["dataset"]
   weights = prior_config["weights"] or shipped_weights(dataset)
   if weights:
