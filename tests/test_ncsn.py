@@ -34,12 +34,12 @@ GOLDEN_TOLERANCE = 3e-5
 CONFIGS = {"mnist": ncsn.NCSNConfig.mnist, "cifar10": ncsn.NCSNConfig.cifar10}
 
 
-
 def _section(dataset="mnist", **fields):
   """config.prior of configs/mnist_ncsn.py for `dataset`, with `fields` set."""
   section = mnist_ncsn.ncsn_prior(dataset)
   section.update(fields)
   return section
+
 
 def rel_err(a, b):
   return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))

@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from basis_jax.files import data as data_lib
+from basis_jax.files import sharding
 
 from basis_jax import errors
 from basis_jax.priors import base
@@ -151,10 +152,8 @@ def image_log_probs(weights: GlowWeights, state, images: np.ndarray, *, seed: in
   out = []
   for start in range(0, len(x), chunk):
     part = x[start:start + chunk]
-    pad = chunk - len(part)
-    if pad:  # One compiled shape: the last chunk is padded with copies.
-      part = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
-    out.append(np.asarray(log_prob(state, part))[:chunk - pad])
+    # One compiled shape: the last chunk is padded with copies.
+    out.append(np.asarray(log_prob(state, sharding.pad_batch(part, chunk)))[:len(part)])
   return np.concatenate(out)
 
 
