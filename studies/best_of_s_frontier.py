@@ -34,7 +34,7 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-from basis_jax.files import atomic
+from basis_jax.files import atomic, sharding
 
 from basis_jax import cli
 
@@ -57,18 +57,6 @@ _MERGE = flags.DEFINE_list("merge", [], "Instead of --runs: tables (--out JSON) 
                            "plot together.")
 flags.mark_flags_as_required(["config"])
 
-def _batched(fn, arrays, chunk):
-  """fn over the leading axis of `arrays` in equal chunks (the last one padded: one trace)."""
-  out, n = [], len(arrays[0])
-  for start in range(0, n, chunk):
-    part = [a[start:start + chunk] for a in arrays]
-    pad = chunk - len(part[0])
-    if pad:
-      part = [np.concatenate([p, np.repeat(p[-1:], pad, axis=0)]) for p in part]
-    out.append(np.asarray(fn(*[jnp.asarray(p) for p in part]))[:chunk - pad])
-  return np.concatenate(out)
-
-
 def run_scores(job, run, chunk):
   """(final [N, S], early {P: [N, S]}) likelihood scores, as the sampler computes them."""
   prior = job.priors[0]
@@ -81,8 +69,9 @@ def run_scores(job, run, chunk):
   def rank_rows(x, m):  # x [c, S, k, H, W, C]
     return rank(prior.params, x.reshape((-1,) + x.shape[2:]), m).reshape(x.shape[:2])
 
-  final = _batched(jax.jit(lambda x, m: rank_rows(x, m)),
-                   [prior.to_prior(samples), obs.reshape((n, s) + obs.shape[1:])], chunk)
+  final = sharding.map_chunks(jax.jit(lambda x, m: rank_rows(x, m)),
+                              [prior.to_prior(samples), obs.reshape((n, s) + obs.shape[1:])],
+                              chunk)
   early = {}
   for level in range(max(PRUNE_AFTER)):
     sigma = job.schedule.sigmas[level]
@@ -95,9 +84,9 @@ def run_scores(job, run, chunk):
         den = jnp.clip(den, *clamp)
       return rank_rows(den, m)
 
-    early[level + 1] = _batched(jax.jit(denoised_rank),
-                                [prior.to_prior(snapshots[:, :, level]),
-                                 obs.reshape((n, s) + obs.shape[1:])], chunk)
+    early[level + 1] = sharding.map_chunks(jax.jit(denoised_rank),
+                                           [prior.to_prior(snapshots[:, :, level]),
+                                            obs.reshape((n, s) + obs.shape[1:])], chunk)
   return final, early
 
 

@@ -21,13 +21,12 @@ import time
 
 from absl import flags, logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
 from basis_jax import cli
 
-from basis_jax.files import data
+from basis_jax.files import data, sharding
 
 from basis_jax.priors import likelihood as lk
 from basis_jax.priors import score_unet
@@ -50,14 +49,7 @@ HELDOUT_FIRST = 58_000  # configs/train_score_unet_mnist.py holds out the last 2
 
 def evaluate(fn, params, images, chunk):
   """fn(params, x [chunk, ...]) -> [chunk] over images, padded to whole chunks (one trace)."""
-  out = []
-  for start in range(0, len(images), chunk):
-    part = images[start:start + chunk]
-    pad = chunk - len(part)
-    if pad:
-      part = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)])
-    out.append(np.asarray(fn(params, jnp.asarray(part)))[:chunk - pad])
-  return np.concatenate(out)
+  return sharding.map_chunks(lambda part: fn(params, part), [images], chunk)
 
 
 def as_8bit(images):

@@ -159,6 +159,20 @@ def test_compiles_once_per_shape():
     run(params, mixtures[:3], jax.random.key(1))  # Pads to 8: a new shape retraces.
 
 
+def test_map_chunks_is_the_whole_batch_call_traced_once():
+  x, y = np.arange(22.0).reshape(11, 2), np.arange(11.0)
+  fn = jax.jit(chex.assert_max_traces(lambda a, b: {"sum": a.sum(1) + b, "pair": (a, -b)},
+                                      n=1))
+  out = sharding.map_chunks(fn, [x, y], 4)  # 4 + 4 + 3 rows, the last padded to 4.
+  np.testing.assert_array_equal(out["sum"], x.sum(1) + y)
+  np.testing.assert_array_equal(out["pair"][0], x)
+  np.testing.assert_array_equal(out["pair"][1], -y)
+  with pytest.raises(ValueError, match="one length"):
+    sharding.map_chunks(fn, [x, y[:5]], 4)
+  with pytest.raises(ValueError, match="at least one row"):
+    sharding.map_chunks(fn, [x[:0], y[:0]], 4)
+
+
 def test_samples_axis_snapshots_clamp_and_progress():
   levels = []
   separate, params, mixtures, sched = _small_setup(num_samples=3, snapshots=True, clamp=(0., 1.))

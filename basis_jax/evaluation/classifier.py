@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax.files import checkpoint_io, data as data_lib
+from basis_jax.files import checkpoint_io, data as data_lib, sharding
 
 from basis_jax.evaluation import metrics
 from basis_jax.errors import ConfigError, InputFileError
@@ -170,19 +170,12 @@ def features(model: Classifier, images: np.ndarray,
   lead, flat = images.shape[:-3], images.reshape((-1,) + images.shape[-3:])
   graphdef, state = nnx.split(model)
   batch_size = max(1, min(batch_size, len(flat)))
-  pooled, logits = [], []
-  for start in range(0, len(flat), batch_size):
-    chunk = flat[start:start + batch_size]
-    # Pad the last chunk to the full size: one compiled shape for every call.
-    padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)])
-    chunk_pooled, chunk_logits = _features(graphdef, state, padded)
-    pooled.append(np.asarray(chunk_pooled)[:len(chunk)])
-    logits.append(np.asarray(chunk_logits)[:len(chunk)])
-  if not pooled:
+  if not len(flat):
     return (np.zeros(lead + (model.head.in_features,), np.float32),
             np.zeros(lead + (model.head.out_features,), np.float32))
-  return (np.concatenate(pooled).reshape(lead + (-1,)),
-          np.concatenate(logits).reshape(lead + (-1,)))
+  pooled, logits = sharding.map_chunks(lambda part: _features(graphdef, state, part), [flat],
+                                       batch_size)
+  return pooled.reshape(lead + (-1,)), logits.reshape(lead + (-1,))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

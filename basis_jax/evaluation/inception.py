@@ -29,6 +29,7 @@ import numpy as np
 from flax import nnx
 
 from basis_jax.errors import InputFileError, MissingFileError
+from basis_jax.files import sharding
 
 INPUT_SIZE = 299
 NUM_LOGITS = 1008
@@ -349,14 +350,6 @@ class FeatureExtractor:
     if low < -1e-6 or high > 1 + 1e-6:  # [0, 255] images would give silently wrong scores.
       raise ValueError(f'Inception needs images in [0, 1], got values in [{low:.4g}, '
                        f'{high:.4g}].')
-    outputs = {'pool': [], 'logits': []}
-    for start in range(0, len(images), self.batch_size):
-      batch = images[start:start + self.batch_size]
-      n = len(batch)
-      if n < self.batch_size:  # pad so that every call has one shape: one compilation
-        batch = np.concatenate([batch, np.zeros((self.batch_size - n,) + batch.shape[1:],
-                                                batch.dtype)])
-      result = self._forward(self._state, batch)
-      for key in outputs:
-        outputs[key].append(np.asarray(result[key][:n]))
-    return {k: np.concatenate(v) for k, v in outputs.items()}
+    result = sharding.map_chunks(lambda batch: self._forward(self._state, batch), [images],
+                                 self.batch_size)
+    return {key: result[key] for key in ('pool', 'logits')}

@@ -10,7 +10,7 @@ discarded), so callers can pass any N.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -65,6 +65,26 @@ def pad_batch(array: np.ndarray, multiple: int) -> np.ndarray:
   if padded == n:
     return array
   return np.concatenate([array, np.repeat(array[-1:], padded - n, axis=0)], axis=0)
+
+
+def map_chunks(fn: Callable[..., Any], arrays: Sequence[np.ndarray], chunk: int):
+  """fn(*parts) over the leading axis of `arrays` (equal lengths), `chunk` rows per call.
+
+  The last part is padded to `chunk` rows with copies of its last row, so fn is traced for
+  one shape; each output (an array or a pytree of arrays with rows on axis 0) is trimmed back
+  and the parts are concatenated, as numpy.
+  """
+  n = len(arrays[0])
+  if n == 0:
+    raise ValueError("map_chunks needs at least one row.")
+  if any(len(a) != n for a in arrays):
+    raise ValueError(f"map_chunks needs arrays of one length, got {[len(a) for a in arrays]}.")
+  parts = []
+  for start in range(0, n, chunk):
+    rows = min(chunk, n - start)
+    out = fn(*[pad_batch(np.asarray(a[start:start + chunk]), chunk) for a in arrays])
+    parts.append(jax.tree.map(lambda x, rows=rows: np.asarray(x)[:rows], out))
+  return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
 
 
 def jit_batch_fn(fn: Callable[..., Any], mesh, donate_batch: bool = False):

@@ -149,12 +149,7 @@ def image_log_probs(weights: GlowWeights, state, images: np.ndarray, *, seed: in
                  weights.config.n_bits)
   x = np.asarray(x + sigma * jax.random.normal(k_noise, x.shape))
   log_prob = jax.jit(make_log_prob_fn(weights.graphdef))
-  out = []
-  for start in range(0, len(x), chunk):
-    part = x[start:start + chunk]
-    # One compiled shape: the last chunk is padded with copies.
-    out.append(np.asarray(log_prob(state, sharding.pad_batch(part, chunk)))[:len(part)])
-  return np.concatenate(out)
+  return sharding.map_chunks(lambda part: log_prob(state, part), [x], chunk)
 
 
 def _check_architecture(path: str, file_config: GlowConfig, prior_config) -> None:

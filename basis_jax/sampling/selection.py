@@ -36,6 +36,7 @@ from basis_jax.priors import likelihood
 
 from basis_jax.evaluation import metrics
 
+from basis_jax.files import sharding
 from basis_jax.sampling import mixing as mixing_lib
 from basis_jax.errors import ConfigError, UserError
 from basis_jax.priors.base import Prior
@@ -168,14 +169,8 @@ def best_of_s(samples, priors: Sequence[Prior], num_levels: int | None = None,
   params = priors[0].params if shared else tuple(p.params for p in priors)
   n, s = samples.shape[:2]
   flat = np.asarray(priors[0].to_prior(samples)).reshape((n * s,) + samples.shape[2:])
-  scores = []
-  for start in range(0, len(flat), chunk_size):
-    chunk = flat[start:start + chunk_size]
-    pad = chunk_size - len(chunk) if len(flat) > chunk_size else 0
-    if pad:
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-    scores.append(np.asarray(rank(params, jnp.asarray(chunk), None))[:len(chunk) - pad])
-  scores = np.concatenate(scores).reshape(n, s)
+  scores = sharding.map_chunks(lambda part: rank(params, part, None), [flat],
+                               min(chunk_size, len(flat))).reshape(n, s)
   if not np.all(np.isfinite(scores)):
     logging.warning("%d of %d samples have a non-finite prior log-density; they rank last.",
                     int(np.sum(~np.isfinite(scores))), scores.size)
