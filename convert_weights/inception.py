@@ -20,7 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
-from basis_jax.files import atomic, data
+from basis_jax.files import atomic, data_formats
 
 from basis_jax import errors
 
@@ -81,7 +81,7 @@ def convert_file(path: str, verify: bool = True) -> dict[str, np.ndarray]:
   (`verify=False` only for test networks). The output records it under SOURCE_DIGEST_KEY,
   which `inception.load` checks.
   """
-  digest = data.file_digest(path)
+  digest = data_formats.file_digest(path)
   if verify and not digest.startswith(inception.TORCH_WEIGHTS_SHA256_PREFIX):
     raise errors.InputFileError(
         f'{path}: SHA-256 {digest} does not start with '

@@ -19,7 +19,7 @@ from absl import app, flags
 from basis_jax import cli, errors
 from basis_jax.evaluation import classifier, report, sample_quality, scores
 from basis_jax.files import atomic
-from basis_jax.files import data as data_lib
+from basis_jax.files import data_formats
 
 _RUNS = flags.DEFINE_list("runs", [], "Two NAME:WORKDIR runs on the same mixtures.")
 _CLASSIFIER = flags.DEFINE_string("classifier", sample_quality.DEFAULT_CLASSIFIER,
@@ -49,7 +49,7 @@ def main(argv):
   ref_config = report.reference_data_config(seps[0], reference_data)
 
   reference = sample_quality.reference_features(
-      model, data_lib.file_digest(_CLASSIFIER.value), ref_config, seps[0].components.shape[3:])
+      model, data_formats.file_digest(_CLASSIFIER.value), ref_config, seps[0].components.shape[3:])
   n, k = seps[0].components.shape[0], seps[0].num_components
   features, per_mixture_psnr, results = [], [], {}
   for (name, workdir), sep in zip(runs, seps):

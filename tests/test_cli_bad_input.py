@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from basis_jax.files import data, workdir
+from basis_jax.files import data_formats, workdir
 
 from basis_jax import errors
 from configs import gaussian_toy, train_ncsn_mnist
@@ -246,16 +246,16 @@ def test_every_separation_config_field_has_a_meaning():
 def test_data_loaders_name_the_fix():
   """What the table's data cases print, at the library level (where notebooks meet it)."""
   with pytest.raises(errors.InputFileError) as gz:
-    data.load_mnist_files(__file__, "test")
+    data_formats.load_mnist_files(__file__, "test")
   assert gz.value.hint == f"--config.data.path={os.path.dirname(__file__)}"
 
 
 def test_cifar10_path_hints(tmp_path):
   np.savez(tmp_path / "cifar.npz", images=np.zeros((2, 32, 32, 3), np.uint8))
   with pytest.raises(errors.InputFileError) as folder:
-    data.load_cifar10_files(str(tmp_path), "test")
+    data_formats.load_cifar10_files(str(tmp_path), "test")
   assert folder.value.hint.endswith(f"--config.data.path={tmp_path / 'cifar.npz'}")
   with pytest.raises(errors.InputFileError) as keys:
-    data.load_cifar10_files(str(tmp_path / "cifar.npz"), "test")
+    data_formats.load_cifar10_files(str(tmp_path / "cifar.npz"), "test")
   assert "holds ['images']; expected x_test and y_test" in str(keys.value)
   assert keys.value.hint.startswith("save it as np.savez(path, x_test=")

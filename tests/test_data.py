@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from basis_jax.files import data
+from basis_jax.files import data, data_formats
 
 from basis_jax import errors
 
@@ -36,7 +36,7 @@ def write_mnist(folder, n=6, split='t10k', seed=0):
 
 def test_mnist_idx_files(tmp_path):
   images, labels = write_mnist(str(tmp_path))
-  ds = data.load_mnist_files(str(tmp_path), 'test', verify_checksums=False)
+  ds = data_formats.load_mnist_files(str(tmp_path), 'test', verify_checksums=False)
   assert ds.images.shape == (6, 28, 28, 1) and ds.images.dtype == np.float32
   np.testing.assert_allclose(ds.images[..., 0] * 255, images, atol=1e-4)
   np.testing.assert_array_equal(ds.labels, labels)
@@ -45,7 +45,7 @@ def test_mnist_idx_files(tmp_path):
 def test_mnist_checksum_mismatch_is_clear(tmp_path):
   write_mnist(str(tmp_path))
   with pytest.raises(ValueError, match='Checksum mismatch.*t10k-images'):
-    data.load_mnist_files(str(tmp_path), 'test')
+    data_formats.load_mnist_files(str(tmp_path), 'test')
 
 
 def test_corrupt_idx_files(tmp_path):
@@ -55,17 +55,17 @@ def test_corrupt_idx_files(tmp_path):
   with open(path, 'wb') as f:  # valid gzip, truncated content
     f.write(gzip.compress(raw[:-100]))
   with pytest.raises(ValueError, match='truncated or corrupt'):
-    data.load_mnist_files(str(tmp_path), 'test', verify_checksums=False)
+    data_formats.load_mnist_files(str(tmp_path), 'test', verify_checksums=False)
   with open(path, 'wb') as f:  # a cut-off gzip stream
     f.write(gzip.compress(raw)[:200])
   with pytest.raises(ValueError, match='Cannot decompress'):
-    data.load_mnist_files(str(tmp_path), 'test', verify_checksums=False)
+    data_formats.load_mnist_files(str(tmp_path), 'test', verify_checksums=False)
   with open(path, 'wb') as f:
     f.write(b'<html>not found</html>')
   with pytest.raises(ValueError, match='bad magic'):
-    data.load_mnist_files(str(tmp_path), 'test', verify_checksums=False)
+    data_formats.load_mnist_files(str(tmp_path), 'test', verify_checksums=False)
   with pytest.raises(ValueError, match='not found'):
-    data.load_mnist_files(str(tmp_path), 'train', verify_checksums=False)
+    data_formats.load_mnist_files(str(tmp_path), 'train', verify_checksums=False)
 
 
 def _cifar_batch(n, seed):
@@ -81,16 +81,16 @@ def test_cifar10_pickle_folder_archive_and_npz(tmp_path):
   folder = tmp_path / 'cifar-10-batches-py'
   folder.mkdir()
   (folder / 'test_batch').write_bytes(raw)
-  ds = data.load_cifar10_files(str(tmp_path), 'test', verify_checksums=False)
+  ds = data_formats.load_cifar10_files(str(tmp_path), 'test', verify_checksums=False)
   np.testing.assert_allclose(ds.images * 255, images, atol=1e-4)  # NHWC, RGB order
   np.testing.assert_array_equal(ds.labels, labels)
   with pytest.raises(ValueError, match='Checksum mismatch'):
-    data.load_cifar10_files(str(tmp_path), 'test')
+    data_formats.load_cifar10_files(str(tmp_path), 'test')
 
   archive = tmp_path / 'cifar.tar.gz'
   with tarfile.open(archive, 'w:gz') as tar:
     tar.add(folder / 'test_batch', arcname='cifar-10-batches-py/test_batch')
-  ds = data.load_cifar10_files(str(archive), 'test', verify_checksums=False)
+  ds = data_formats.load_cifar10_files(str(archive), 'test', verify_checksums=False)
   np.testing.assert_allclose(ds.images * 255, images, atol=1e-4)
 
   np.savez(tmp_path / 'c.npz', x_test=images, y_test=labels)
@@ -105,20 +105,20 @@ def test_cifar10_pickle_folder_archive_and_npz(tmp_path):
   offsets = np.cumsum([0] + [len(s) for s in streams])
   np.savez(tmp_path / 'j.npz', test_jpeg_data=np.concatenate(streams),
            test_jpeg_offsets=offsets, y_test=labels)
-  ds = data.load_cifar10_files(str(tmp_path / 'j.npz'), 'test')
+  ds = data_formats.load_cifar10_files(str(tmp_path / 'j.npz'), 'test')
   np.testing.assert_allclose(ds.images * 255, images, atol=1e-4)
 
   (folder / 'test_batch').write_bytes(b'garbage')
   with pytest.raises(ValueError, match='not a CIFAR-10 python batch'):
-    data.load_cifar10_files(str(tmp_path), 'test', verify_checksums=False)
+    data_formats.load_cifar10_files(str(tmp_path), 'test', verify_checksums=False)
 
 
 def test_checksums_of_standard_files_are_published_values(tmp_path):
   path = tmp_path / 'f'
   path.write_bytes(b'abc')
-  data.verify_checksum(str(path), hashlib.sha256(b'abc').hexdigest())
+  data_formats.verify_checksum(str(path), hashlib.sha256(b'abc').hexdigest())
   with pytest.raises(ValueError, match='Checksum mismatch'):
-    data.verify_checksum(str(path), '0' * 64)
+    data_formats.verify_checksum(str(path), '0' * 64)
 
 
 def _write_png(path, h, w, value=128):
@@ -140,9 +140,9 @@ def test_image_folder(tmp_path):
   assert ds.images.shape == (3, 4, 4, 3)
   (tmp_path / 'empty').mkdir()
   with pytest.raises(ValueError, match='No image files'):
-    data.load_image_folder(str(tmp_path / 'empty'))
+    data_formats.load_image_folder(str(tmp_path / 'empty'))
   with pytest.raises(ValueError, match='does not exist'):
-    data.load_image_folder(str(tmp_path / 'missing'))
+    data_formats.load_image_folder(str(tmp_path / 'missing'))
 
 
 def test_tfds_sources_mocked():
@@ -200,7 +200,7 @@ def test_cifar10_npz_float_pixels_checksum_and_lossy_jpeg(tmp_path, caplog):
   np.savez(tmp_path / 'bad.npz', x_test=unit * 255, y_test=labels)
   with pytest.raises(errors.InputFileError, match=r'Float images must lie in \[0, 1\]'):
     data.load({'source': 'cifar10', 'path': str(tmp_path / 'bad.npz')})
-  digest = data.file_digest(str(tmp_path / 'f.npz'))
+  digest = data_formats.file_digest(str(tmp_path / 'f.npz'))
   data.load({'source': 'cifar10', 'path': str(tmp_path / 'f.npz'), 'sha256': digest})
   with pytest.raises(ValueError, match='Checksum mismatch'):
     data.load({'source': 'cifar10', 'path': str(tmp_path / 'f.npz'), 'sha256': '0' * 64})

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax.files import checkpoint_io, data
+from basis_jax.files import checkpoint_io, data_formats
 
 from basis_jax import errors
 
@@ -218,7 +218,7 @@ def test_load_refuses_a_ladder_other_than_the_files_and_records_its_digest(tmp_p
   prior_config = _section(weights=path)
   same = schedules.Schedule(trained, steps_per_level=1, step_lr=1e-5)
   prior = ncsn.load(prior_config, same)
-  assert prior.weights_digest == data.file_digest(path)
+  assert prior.weights_digest == data_formats.file_digest(path)
   other = schedules.Schedule(schedules.geometric_sigmas(1.0, 0.005, LEVELS), 1, 1e-5)
   with pytest.raises(errors.ConfigError, match=r"trained for σ = \(1, .*0\.01\), but the "
                      r"schedule uses σ = \(1, .*0\.005\)"):

@@ -329,7 +329,7 @@ def inception_results(sep: Separations, *, weights: str | None = None,
                       stats_cache_dir: str = '~/.cache/basis_jax/fid_stats',
                       batch_size: int = 100) -> dict[str, Any]:
   """IS / FID of the separated components and of the Average baseline (Tables 3-4)."""
-  from basis_jax.files import data as data_lib  # pylint: disable=g-import-not-at-top
+  from basis_jax.files import data as data_lib, data_formats  # pylint: disable=g-import-not-at-top
   from basis_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
   path = inception.weights_path(weights)
   extract = inception.FeatureExtractor(inception.load(path), batch_size=batch_size)
@@ -346,7 +346,7 @@ def inception_results(sep: Separations, *, weights: str | None = None,
       return images
     name = reference_cache_name(ref_config)
     reference = reference_statistics(name, load_images, extract, stats_cache_dir,
-                                     data_lib.file_digest(path))
+                                     data_formats.file_digest(path))
     out['reference'] = f"{ref_config.get('source')} {ref_config.get('split')} " \
                        f"({reference['n']} images)"
     out['reference_data'] = {'inception_score': reference['inception_score'],

@@ -253,7 +253,7 @@ def sample_quality_results(sep: report.Separations, classifier_path: str, *,
   each mixture when several are kept, so that the three rows are at the same N (the real
   row at fewer only when the test split holds fewer images; eval.json says how many).
   """
-  from basis_jax.files import data as data_lib  # pylint: disable=import-outside-toplevel
+  from basis_jax.files import data_formats  # pylint: disable=import-outside-toplevel
   if not os.path.exists(classifier_path):
     raise MissingFileError(f'Classifier weights {classifier_path} not found.',
                            hint='train one with `python -m experiments.train_classifier`.')
@@ -261,7 +261,7 @@ def sample_quality_results(sep: report.Separations, classifier_path: str, *,
   ref_config = report.reference_data_config(sep, reference_data)
   image_shape = sep.components.shape[3:]
 
-  digest = data_lib.file_digest(classifier_path)
+  digest = data_formats.file_digest(classifier_path)
   reference = reference_features(model, digest, ref_config, image_shape, stats_cache_dir,
                                  batch_size)
   average = metrics.average_baseline(sep.mixtures, sep.num_components, sep.alphas,

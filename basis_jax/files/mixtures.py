@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
-from basis_jax.files import data as data_lib
+from basis_jax.files import data as data_lib, data_formats
 
 from basis_jax import errors
 from basis_jax.errors import ConfigError, InputFileError
@@ -197,7 +197,7 @@ def _draw_without_replacement(seed: int, size: int, n: int) -> np.ndarray:
   return np.random.default_rng(seed).permutation(size)[:n]
 
 
-def _class_pools(dataset: data_lib.Dataset, groups: Any, k: int) -> list[np.ndarray]:
+def _class_pools(dataset: data_formats.Dataset, groups: Any, k: int) -> list[np.ndarray]:
   if dataset.labels is None:
     raise ConfigError(f'Class-split mixtures need labels; {dataset.name} has none.')
   if groups is None:
@@ -229,7 +229,7 @@ def load_mixture_images(files: Any, image_shape: Sequence[int],
                       'glob pattern or a comma-separated list of image files).')
   if isinstance(files, str):
     if os.path.isdir(files):
-      paths = data_lib.list_image_files(files)
+      paths = data_formats.list_image_files(files)
     elif any(ch in files for ch in '*?['):
       paths = sorted(glob.glob(files))
     else:
@@ -243,7 +243,7 @@ def load_mixture_images(files: Any, image_shape: Sequence[int],
   for path in paths:
     if not os.path.exists(path):
       raise InputFileError(f'Mixture image {path} does not exist.')
-    image = data_lib.read_image(path, channels=1 if c == 1 or grayscale_input else 3)
+    image = data_formats.read_image(path, channels=1 if c == 1 or grayscale_input else 3)
     if image.shape[:2] != (h, w):
       raise InputFileError(f'Mixture image {path} is {image.shape[1]}x{image.shape[0]} '
                            f'(width x height), but the prior separates {w}x{h} images; resize '

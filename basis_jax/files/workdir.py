@@ -20,7 +20,7 @@ import numpy as np
 from basis_jax.files import atomic
 
 from basis_jax import errors
-from basis_jax.files.data import file_digest
+from basis_jax.files.data_formats import file_digest
 from basis_jax.errors import ConfigError
 
 # Config keys that do not change any separated value; a resumed run may change them.

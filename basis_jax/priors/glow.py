@@ -17,8 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax.files import data as data_lib
-from basis_jax.files import sharding
+from basis_jax.files import data_formats, sharding
 
 from basis_jax import errors
 from basis_jax.priors import base
@@ -233,4 +232,4 @@ def load(prior_config, schedule=None) -> Prior:
                num_levels=num_levels, select_level=select, log_density_fn=log_density_fn,
                data_space=data_space(config, prior_config["data_shape"]),
                default_init={"init": "normal", "init_mean": 0.5},
-               weights_digest=data_lib.file_digest(path) if path else None)
+               weights_digest=data_formats.file_digest(path) if path else None)

@@ -23,7 +23,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import nnx
 
-from basis_jax.files import checkpoint_io, data as data_lib
+from basis_jax.files import checkpoint_io, data_formats
 
 from basis_jax import overview
 from basis_jax.priors import base, network_spec
@@ -214,4 +214,4 @@ def load(prior_config, schedule=None) -> Prior:
   return Prior(name="ncsn", score_fn=NETWORK.score_at_levels(graphdef, None), params=params,
                image_shape=(config.image_size, config.image_size, config.channels),
                num_levels=config.num_classes,
-               weights_digest=data_lib.file_digest(weights) if weights else None)
+               weights_digest=data_formats.file_digest(weights) if weights else None)

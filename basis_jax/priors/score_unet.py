@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from basis_jax.files import data as data_lib
+from basis_jax.files import data_formats
 
 from basis_jax.priors import likelihood
 
@@ -305,4 +305,4 @@ def load(prior_config, schedule=None) -> Prior:
                num_levels=None,
                log_density_fn=likelihood.log_density_from_config(net_score, prior_config,
                                                                  weights),
-               weights_digest=data_lib.file_digest(weights) if weights else None)
+               weights_digest=data_formats.file_digest(weights) if weights else None)
