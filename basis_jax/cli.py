@@ -17,10 +17,11 @@
   They exit 0.
 - The console shows the project's own log lines and everyone's warnings (basis_jax.console);
   third-party INFO lines go only to WORKDIR/<log_name> (`--workdir`).
-- The same flags mean the same thing in every program: `--workdir` (the run's directory)
-  and, in those that resume one, `--allow_config_change` (help text
-  `ALLOW_CONFIG_CHANGE_HELP`). A program flag given as a config field
-  (`--config.workdir=DIR`) is refused, naming the flag.
+- The same flags mean the same thing in every program: `--config`, `--workdir` (the run's
+  directory) and, in those that resume one, `--allow_config_change`, all defined by
+  `define_run_flags`. A program flag given as a config field (`--config.workdir=DIR`) is
+  refused, naming the flag. No program takes positional arguments: one is refused here,
+  before `main` runs.
 - Programs that run the sampler (`cpu_device_per_core=True`) give JAX one CPU device per
   usable core, before JAX starts, unless the user chose a count (`JAX_NUM_CPU_DEVICES`, or
   `--xla_force_host_platform_device_count` in `XLA_FLAGS`): XLA:CPU runs some convolutions
@@ -56,6 +57,10 @@ from basis_jax import config_help, console
 from basis_jax.errors import UserError
 
 EXIT_USER_ERROR = 2
+# Flags defined here for a program (define_run_flags) belong to that program: its --help
+# lists them as its own.
+flags.disclaim_key_flags()
+
 EXIT_INTERRUPTED = 130
 _TRACEBACK_FLAG = "traceback"
 ALLOW_CONFIG_CHANGE_HELP = ("Continue the workdir even though its saved config differs in keys "
@@ -64,6 +69,21 @@ _HELP = re.compile(r"--?(help|helpshort|h|\?|helpfull)(=(true|1))?", re.I)
 _INTERRUPT = threading.Event()
 _stop_note: Callable[[], str] | None = None  # Set inside stop_after_work_in_flight.
 _workers: set[threading.Thread] = set()  # wait_for's threads still computing.
+
+
+def define_run_flags(config_help: str, workdir_help: str, *, resumes: bool = False,
+                     config_required: bool = True):
+  """The flags of a program that reads a config and a workdir, spelled once for every program:
+  `--config` (a config file; overrides `--config.x=...`), `--workdir`, and, where the program
+  resumes a workdir (`resumes`), `--allow_config_change`. Returns their holders
+  (config, workdir, allow_config_change or None)."""
+  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+  config = config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, workdir_help)
+  allow = (flags.DEFINE_bool("allow_config_change", False, ALLOW_CONFIG_CHANGE_HELP)
+           if resumes else None)
+  flags.mark_flags_as_required(["config", "workdir"] if config_required else ["workdir"])
+  return config, workdir, allow
 
 
 def run(main: Callable[[list[str]], Any], log_name: str | None = None, *,
@@ -84,12 +104,15 @@ def run(main: Callable[[list[str]], Any], log_name: str | None = None, *,
     use_cpu_device_per_core()
   if _TRACEBACK_FLAG not in flags.FLAGS:
     flags.DEFINE_bool(_TRACEBACK_FLAG, False,
-                      "Show the full traceback of an error that is the user's to fix.")
+                      "Show the full traceback of an error that is the user's to fix.",
+                      module_name=__name__)
 
   def wrapped(argv):
     console.route_logging(_log_path(log_name))
     signal.signal(signal.SIGINT, _on_sigint)
     try:
+      if len(argv) > 1:  # No program here takes positional arguments.
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
       return main(argv)
     except (UserError, app.UsageError) as e:
       if flags.FLAGS[_TRACEBACK_FLAG].value:

@@ -502,8 +502,7 @@ def define_flags(flag_values=flags.FLAGS) -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   args = flags.FLAGS
   given = [name for name in _SOURCES if args[name].value]
   if not args.out or len(given) != 1:

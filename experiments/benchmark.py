@@ -10,21 +10,16 @@ measured, marked incomplete) and prints the markdown tables at the end.
 import functools
 import os
 
-from absl import app, flags
-from ml_collections import config_flags
 
 from basis_jax import cli
 from benchmarks import ncsn_sampler, report
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where the tables are written.")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG, _WORKDIR, _ = cli.define_run_flags("Benchmark config file.",
+                                           "Where the tables are written.")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   os.makedirs(_WORKDIR.value, exist_ok=True)
   try:
     results = ncsn_sampler.run(

@@ -20,21 +20,16 @@ schema metrics.json and eval.json use: `psnr` (the chosen samples), `psnr_single
 import json
 import logging
 
-from absl import app, flags
-from ml_collections import config_flags
 
 from basis_jax import cli
 from basis_jax.sampling import separation
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "The separation config of the run.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "The separation run's workdir.")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG, _WORKDIR, _ = cli.define_run_flags("The separation config of the run.",
+                                           "The separation run's workdir.")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   summary = separation.best_of_s(_CONFIG.value, _WORKDIR.value)
   logging.info("Best of %d: %s", summary["num_samples"], json.dumps(summary))
   print(json.dumps(summary, indent=2))

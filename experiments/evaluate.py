@@ -11,8 +11,6 @@ field (SSIM, Inception weights, FID reference, batch size); it is also the defau
 import logging
 import os
 
-from absl import app, flags
-from ml_collections import config_flags
 
 from basis_jax import cli
 
@@ -21,17 +19,14 @@ from configs import evaluate as evaluate_config
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                                "configs", "evaluate.py")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Evaluation config file (default: configs/evaluate.py).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "The separation run to score (the workdir of "
-                               "experiments.separate); eval.json, eval.md and "
-                               "psnr_histogram.png go beside its separations.npz.")
-flags.mark_flags_as_required(["workdir"])
+_CONFIG, _WORKDIR, _ = cli.define_run_flags(
+    "Evaluation config file (default: configs/evaluate.py).",
+    "The separation run to score (the workdir of experiments.separate); eval.json, eval.md "
+    "and psnr_histogram.png go beside its separations.npz.", config_required=False)
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   config = _CONFIG.value
   reference = None
   if config.reference.source:

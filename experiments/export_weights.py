@@ -9,7 +9,7 @@ exported file loads with the prior's `load` and names the step it was taken at.
 
 import logging
 
-from absl import app, flags
+from absl import flags
 
 from basis_jax.files import checkpoint_io
 
@@ -22,8 +22,7 @@ flags.mark_flags_as_required(["state", "out"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   metadata = checkpoint_io.copy_groups(_STATE.value, _OUT.value, _GROUPS.value)
   logging.info("Wrote %s (%s) from %s, step %s.", _OUT.value, ", ".join(_GROUPS.value),
                _STATE.value, metadata.get("step"))

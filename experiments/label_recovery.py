@@ -15,7 +15,7 @@ import logging
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from basis_jax.files import atomic
 
@@ -30,8 +30,7 @@ flags.mark_flags_as_required(["workdir", "classifier"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   run = _WORKDIR.value
   model, meta = classifier.load(_CLASSIFIER.value)
   name = classifier.name_of(meta.get("test_accuracy"))

@@ -12,7 +12,7 @@ the truth, then the S samples, each reordered to match the truth.
 
 import logging
 
-from absl import app, flags
+from absl import flags
 
 from basis_jax import cli
 from basis_jax.evaluation import visualize
@@ -24,8 +24,7 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   path = visualize.write_posterior_samples(_WORKDIR.value, _MIXTURE.value, _OUT.value)
   logging.info("Wrote %s", path)
 

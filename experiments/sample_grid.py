@@ -13,7 +13,7 @@ step size and number of samples (override them as usual, e.g.
 
 import logging
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from basis_jax import cli
@@ -29,8 +29,7 @@ flags.mark_flags_as_required(["config", "weights", "out"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   score_training.write_sample_grid(_CONFIG.value, _WEIGHTS.value, _OUT.value, _SEED.value)
   logging.info("Wrote %s", _OUT.value)
 

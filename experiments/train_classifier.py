@@ -9,25 +9,18 @@ same command resumes from WORKDIR/checkpoints (`--config.max_seconds` stops earl
 checkpoint).
 """
 
-from absl import app, flags
-from ml_collections import config_flags
 
 from basis_jax.training import classifier_training
 
 from basis_jax import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Weights, metrics and config are written here.")
-_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False,
-    "Continue a workdir whose config.json differs on keys that change what is trained.")
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG, _WORKDIR, _ALLOW_CONFIG_CHANGE = cli.define_run_flags(
+    "Training config file.", "Weights, metrics and config are written here (resumed if it "
+    "exists).", resumes=True)
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   classifier_training.train(_CONFIG.value, _WORKDIR.value,
                             allow_config_change=_ALLOW_CONFIG_CHANGE.value)
 

@@ -15,9 +15,7 @@ import os
 
 import jax
 import numpy as np
-from absl import app, flags
 from flax import nnx
-from ml_collections import config_flags
 
 from basis_jax import cli, config_help
 
@@ -25,17 +23,12 @@ from basis_jax.files import data as data_lib
 from basis_jax.training import glow_training, train_resume
 from basis_jax.priors import glow
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumed if it exists).")
-_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool("allow_config_change", False,
-                                         cli.ALLOW_CONFIG_CHANGE_HELP)
-flags.mark_flags_as_required(["config", "workdir"])
+_CONFIG, _WORKDIR, _ALLOW_CONFIG_CHANGE = cli.define_run_flags(
+    "Training config file.", "Output directory (resumed if it exists).", resumes=True)
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   config, workdir = _CONFIG.value, _WORKDIR.value
   config_help.require(config, ("model.data_shape", "data", "eval_split", "eval_first_example",
                                "init_weights"),

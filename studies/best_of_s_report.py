@@ -25,7 +25,7 @@ import math
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from basis_jax.files import atomic
 
@@ -155,8 +155,7 @@ def histogram_figure(reports: list[tuple[str, str, dict]]):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   runs = parse_runs(_RUNS.value)
   reports = [(s, label, run_report(w)) for s, label, w in runs]
   table = markdown(reports)

@@ -20,7 +20,7 @@ import os
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from basis_jax import cli
 from basis_jax.evaluation import metrics, report
@@ -102,8 +102,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   weights = _WEIGHTS.value or os.path.relpath(glow.shipped_weights("mnist"))
   if not os.path.exists(_CLEAN.value):
     raise FileNotFoundError(f"--clean_weights {_CLEAN.value} not found.")

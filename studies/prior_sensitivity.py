@@ -14,7 +14,7 @@ tells the priors apart beyond the noise of N mixtures.
 from __future__ import annotations
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from basis_jax import cli, errors
 from basis_jax.evaluation import classifier, report, sample_quality, scores
@@ -35,8 +35,7 @@ def _set_scores(pooled, logits, reference, kid_subsets):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   if len(_RUNS.value) != 2:
     raise errors.ConfigError("--runs needs two NAME:WORKDIR runs.")
   model, meta = classifier.load(_CLASSIFIER.value)

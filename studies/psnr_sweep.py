@@ -25,7 +25,6 @@ import os
 import time
 
 from absl import flags, logging
-from ml_collections import config_flags
 import numpy as np
 
 from basis_jax import cli
@@ -36,11 +35,9 @@ from basis_jax.evaluation import report, metrics
 
 from basis_jax.sampling import sampler, separation
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Separation config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "One subdirectory per setting.")
+_CONFIG, _WORKDIR, _ = cli.define_run_flags("Separation config file.",
+                                           "One subdirectory per setting.")
 _SETTINGS = flags.DEFINE_multi_string("settings", [], "NAME:key=value[,key=value...]")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def parse_setting(text: str):

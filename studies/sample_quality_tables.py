@@ -23,7 +23,7 @@ import dataclasses
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from basis_jax import cli, errors
 from basis_jax.evaluation import classifier, metrics, report, sample_quality
@@ -173,8 +173,7 @@ def markdown(tables: dict[str, dict]) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   model, _ = classifier.load(_CLASSIFIER.value)
   tables = {}
   for spec in _RUNS.value:

@@ -13,7 +13,7 @@ the compact training state's size (params, EMA, two Adam moments, float32), ms p
 
 import time
 
-from absl import app, flags
+from absl import flags
 import jax
 import numpy as np
 from ml_collections import config_flags
@@ -56,8 +56,7 @@ def measure(config, steps: int) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv
   config = _CONFIG.value
   candidates = [tuple(int(w) for w in c.split("/")) for c in _WIDTHS.value] or [
       tuple(score_training.model_config(config).widths)]

@@ -124,16 +124,17 @@ def test_bad_data_and_mixture_files(tmp_path):
 def test_a_bug_keeps_its_traceback(tmp_path):
   script = tmp_path / "prog.py"
   script.write_text(
-      "import sys\n"
+      "from absl import flags\n"
       "from basis_jax import cli, errors\n"
+      "MODE = flags.DEFINE_string('mode', 'bug', '')\n"
       "def main(argv):\n"
-      "  if sys.argv[-1] == 'user':\n"
+      "  if MODE.value == 'user':\n"
       "    raise errors.InputFileError('two\\nlines', hint='fix it')\n"
       "  raise KeyError('a bug')\n"
       "cli.run(main)\n")
-  bug = _run([str(script), "bug"])
+  bug = _run([str(script), "--mode=bug"])
   assert bug.returncode == 1 and "Traceback" in bug.stderr and "KeyError: 'a bug'" in bug.stderr
-  user = _run([str(script), "user"])
+  user = _run([str(script), "--mode=user"])
   assert user.returncode == 2 and user.stderr.splitlines()[-3:] == [
       "error: two", "  lines", "hint: fix it"]
 
