@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 from typing import Any
 
 import jax.numpy as jnp
@@ -185,27 +184,15 @@ def load(prior_config, schedule=None) -> Prior:
   allow_random_weights=True.
   """
   base.require_fields(prior_config, REQUIRED_FIELDS, "configs/mnist_ncsn.ncsn_prior")
-  config = NETWORK.config_from(prior_config)
   dataset = prior_config["dataset"]
-  weights = prior_config["weights"] or shipped_weights(dataset)
-  if weights:
-    # The dataset preset fixes the image shape; the file fixes the rest.
-    expected = {"channels": config.channels, "image_size": config.image_size,
-                **NETWORK.explicit_fields(prior_config)}
-    config, graphdef, params, _ = load_weights(weights, expected,
-                                               use_ema=prior_config["use_ema"])
-  else:
-    shipped = {"mnist": "configs/mnist_unet.py", "cifar10": "configs/cifar_unet.py"}
-    base.require_random_weights_allowed(
-        prior_config, "NCSN",
-        (f"run the project's own {dataset} prior instead ({shipped[dataset]}), "
-         if dataset in shipped else "") +
-        "convert the published checkpoint (python -m "
-        "convert_weights.ncsn --checkpoint=checkpoint.pth --out=weights.npz) or train one "
-        "(python -m experiments.train ..., which writes WORKDIR/weights.npz)")
-    logging.warning("NCSN prior: no weights given, using a random initialisation "
-                    "(seed %s). Separations will be meaningless.", prior_config["seed"])
-    graphdef, params = nnx.split(build(config, prior_config["seed"]), nnx.Param)
+  shipped = {"mnist": "configs/mnist_unet.py", "cifar10": "configs/cifar_unet.py"}
+  config, graphdef, params, _, weights = NETWORK.load_section(
+      prior_config, shipped=shipped_weights(dataset), name="NCSN",
+      ways=(f"run the project's own {dataset} prior instead ({shipped[dataset]}), "
+            if dataset in shipped else "") +
+      "convert the published checkpoint (python -m convert_weights.ncsn "
+      "--checkpoint=checkpoint.pth --out=weights.npz) or train one (python -m "
+      "experiments.train ..., which writes WORKDIR/weights.npz)")
   if schedule is not None and schedule.num_levels != config.num_classes:
     raise ValueError(f"The schedule has {schedule.num_levels} levels but the NCSN network "
                      f"was built for {config.num_classes} noise levels.")

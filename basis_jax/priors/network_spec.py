@@ -10,10 +10,12 @@ network's module (and its configs).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Any, Callable, Mapping
 
 import jax.numpy as jnp
+from flax import nnx
 
 from basis_jax.files import checkpoint_io
 from basis_jax.errors import ConfigError
@@ -64,6 +66,30 @@ class ScoreNetwork:
       return score
     sigmas = jnp.asarray(sigmas, jnp.float32)
     return lambda params, x, level: score(params, x, sigmas[level])
+
+  def load_section(self, section, *, shipped: str | None, name: str, ways: str):
+    """The network a prior section asks for: (config, graphdef, params, metadata, path).
+
+    The section's weights file, or `shipped` (the package's for its dataset preset, or
+    None) when it names none, checked against the preset's image shape and the architecture
+    fields the section sets. With no weights at all: a random initialisation from
+    section['seed'], only where section['allow_random_weights'] asks for it (`ways`: how to
+    get weights; `name`: the prior's name in messages); path is None then, metadata {}.
+    """
+    config = self.config_from(section)
+    path = section["weights"] or shipped
+    if not path:
+      base.require_random_weights_allowed(section, name, ways)
+      logging.warning("%s prior: no weights given, using a random initialisation (seed %s). "
+                      "Separations will be meaningless.", name, section["seed"])
+      graphdef, params = nnx.split(self.build(config, section["seed"]), nnx.Param)
+      return config, graphdef, params, {}, None
+    # The dataset preset fixes the image shape; the file fixes the rest.
+    expected = {"channels": config.channels, "image_size": config.image_size,
+                **self.explicit_fields(section)}
+    config, graphdef, params, metadata = self.load_weights(path, expected,
+                                                           use_ema=section["use_ema"])
+    return config, graphdef, params, metadata, path
 
   def load_weights(self, path: str, expected: dict[str, Any] | None = None, *,
                    use_ema: bool = True):

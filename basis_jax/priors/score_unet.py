@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import math
 from typing import Any
 
@@ -279,24 +278,14 @@ def load(prior_config, schedule=None) -> Prior:
   if schedule is None:
     raise ConfigError("The score_unet prior is conditioned on σ and needs the schedule.")
   base.require_fields(prior_config, REQUIRED_FIELDS, "configs/score_unet_common.unet_prior")
-  config = NETWORK.config_from(prior_config)
-  dataset = prior_config["dataset"]
-  weights = prior_config["weights"] or shipped_weights(dataset)
+  config, graphdef, params, metadata, weights = NETWORK.load_section(
+      prior_config, shipped=shipped_weights(prior_config["dataset"]), name=ARCHITECTURE,
+      ways="train weights with `python -m experiments.train "
+           f"--config=configs/train_score_unet_{prior_config['dataset']}.py` "
+           "(WORKDIR/weights.npz)")
   if weights:
-    expected = {"channels": config.channels, "image_size": config.image_size,
-                **NETWORK.explicit_fields(prior_config)}
-    config, graphdef, params, metadata = load_weights(weights, expected,
-                                                      use_ema=prior_config["use_ema"])
     base.check_sigmas(schedule.sigmas, weights, sigma_range=metadata.get("sigma_range"),
                       prior_config=prior_config)
-  else:
-    base.require_random_weights_allowed(
-        prior_config, ARCHITECTURE,
-        "train weights with `python -m experiments.train "
-        f"--config=configs/train_score_unet_{dataset}.py` (WORKDIR/weights.npz)")
-    logging.warning("score_unet prior: random weights (seed %s), as asked; separations will "
-                    "be meaningless.", prior_config["seed"])
-    graphdef, params = nnx.split(build(config, prior_config["seed"]), nnx.Param)
   net_score = make_score_fn(graphdef)
   score_fn = NETWORK.score_at_levels(graphdef, schedule.sigmas)
 
