@@ -110,9 +110,7 @@ def main(argv):
   text = markdown(result)
   print(text)
   if _OUT.value:
-    with atomic.atomic_open(_OUT.value, "w") as f:
-      f.write(text)
-    atomic.write_json(_OUT.value + ".json", result)
+    atomic.write_report(_OUT.value, text, result)
 
 
 if __name__ == "__main__":

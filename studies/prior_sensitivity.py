@@ -95,9 +95,7 @@ def main(argv):
   text = "\n".join(lines) + "\n"
   print(text)
   if _OUT.value:
-    with atomic.atomic_open(_OUT.value, "w") as f:
-      f.write(text)
-    atomic.write_json(_OUT.value + ".json", out)
+    atomic.write_report(_OUT.value, text, out)
 
 
 if __name__ == "__main__":

@@ -185,9 +185,7 @@ def main(argv):
   text = markdown(tables)
   print(text)
   if _OUT.value:
-    with atomic.atomic_open(_OUT.value, "w") as f:
-      f.write(text)
-    atomic.write_json(_OUT.value + ".json", tables)
+    atomic.write_report(_OUT.value, text, tables)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,18 @@ def test_best_of_s_report_refuses_bad_run_specs_and_runs_without_samples(tmp_pat
     best_of_s_report.run_report(str(tmp_path))
 
 
+def test_a_study_report_is_its_text_and_its_numbers_beside_it(tmp_path):
+  from basis_jax.files import atomic  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "table.md"
+  atomic.write_report(str(out), "| a |\n", {"fd": np.float32(1.5), "rows": np.arange(2)})
+  assert out.read_text() == "| a |\n"
+  assert json.loads((tmp_path / "table.md.json").read_text()) == {"fd": 1.5, "rows": [0, 1]}
+  # A record that cannot be written leaves no partial JSON file behind.
+  with pytest.raises(TypeError):
+    atomic.write_report(str(tmp_path / "bad.md"), "x", {"x": object()})
+  assert not (tmp_path / "bad.md.json").exists()
+
+
 def test_the_study_and_command_modules_tests_import_can_share_one_process():
   """absl flags live in one process-wide namespace, so two imported programs that define the
   same flag fail with DuplicateFlagError, and under pytest-xdist only when the two tests

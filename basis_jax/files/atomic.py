@@ -62,6 +62,13 @@ def write_json(path: str, value: Any) -> None:
     f.write("\n")
 
 
+def write_report(path: str, text: str, record: Any) -> None:
+  """A study's table: `text` to `path` and `record` (its numbers) to `path`.json, each atomic."""
+  with atomic_open(path, "w") as f:
+    f.write(text)
+  write_json(path + ".json", record)
+
+
 def _json_default(value):
   if isinstance(value, np.generic):
     return value.item()
