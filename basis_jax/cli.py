@@ -51,7 +51,7 @@ import threading
 from typing import Any, Callable, Mapping
 
 from absl import app, flags
-from ml_collections import config_dict
+from ml_collections import config_dict, config_flags
 
 from basis_jax import config_help, console
 from basis_jax.errors import UserError
@@ -77,7 +77,6 @@ def define_run_flags(config_help: str, workdir_help: str, *, resumes: bool = Fal
   `--config` (a config file; overrides `--config.x=...`), `--workdir`, and, where the program
   resumes a workdir (`resumes`), `--allow_config_change`. Returns their holders
   (config, workdir, allow_config_change or None)."""
-  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
   config = config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
   workdir = flags.DEFINE_string("workdir", None, workdir_help)
   allow = (flags.DEFINE_bool("allow_config_change", False, ALLOW_CONFIG_CHANGE_HELP)
