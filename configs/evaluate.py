@@ -28,7 +28,7 @@ FIELD_HELP = {
     "batch_size": "images per Inception forward pass",
     "histogram_bins": "bins of the per-component PSNR histogram (paper Figure 6)",
     "classifier": "CIFAR-10 runs: classifier score, FD and KID in a classifier's features "
-                  "(not IS/FID): 'auto' (training/classifier_features/classifier.npz when "
+                  "(not IS/FID): 'auto' (training/classifier_features24/classifier.npz when "
                   "present) | a classifier .npz | 'never'",
 }
 

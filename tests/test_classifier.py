@@ -149,6 +149,22 @@ def test_default_config_builds_the_documented_model():
   assert classifier.count_params(model) == 168_226
 
 
+def test_the_committed_feature_network_classifies_the_exact_test_images_as_recorded(shared_data):
+  """The default feature network (sample_quality.DEFAULT_CLASSIFIER) loads and reproduces
+  the accuracy its metadata records on the 1,000 exact test images (docs/classifier.md:
+  91.8 %); a different float summation order may flip an image or two (0.2 %)."""
+  from basis_jax.evaluation import sample_quality
+  from basis_jax.files import data
+  model, meta = classifier.load(sample_quality.DEFAULT_CLASSIFIER)
+  assert classifier.count_params(model) == 1_973_186
+  test = data.load({"source": "cifar10", "split": "test",
+                    "path": str(shared_data / "cifar10" / "cifar10_exact_subset.npz")})
+  assert len(test) == 1000
+  assert meta["test_accuracy"] == pytest.approx(0.918)
+  assert classifier.accuracy(model, test.images, test.labels) == pytest.approx(
+      meta["test_accuracy"], abs=0.002)
+
+
 def test_label_recovery_experiment_maps_indices_to_labels_and_checks_the_data(tmp_path):
   rng = np.random.default_rng(6)
   x = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
