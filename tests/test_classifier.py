@@ -1,4 +1,5 @@
-"""The project classifier and the label-recovery measure: tiny models, synthetic data."""
+"""The project classifier and the label-recovery measure: tiny models, synthetic data; and the
+committed feature network on the exact test images."""
 
 import json
 import shutil
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from basis_jax.files import checkpoint_io, sharding
+from basis_jax.files import checkpoint_io, data, sharding
 
-from basis_jax.evaluation import classifier, metrics
+from basis_jax.evaluation import classifier, metrics, sample_quality
 
 from basis_jax.training import classifier_training, optim
 from basis_jax.errors import ConfigError
@@ -133,8 +134,8 @@ def test_load_refuses_another_architecture(tmp_path):
 def test_load_names_mismatched_parameters(tmp_path):
   path = str(tmp_path / "classifier.npz")
   classifier.save(path, classifier.create(TINY))
-  with np.load(path) as data:
-    arrays = dict(data)
+  with np.load(path) as saved:
+    arrays = dict(saved)
   meta = json.loads(arrays["__metadata__"].tobytes())
   meta["config"]["widths"] = [4, 16]  # The file claims widths its arrays do not have.
   arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
@@ -153,8 +154,6 @@ def test_the_committed_feature_network_classifies_the_exact_test_images_as_recor
   """The default feature network (sample_quality.DEFAULT_CLASSIFIER) loads and reproduces
   the accuracy its metadata records on the 1,000 exact test images (docs/classifier.md:
   91.8 %); a different float summation order may flip an image or two (0.2 %)."""
-  from basis_jax.evaluation import sample_quality
-  from basis_jax.files import data
   model, meta = classifier.load(sample_quality.DEFAULT_CLASSIFIER)
   assert classifier.count_params(model) == 1_973_186
   test = data.load({"source": "cifar10", "split": "test",
