@@ -7,6 +7,8 @@ Re-running the same command resumes from the last checkpoint in the workdir (wit
 settings: a changed key that changes the weights is refused unless --allow_config_change).
 The result, WORKDIR/glow_sigmas.npz, is the `weights` of a Glow prior (configs/mnist_glow.py).
 With --config.init_weights=clean.npz the clean stage is skipped (e.g. a converted model).
+With --config.grow_from=clean.npz (a trained clean model of a smaller width) the clean stage
+starts from that model widened to config.model.width, with its density unchanged.
 """
 
 import json
@@ -31,7 +33,7 @@ def main(argv):
   del argv
   config, workdir = _CONFIG.value, _WORKDIR.value
   config_help.require(config, ("model.data_shape", "data", "eval_split", "eval_first_example",
-                               "init_weights"),
+                               "init_weights", "grow_from"),
                       hint="start from configs/train_glow_mnist.py, which sets every field.")
   model_config = glow.GlowConfig.from_config(config.model)
   options = glow_training.options_from_config(config)
@@ -51,7 +53,8 @@ def main(argv):
   logging.info("Glow %s: %.2fM parameters; %d training images; σ ladder %s.", model_config,
                num_params / 1e6, len(train_images), options.sigmas)
   result = glow_training.train(model_config, options, train_images, eval_images, workdir,
-                               init_weights=config.init_weights or None)
+                               init_weights=config.init_weights or None,
+                               grow_from=config.grow_from or None)
   logging.info("Done: %s", json.dumps(result["metrics"]))
 
 

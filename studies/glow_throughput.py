@@ -6,7 +6,9 @@ Each candidate is HxWxC/levels/depth/width. Times the Glow trainer's own jitted 
 (`glow_training.make_steps`: noisy-data bits/dim, backward, Adamax) at `--batch` on random
 8-bit images, and the prior's score ∇ log p(x) (what every Langevin step evaluates) on a
 batch of `--score_batch` images. One device (JAX's default on the CPU). Rows: parameters,
-float16 size of 10 per-σ copies (the shipping cost of the paper's one-model-per-σ ladder),
+float16 size of 10 per-σ copies (the shipping cost of the paper's one-model-per-σ ladder)
+and of a ladder fine-tuned with `train.finetune_params=modulation` (the body once, the
+modulation parameters per σ),
 ms per training step, images/s trained, score evaluations per second. Pause any training
 job first.
 """
@@ -20,6 +22,7 @@ import numpy as np
 from flax import nnx
 
 from basis_jax import cli, overview
+from basis_jax.files import checkpoint_io
 
 from basis_jax.training import glow_training, optim
 from configs import base_training
@@ -57,10 +60,12 @@ def measure(config: glow.GlowConfig, batch: int, score_batch: int, steps: int) -
   opt_state = opt_init(params)
   key = jax.random.key(0)
   state = {"params": params, "opt": opt_state}
+  trainable = jax.tree.map(lambda _: np.float32(1.0), params)
 
   def train(i):
     state["params"], state["opt"], loss, _ = train_step(
-        state["params"], rest, state["opt"], images, jax.random.fold_in(key, i), 0.01, 1e-4)
+        state["params"], rest, state["opt"], images, jax.random.fold_in(key, i), 0.01, 1e-4,
+        trainable)
     return loss
 
   step_s = _time(train, steps)
@@ -69,7 +74,11 @@ def measure(config: glow.GlowConfig, batch: int, score_batch: int, steps: int) -
   x = jnp.asarray(rng.uniform(-0.5, 0.5, (score_batch,) + config.image_shape), jnp.float32)
   score_s = _time(lambda i: score(full, x + 1e-3 * i), steps)
   num_params = overview.count_params(params)
-  return {"params": num_params, "mb16": 10 * 2 * num_params / 1e6, "step_ms": 1e3 * step_s,
+  flat = checkpoint_io.flatten(params)[0]
+  per_sigma = sum(int(np.prod(v.shape)) for k, v in flat.items()
+                  if glow.is_modulation_parameter(k))
+  return {"params": num_params, "mb16": 10 * 2 * num_params / 1e6,
+          "mb16_modulation": 2 * (num_params + 9 * per_sigma) / 1e6, "step_ms": 1e3 * step_s,
           "img_s": batch / step_s, "score_s": score_batch / score_s}
 
 
@@ -77,11 +86,13 @@ def main(argv):
   del argv
   print(f"jax {jax.__version__}, {jax.devices()[0].platform}, training batch {_BATCH.value}, "
         f"score batch {_SCORE_BATCH.value}")
-  print("| candidate | params | 10 σ, fp16 MB | train ms/step | images/s trained | "
-        "scores/s |\n|---|---|---|---|---|---|", flush=True)
+  print("| candidate | params | 10 σ, fp16 MB | 10 σ, modulation only, fp16 MB | "
+        "train ms/step | images/s trained | scores/s |\n|---|---|---|---|---|---|---|",
+        flush=True)
   for candidate in _CANDIDATES.value:
     r = measure(parse(candidate), _BATCH.value, _SCORE_BATCH.value, _STEPS.value)
-    print(f"| {candidate} | {r['params']:,} | {r['mb16']:.1f} | {r['step_ms']:.0f} | "
+    print(f"| {candidate} | {r['params']:,} | {r['mb16']:.1f} | {r['mb16_modulation']:.1f} | "
+          f"{r['step_ms']:.0f} | "
           f"{r['img_s']:.0f} | {r['score_s']:.0f} |", flush=True)
 
 

@@ -1,5 +1,7 @@
 """Glow: invertibility, exact log-det, likelihood bookkeeping, functional interface."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -122,6 +124,27 @@ def test_stacked_states_and_select_level():
     ref_lp, ref_s = jax.jit(log_prob)(states[level], x), jax.jit(score)(states[level], x)
     np.testing.assert_allclose(lp, ref_lp, rtol=1e-5)
     np.testing.assert_allclose(s, ref_s, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("edge_padding", [True, False])
+def test_widening_preserves_the_density_and_adds_trainable_channels(edge_padding):
+  """`glow.widen`: the wide model's log p equals the narrow one's (every parameter of the
+  narrow model perturbed, so nothing is trivially zero), the new channels get gradients,
+  and another depth is refused."""
+  narrow_config = dataclasses.replace(TINY, edge_padding=edge_padding)
+  wide_config = dataclasses.replace(narrow_config, width=20)
+  x = uniform_images((6, 8, 8, 1))
+  narrow = perturbed(glow.create(narrow_config, seed=0, init_batch=x))
+  graphdef, fresh = nnx.split(glow.create(wide_config, seed=1, init_batch=x))
+  wide = glow.widen(nnx.split(narrow)[1], narrow_config, fresh, wide_config)
+  np.testing.assert_allclose(glow.make_log_prob_fn(graphdef)(wide, x), narrow(x), rtol=1e-6)
+  assert not np.allclose(nnx.merge(graphdef, fresh)(x), narrow(x), rtol=1e-2)
+  grads = jax.grad(lambda s: jnp.sum(glow.make_log_prob_fn(graphdef)(s, x)))(wide)
+  kernel = np.asarray(grads["levels"][0]["steps"][0]["coupling_net"]["conv_out"]["kernel"])
+  assert np.abs(kernel[:, :, 8:20]).max() > 0  # The new hidden channels learn.
+  with pytest.raises(ValueError, match="Can only widen"):
+    glow.widen(nnx.split(narrow)[1], narrow_config, fresh,
+               dataclasses.replace(wide_config, depth=3))
 
 
 def test_bad_input_shape_is_a_clear_error():

@@ -10,8 +10,10 @@ import pytest
 
 from basis_jax import errors
 
+from basis_jax.files import checkpoint_io
+from basis_jax.sampling import schedules
 from basis_jax.training import glow_training, optim
-from configs import base_training
+from configs import base_training, mnist_glow
 from basis_jax.priors import glow
 from tests.conftest import shared_data_dir
 
@@ -53,6 +55,71 @@ def test_finetuning_lowers_nll_at_every_sigma(tmp_path):
   weights = glow.load_weights(str(tmp_path / glow_training.STACKED_FILE))
   assert weights.sigmas == SIGMAS  # Largest σ first, the sampler's level order.
   assert weights.config == CONFIG
+
+
+def test_modulation_finetuning_shares_the_clean_body_and_stores_it_once(tmp_path):
+  """finetune_params='modulation': each σ stage changes only the modulation parameters, the
+  stacked file holds the rest once, and the prior gives every level exactly its stage's
+  model; the stored values are the body once plus the modulation parameters per σ."""
+  train, test = mnist16("train", 200), mnist16("test", 50)
+  opts = options(train_steps=6, finetune_steps=4, batch_size=16, init_batch_size=32,
+                 eval_batch_size=50)
+  run = tmp_path / "modulation"
+  glow_training.train(CONFIG, dataclasses.replace(opts, finetune_params="modulation"), train,
+                      test, str(run))
+  flat = lambda path: checkpoint_io.flatten(glow.load_weights(str(path)).state)[0]
+  clean = flat(run / glow_training.CLEAN_FILE)
+  stages = [flat(run / f"sigma_{stage:02d}.npz") for stage in (1, 2, 3)]  # σ ascending.
+  for stage in stages:
+    changed = {k for k in clean if not np.array_equal(clean[k], stage[k])}
+    assert changed and all(glow.is_modulation_parameter(k) for k in changed)
+    assert any(k.endswith("conv1/actnorm/logs") for k in changed)
+  stacked = glow.load_weights(str(run / glow_training.STACKED_FILE))
+  assert stacked.per_sigma == "modulation" and stacked.sigmas == SIGMAS
+  leaves = checkpoint_io.flatten(stacked.state)[0]
+  assert leaves["levels/0/steps/0/coupling_net/conv1/kernel"].shape[0] == 1
+  assert leaves["levels/0/steps/0/actnorm/logs"].shape[0] == len(SIGMAS)
+  # Stored: the shared body once plus the modulation parameters per σ.
+  per_sigma = sum(v.size for k, v in clean.items() if glow.is_modulation_parameter(k))
+  body = sum(v.size for v in clean.values()) - per_sigma
+  assert sum(v.size for v in leaves.values()) == body + len(SIGMAS) * per_sigma
+  prior_config = mnist_glow.glow_prior(image_shape=(16, 16, 1), levels=2, depth=2, width=16,
+                                       weights=str(run / glow_training.STACKED_FILE))
+  prior = glow.load(prior_config, schedules.Schedule(SIGMAS, 1, 1e-5))
+  for level, stage in enumerate(reversed(stages)):  # Level 0 is the largest σ.
+    selected = checkpoint_io.flatten(prior.select_level(prior.params, level))[0]
+    for name, value in stage.items():
+      np.testing.assert_array_equal(np.asarray(selected[name]), value, err_msg=name)
+  with pytest.raises(errors.ConfigError, match="finetune_params must be one of"):
+    options(finetune_params="kernels")
+
+
+def test_growing_a_trained_glow_wider_keeps_its_density_then_trains_on(tmp_path):
+  """grow_from: the clean stage starts from the narrower model widened by `glow.widen`, so
+  its held-out bits/dim at the start equal the narrow model's at its end."""
+  train, test = mnist16("train", 200), mnist16("test", 50)
+  opts = options(train_steps=6, finetune_steps=1, sigmas=(0.1,), batch_size=16,
+                 init_batch_size=32, eval_batch_size=50)
+  narrow = glow_training.train(CONFIG, opts, train, test, str(tmp_path / "narrow"))
+  wide_config = dataclasses.replace(CONFIG, width=24)
+  wide = glow_training.train(wide_config, opts, train, test, str(tmp_path / "wide"),
+                             grow_from=str(tmp_path / "narrow" / glow_training.CLEAN_FILE))
+  start, end = narrow["metrics"][0], wide["metrics"][0]
+  assert end["stage"] == start["stage"] == 0
+  assert end["bpd_before"] == pytest.approx(start["bpd_after"], rel=1e-5)
+  assert end["bpd_after"] < end["bpd_before"]
+  with pytest.raises(errors.InputFileError, match="narrow/glow_clean.npz: Can only widen"):
+    glow_training.train(dataclasses.replace(CONFIG, depth=3), opts, train, test,
+                        str(tmp_path / "deeper"),
+                        grow_from=str(tmp_path / "narrow" / glow_training.CLEAN_FILE))
+
+
+def test_stacking_refuses_a_shared_parameter_that_differs():
+  a, b = {"w": np.zeros(3), "s": np.zeros(2)}, {"w": np.ones(3), "s": np.zeros(2)}
+  stacked = glow.stack_states([a, b], shared={"w": False, "s": True})
+  assert stacked["w"].shape == (2, 3) and stacked["s"].shape == (1, 2)
+  with pytest.raises(ValueError, match="marked shared differs"):
+    glow.stack_states([a, b], shared={"w": True, "s": True})
 
 
 def test_resume_is_exact(tmp_path):

@@ -23,8 +23,9 @@ from basis_jax import errors
 from basis_jax.priors import base
 from basis_jax.priors.base import Prior, _identity_level
 from basis_jax.priors.glow_model import (  # noqa: F401  # pylint: disable=unused-import
-    Glow, GlowConfig, Level, create, dequantize, log_prob_to_bits_per_dim,
-    make_log_prob_fn, make_score_fn, select_level, stack_states)
+    Glow, GlowConfig, Level, create, dequantize, is_modulation_parameter,
+    log_prob_to_bits_per_dim, make_log_prob_fn, make_score_fn, modulation_mask, select_level,
+    stack_states, widen)
 
 
 # -- the data space, weights files and the BASIS prior -------------------------------------
@@ -88,6 +89,8 @@ class GlowWeights:
   state: nnx.State
   sigmas: tuple[float, ...] | None  # Level order, largest σ first; None: one clean model.
   metadata: dict
+  # Which parameters differ per σ ('all', or 'modulation': the rest is stored once).
+  per_sigma: str = "all"
 
 
 def config_to_json(config: GlowConfig) -> dict:
@@ -96,14 +99,24 @@ def config_to_json(config: GlowConfig) -> dict:
   return values
 
 
+# What a per-σ file stacks: every parameter, or only the modulation parameters
+# (`glow_model.is_modulation_parameter`; the rest, shared by every σ, is stored once).
+PER_SIGMA = ("all", "modulation")
+
+
 def save_weights(path: str, config: GlowConfig, state, sigmas=None, *, float16: bool = False,
-                 **metadata) -> None:
+                 per_sigma: str = "all", **metadata) -> None:
   """Writes one state, or per-σ states stacked on a leading axis with their `sigmas`
-  (`float16`: stored in 16 bits, as the package ships them; read back as float32)."""
+  (`float16`: stored in 16 bits, as the package ships them; read back as float32).
+  `per_sigma='modulation'`: `state` is `stack_states(states, shared=...)` with every
+  parameter but the modulation ones stored once (leading axis 1)."""
   from basis_jax.files import checkpoint_io  # pylint: disable=import-outside-toplevel
+  if per_sigma not in PER_SIGMA:
+    raise ValueError(f"per_sigma must be one of {PER_SIGMA}, got {per_sigma!r}.")
   meta = {"architecture": "glow", "glow_config": config_to_json(config), **metadata}
   if sigmas is not None:
     meta["sigmas"] = [float(s) for s in sigmas]
+    meta["per_sigma"] = per_sigma
   checkpoint_io.save_params(path, state, meta, float16=float16)
 
 
@@ -128,12 +141,19 @@ def load_weights(path: str) -> GlowWeights:
   config = GlowConfig(**values)
   graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Glow(config)))
   sigmas = metadata.get("sigmas")
+  per_sigma = metadata.get("per_sigma", "all")
   if sigmas is not None:
+    if per_sigma not in PER_SIGMA:
+      raise ValueError(f"{path}: unknown per_sigma {per_sigma!r} (this version reads "
+                       f"{PER_SIGMA}).")
     sigmas = tuple(float(s) for s in sigmas)
+    per_level = (modulation_mask(abstract) if per_sigma == "modulation"
+                 else jax.tree.map(lambda _: True, abstract))
     abstract = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct((len(sigmas),) + tuple(a.shape), a.dtype), abstract)
+        lambda a, stacked: jax.ShapeDtypeStruct(
+            ((len(sigmas) if stacked else 1),) + tuple(a.shape), a.dtype), abstract, per_level)
   state, metadata = checkpoint_io.load_params(path, abstract)
-  return GlowWeights(config, graphdef, state, sigmas, metadata)
+  return GlowWeights(config, graphdef, state, sigmas, metadata, per_sigma)
 
 
 def image_log_probs(weights: GlowWeights, state, images: np.ndarray, *, seed: int,

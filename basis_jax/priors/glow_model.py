@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from basis_jax.files import checkpoint_io
 from basis_jax.priors import glow_layers as layers
 
 _COUPLINGS = ("affine", "additive")
@@ -238,6 +239,43 @@ def _initialize_jit(model: Glow, init_batch):
   model.initialize(init_batch)
 
 
+def widen(narrow_state, narrow: GlowConfig, wide_state, wide: GlowConfig):
+  """`wide_state` (a Glow of `wide`, e.g. freshly created and data-initialised) with the
+  narrower trained Glow `narrow_state` copied in so that the wide model computes exactly
+  the narrow one's log-density: its coupling networks' first `narrow.width` hidden channels
+  are the narrow model's, the new channels keep their fresh weights on the way in and get
+  zero weights on the way out (into the old 1×1 outputs and into the zero convolution), so
+  they start with no effect and receive gradients (function-preserving growth, as Net2Net
+  widens a network). Every other parameter is the narrow model's. Only the width may differ.
+  """
+  if dataclasses.replace(narrow, width=wide.width) != wide or narrow.width > wide.width:
+    raise ValueError(f"Can only widen a Glow to a larger width with every other field "
+                     f"equal: {narrow} -> {wide}.")
+  w, big = narrow.width, wide.width
+  small, _ = checkpoint_io.flatten(narrow_state)
+  flat, treedef = checkpoint_io.flatten(wide_state)
+  leaves = []
+  for name, leaf in flat.items():
+    old, new = np.asarray(small[name]), np.array(leaf)
+    if old.shape == new.shape:
+      leaves.append(old)
+      continue
+    if name.endswith(("conv1/kernel", "conv1/actnorm/bias", "conv1/actnorm/logs",
+                      "conv2/actnorm/bias", "conv2/actnorm/logs")):
+      new[..., :w] = old  # The old hidden channels; the new ones keep their fresh values.
+    elif name.endswith("conv2/kernel"):  # [1, 1, in, out]
+      new[:, :, :w, :w] = old
+      new[:, :, w:, :w] = 0.0  # New inputs do not reach the old outputs.
+    elif name.endswith("conv_out/kernel"):  # [3, 3, width (+ edge channel), out]
+      new[:] = 0.0  # New hidden channels do not reach the coupling's shift and scale.
+      new[:, :, :w] = old[:, :, :w]
+      new[:, :, big:] = old[:, :, w:]  # The edge channel comes after the hidden ones.
+    else:
+      raise ValueError(f"Cannot widen {name}: {old.shape} -> {new.shape}.")
+    leaves.append(new)
+  return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in leaves])
+
+
 # -- the functional interface -------------------------------------------------------------
 
 
@@ -256,14 +294,54 @@ def make_score_fn(graphdef) -> Callable[[nnx.State, jax.Array], jax.Array]:
   return jax.grad(lambda state, x: jnp.sum(log_prob_fn(state, x)), argnums=1)
 
 
-def stack_states(states: Sequence[nnx.State]) -> nnx.State:
+# Per-σ fine-tuning of only the "modulation" parameters (`train.finetune_params`, docs/glow.md):
+# every actnorm (the flow's, and those inside the coupling networks, which act as a
+# per-channel affine modulation of their features), the bias and log-scale of every zero
+# convolution, and the learned split and top priors. The rest (3×3 and 1×1 kernels, the
+# invertible 1×1 convolutions) stays the clean model's and is shared by every σ.
+_MODULATION_LEAVES = ("bias", "logs")
+_MODULATION_MODULES = ("split_prior", "top_prior")
+
+
+def is_modulation_parameter(path: str) -> bool:
+  """Whether the parameter at `path` ('levels/0/steps/3/actnorm/bias', as
+  `checkpoint_io.flatten` names it) is one that modulation fine-tuning changes per σ."""
+  parts = path.split("/")
+  return parts[-1] in _MODULATION_LEAVES or any(m in parts for m in _MODULATION_MODULES)
+
+
+def modulation_mask(state):
+  """A pytree like `state` with True at the modulation parameters, False elsewhere."""
+  flat, treedef = checkpoint_io.flatten(state)
+  return jax.tree_util.tree_unflatten(treedef, [is_modulation_parameter(k) for k in flat])
+
+
+def stack_states(states: Sequence[nnx.State], shared=None) -> nnx.State:
   """Per-σ states -> one state with a leading level axis (on the host: stacking eagerly
-  with jnp would compile one program per parameter shape)."""
-  return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *states)
+  with jnp would compile one program per parameter shape).
+
+  `shared` (a pytree of bools like the states, e.g. `modulation_mask` negated): leaves
+  marked True are equal in every state and stored once, with a leading axis of 1, which
+  `select_level` gives to every level; any difference between the states is refused.
+  """
+  if shared is None:
+    return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *states)
+
+  def stack(is_shared, *leaves):
+    leaves = [np.asarray(a) for a in leaves]
+    if not is_shared:
+      return np.stack(leaves)
+    if any(not np.array_equal(leaves[0], a) for a in leaves[1:]):
+      raise ValueError("A parameter marked shared differs between the per-σ states.")
+    return leaves[0][None]
+
+  return jax.tree.map(stack, shared, *states)
 
 
 def select_level(stacked_state, level):
-  """The state of one level (level may be traced): a dynamic index on the leading axis."""
+  """The state of one level (level may be traced): a dynamic index on the leading axis; a
+  leaf stored once (leading axis 1, `stack_states(..., shared=...)`) serves every level."""
   return jax.tree.map(
-      lambda leaf: jax.lax.dynamic_index_in_dim(leaf, level, axis=0, keepdims=False),
+      lambda leaf: jax.lax.dynamic_index_in_dim(
+          leaf, level if leaf.shape[0] > 1 else 0, axis=0, keepdims=False),
       stacked_state)

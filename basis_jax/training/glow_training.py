@@ -89,6 +89,10 @@ class TrainOptions:
   checkpoint_every: int
   max_restarts: int
   max_seconds: float  # Wall-clock budget of one call (0: none): checkpoint, then stop.
+  # What each σ stage fine-tunes: 'all' parameters (BASIS), or only the 'modulation'
+  # parameters (`glow.is_modulation_parameter`), the rest staying the clean model's, shared
+  # by every σ and stored once in glow_sigmas.npz.
+  finetune_params: str = "all"
 
   def __post_init__(self):
     sigmas = tuple(float(s) for s in self.sigmas)
@@ -99,6 +103,9 @@ class TrainOptions:
                  "checkpoint_every", "init_batch_size", "eval_batch_size"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+    if self.finetune_params not in glow.PER_SIGMA:
+      raise ConfigError(f"train.finetune_params must be one of {glow.PER_SIGMA}, got "
+                        f"{self.finetune_params!r}.")
     if self.optimizer.decay_steps:
       raise ConfigError("config.optim.decay_steps must be 0 for Glow: each σ stage warms up "
                         "and then trains at a constant rate.")
@@ -159,12 +166,15 @@ def make_steps(graphdef, config: glow.GlowConfig, optimizer: optim.OptimizerSett
     return jnp.mean(glow.log_prob_to_bits_per_dim(log_prob, config))
 
   @jax.jit
-  def train_step(params, rest, opt_state, images, key, sigma, lr):
+  def train_step(params, rest, opt_state, images, key, sigma, lr, trainable):
+    """`trainable`: a 0/1 scalar per parameter (traced: one compilation for every stage);
+    a parameter with 0 is not changed, weight decay included."""
     loss, grads = jax.value_and_grad(mean_bpd)(params, rest, noisy(images, key, sigma))
     opt_state = optim.set_rate(opt_state, lr)
     finite = jnp.isfinite(loss) & jnp.all(jnp.array(
         [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     updates, new_opt_state = tx.update(grads, opt_state, params)
+    updates = jax.tree.map(lambda u, t: u * t.astype(u.dtype), updates, trainable)
     new_params = optax.apply_updates(params, updates)
     # A non-finite step is not applied; the host restarts from the last checkpoint.
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
@@ -185,8 +195,13 @@ def _save_state_file(path, graphdef, config, params, rest, **metadata):
 
 def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np.ndarray,
           eval_images: np.ndarray, workdir: str, init_weights: str | None = None,
-          stop_after_steps: int | None = None) -> dict[str, Any]:
+          stop_after_steps: int | None = None, grow_from: str | None = None) -> dict[str, Any]:
   """Runs (or resumes) every stage; returns {'sigmas', 'metrics'}.
+
+  `init_weights`: a clean model of `model_config` (the clean stage is skipped) or a compact
+  training state (the run continues from it). `grow_from`: a trained clean model of a
+  smaller width (every other field equal), widened without changing its density
+  (`glow.widen`); the clean stage then continues training from it.
 
   Images are [N, H, W, C] in [0, 1] (8-bit values). `stop_after_steps` ends the call
   after that many optimizer steps in this call (for tests of resumption); the result then
@@ -203,6 +218,8 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   if init_weights and is_training_state(init_weights):
     # A compact training state: the run continues from it (the clean file is not needed).
     state_file, init_weights = init_weights, None
+  if init_weights and grow_from:
+    raise ConfigError("Set init_weights or grow_from, not both.")
   if init_weights:
     weights = glow.load_weights(init_weights)
     if weights.config != model_config or weights.sigmas is not None:
@@ -216,6 +233,17 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
     init_x = glow.dequantize(train_images[init_order(0)],
                              jax.random.fold_in(key, _INIT_STREAM), model_config.n_bits)
     model = glow.create(model_config, seed=options.seed, init_batch=init_x)
+    if grow_from:
+      narrow = glow.load_weights(grow_from)
+      if narrow.sigmas is not None:
+        raise InputFileError(f"{grow_from} holds per-σ models; grow_from takes one clean "
+                             "model.")
+      try:
+        graphdef, state = nnx.split(model)
+        model = nnx.merge(graphdef, glow.widen(narrow.state, narrow.config, state,
+                                               model_config))
+      except ValueError as e:
+        raise InputFileError(f"{grow_from}: {e}") from None
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   first_stage = 1 if init_weights else 0
   if state_file:
@@ -269,7 +297,8 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
     batches = training_loop.MeshBatches(train_images, options.batch_size,
                                         (options.seed, stage), mesh)
     objective = _NoisyLikelihood(train_step, rest, batches, options, stage, sigma,
-                                 jax.random.fold_in(key, stage))
+                                 jax.random.fold_in(key, stage),
+                                 trainable_mask(params, options, stage))
     # Records numbered by optimizer steps over all stages, so the file stays in order.
     steps_log = training_loop.MetricsLog(os.path.join(workdir, STEPS_FILE), offset=sum(
         _stage_steps(options, earlier) for earlier in range(first_stage, stage)))
@@ -307,6 +336,14 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   return {"stopped": False, "metrics": metrics, "sigmas": options.ascending_sigmas}
 
 
+def trainable_mask(params, options: TrainOptions, stage: int):
+  """1 for the parameters `stage` trains, 0 for the others (a float32 scalar per parameter):
+  the clean stage trains everything, a σ stage what `options.finetune_params` names."""
+  if stage == 0 or options.finetune_params == "all":
+    return jax.tree.map(lambda _: np.float32(1.0), params)
+  return jax.tree.map(np.float32, glow.modulation_mask(params))
+
+
 class _NoisyLikelihood(training_loop.Objective):
   """Glow's objective for one stage: mean bits/dim of dequantised images plus N(0, σ²), the
   stage's batches and keys drawn from the (seed, stage) stream."""
@@ -316,15 +353,16 @@ class _NoisyLikelihood(training_loop.Objective):
                      "with smaller σ steps.")
 
   def __init__(self, train_step, rest, batches: training_loop.MeshBatches,
-               options: TrainOptions, stage: int, sigma: float, stage_key):
+               options: TrainOptions, stage: int, sigma: float, stage_key, trainable):
     self.train_step, self.rest, self.batches, self.options = train_step, rest, batches, options
+    self.trainable = trainable
     self.stage, self.sigma, self.key, self.lr = stage, sigma, stage_key, 0.0
 
   def step(self, state, step: int, lr_scale: float):
     self.lr = learning_rate(self.options, step, lr_scale)
     params, opt_state, loss, finite = self.train_step(
         state["params"], self.rest, state["opt_state"], self.batches(step),
-        training_loop.step_key(self.key, step), self.sigma, self.lr)
+        training_loop.step_key(self.key, step), self.sigma, self.lr, self.trainable)
     return ({"params": params, "opt_state": opt_state},
             {"loss": loss, "non_finite": jnp.logical_not(finite).astype(jnp.int32)})
 
@@ -385,8 +423,12 @@ def _write_stacked(workdir, config, options):
     weights = _load_stage_file(workdir, options, stage)
     states.append(weights.state)
     sigmas.append(float(weights.metadata["stage_sigma"]))
-  glow.save_weights(os.path.join(workdir, STACKED_FILE), config, glow.stack_states(states),
-                    sigmas=sigmas)
+  shared = None
+  if options.finetune_params == "modulation":  # The rest is the clean model's: stored once.
+    shared = jax.tree.map(lambda m: not m, glow.modulation_mask(states[0]))
+  glow.save_weights(os.path.join(workdir, STACKED_FILE), config,
+                    glow.stack_states(states, shared), sigmas=sigmas,
+                    per_sigma=options.finetune_params)
 
 
 def _restore_latest(checkpoints, params, opt_state):
