@@ -31,16 +31,7 @@ STARTUP_S=${STARTUP_S:-60}
 source studies/gpu/common.sh
 
 # 1. The benchmarks: CIFAR-10 first (the figure BENCHMARKS.md lacks on a GPU), half each.
-for model in cifar10 mnist; do
-  variant=${BENCH:-:$model}
-  timeout $(( BENCH_S / 2 )) $PY -m experiments.benchmark \
-    --config="configs/benchmark_ncsn.py$variant" --workdir="$W/bench/$model" \
-    > "$W/logs/bench_$model.log" 2>&1
-  echo "benchmark $model exit $? at $((SECONDS - start)) s" >> "$W/logs/stages.txt"
-  mkdir -p "$W/results/bench_$model"
-  cp "$W/bench/$model"/benchmark.{md,json} "$W/results/bench_$model/" 2>/dev/null
-  pack
-done
+run_benchmarks
 
 # 2. The larger prior, from scratch, until 60 s before the end (export and packing after).
 train_s=$(( $(left) - 60 - STARTUP_S ))

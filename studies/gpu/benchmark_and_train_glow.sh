@@ -26,16 +26,7 @@ BUDGET_S=${BUDGET_S:-560} BENCH_S=${BENCH_S:-180} BENCH=${BENCH:-} TRAIN_EXTRA=$
 STATE=${STATE:-} STARTUP_S=${STARTUP_S:-40} FINETUNE=${FINETUNE:-all}
 source studies/gpu/common.sh
 
-for model in cifar10 mnist; do
-  variant=${BENCH:-:$model}
-  timeout $(( BENCH_S / 2 )) $PY -m experiments.benchmark \
-    --config="configs/benchmark_ncsn.py$variant" --workdir="$W/bench/$model" \
-    > "$W/logs/bench_$model.log" 2>&1
-  echo "benchmark $model exit $? at $((SECONDS - start)) s" >> "$W/logs/stages.txt"
-  mkdir -p "$W/results/bench_$model"
-  cp "$W/bench/$model"/benchmark.{md,json} "$W/results/bench_$model/" 2>/dev/null
-  pack
-done
+run_benchmarks
 
 # The Glow, until 30 s before the end (packing after). A state continues the run exactly.
 start_from="--config.grow_from=training/glow_mnist/glow_clean.npz"
