@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from basis_jax.files import data_formats, sharding
+from basis_jax.files import checkpoint_io, data_formats, sharding
 
 from basis_jax import errors
 from basis_jax.priors import base
@@ -110,7 +110,6 @@ def save_weights(path: str, config: GlowConfig, state, sigmas=None, *, float16: 
   (`float16`: stored in 16 bits, as the package ships them; read back as float32).
   `per_sigma='modulation'`: `state` is `stack_states(states, shared=...)` with every
   parameter but the modulation ones stored once (leading axis 1)."""
-  from basis_jax.files import checkpoint_io  # pylint: disable=import-outside-toplevel
   if per_sigma not in PER_SIGMA:
     raise ValueError(f"per_sigma must be one of {PER_SIGMA}, got {per_sigma!r}.")
   meta = {"architecture": "glow", "glow_config": config_to_json(config), **metadata}
@@ -131,7 +130,6 @@ def shipped_weights(dataset: str | None) -> str | None:
 
 def load_weights(path: str) -> GlowWeights:
   """Reads a file written by `save_weights` or `convert_weights.glow`, strictly checked."""
-  from basis_jax.files import checkpoint_io  # pylint: disable=import-outside-toplevel
   metadata = checkpoint_io.read_metadata(path)
   if metadata.get("architecture") != "glow" or "glow_config" not in metadata:
     raise ValueError(f"{path} is not a Glow weights file (architecture "
