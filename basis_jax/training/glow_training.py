@@ -245,6 +245,8 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
       except ValueError as e:
         raise InputFileError(f"{grow_from}: {e}") from None
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  if state_file:
+    rest = _restore_fixed_variables(state_file, rest)
   first_stage = 1 if init_weights else 0
   if state_file:
     first_stage = int(checkpoint_io.read_metadata(state_file)["first_stage"])
@@ -255,7 +257,7 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   checkpoints = training_loop.OrbaxCheckpoints(
       workdir, replicated, block_size=_STAGE_STRIDE,
       after_save=lambda state: _pack_state(workdir, model_config, options, first_stage,
-                                           checkpoints))
+                                           checkpoints, rest))
   progress = {"stage": first_stage, "step": 0, "lr_scale": 1.0, "restarts": 0,
               "stage_start_bpd": 0.0}
   opt_init, train_step, eval_bpd = make_steps(graphdef, model_config, options.optimizer)
@@ -458,9 +460,11 @@ def is_training_state(path: str) -> bool:
   return bool(checkpoint_io.read_metadata(path).get("glow_training_state"))
 
 
-def _pack_state(workdir, model_config, options, first_stage, checkpoints) -> None:
+def _pack_state(workdir, model_config, options, first_stage, checkpoints, fixed) -> None:
   """Writes STATE_FILE from the workdir's latest checkpoint and its finished stage files
-  (read back from disk, so the file holds exactly what a resume would restore)."""
+  (read back from disk, so the file holds exactly what a resume would restore), with the
+  model's fixed (non-trained) variables `fixed`: e.g. an LU model's permutation, which a
+  `grow_from` run takes from the narrow model, not from its own seed."""
   if checkpoints.latest_block() is None or jax.process_index() != 0:
     return
   graphdef, params, _ = nnx.split(nnx.eval_shape(lambda: glow.Glow(model_config)),
@@ -473,11 +477,28 @@ def _pack_state(workdir, model_config, options, first_stage, checkpoints) -> Non
   tree = {"params": nnx.to_pure_dict(params), "opt_state": opt_state, "stages": {
       f"{stage:02d}": nnx.to_pure_dict(_load_stage_file(workdir, options, stage).state)
       for stage in range(1, progress["stage"])}}
+  if jax.tree.leaves(fixed):
+    tree["fixed"] = jax.tree.map(np.asarray, nnx.to_pure_dict(fixed))
   metadata = {"architecture": "glow", "glow_training_state": True,
               "glow_config": glow.config_to_json(model_config), "progress": progress,
               "first_stage": first_stage, "sigmas": list(options.ascending_sigmas),
               "seed": options.seed, "metrics": _read_metrics(workdir)}
   checkpoint_io.save_params(os.path.join(workdir, STATE_FILE), tree, metadata, compress=True)
+
+
+def _has_fixed_variables(path) -> bool:
+  return any(key.startswith("fixed/") for key in checkpoint_io.list_keys(path))
+
+
+def _restore_fixed_variables(path, rest):
+  """`rest` (the model's fixed variables) with the values a training state holds; a state
+  without them (none to hold, or written before they were stored) leaves `rest` as it is."""
+  if not jax.tree.leaves(rest) or not _has_fixed_variables(path):
+    return rest
+  tree, _ = checkpoint_io.load_params(path, {"fixed": nnx.to_pure_dict(rest)},
+                                      allow_unexpected=True)
+  nnx.replace_by_pure_dict(rest, tree["fixed"])
+  return rest
 
 
 def _unpack_state(path, workdir, checkpoints, model_config, options, params,
@@ -504,6 +525,9 @@ def _unpack_state(path, workdir, checkpoints, model_config, options, params,
             for stage in range(1, progress["stage"])}
   abstract = jax.eval_shape(lambda: {"params": nnx.to_pure_dict(params),
                                      "opt_state": opt_state, "stages": stages})
+  if _has_fixed_variables(path):  # Read in train() (`_restore_fixed_variables`).
+    abstract["fixed"] = nnx.to_pure_dict(
+        nnx.split(nnx.eval_shape(lambda: glow.Glow(model_config)), nnx.Param, ...)[2])
   tree, _ = checkpoint_io.load_params(path, abstract)
   for stage, values in tree["stages"].items():
     state = nnx.state(glow.Glow(model_config))
