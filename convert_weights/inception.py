@@ -92,6 +92,16 @@ def convert_file(path: str, verify: bool = True) -> dict[str, np.ndarray]:
   return params
 
 
+def define_flags(flag_values=None) -> None:
+  """CLI flags, defined only when run as a program (tests import several converters)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+  flags.DEFINE_string('input', inception.TORCH_WEIGHTS_NAME, "pytorch-fid's .pth file.",
+                      flag_values=flag_values)
+  flags.DEFINE_string('output', inception.DEFAULT_WEIGHTS, 'Where to write the .npz.',
+                      flag_values=flag_values)
+
+
 def main(argv):
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
@@ -105,8 +115,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from absl import flags  # pylint: disable=g-import-not-at-top
   from basis_jax import cli  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('input', inception.TORCH_WEIGHTS_NAME, "pytorch-fid's .pth file.")
-  flags.DEFINE_string('output', inception.DEFAULT_WEIGHTS, 'Where to write the .npz.')
+  define_flags()
   cli.run(main)

@@ -119,14 +119,19 @@ def convert(checkpoint: str, out: str, dataset: str = "mnist",
   return config
 
 
-def _define_flags() -> None:
+def define_flags(flag_values=flags.FLAGS) -> None:
   """CLI flags, defined only when run as a program (tests import several converters)."""
-  flags.DEFINE_string("checkpoint", None, "Published checkpoint.pth.", required=True)
-  flags.DEFINE_string("out", None, "Output weights file (.npz).", required=True)
+  flags.DEFINE_string("checkpoint", None, "Published checkpoint.pth.", required=True,
+                      flag_values=flag_values)
+  flags.DEFINE_string("out", None, "Output weights file (.npz).", required=True,
+                      flag_values=flag_values)
   flags.DEFINE_enum("dataset", "mnist", sorted(_IMAGE_SIZES),
-                    "Dataset the model was trained on (sets the image size).")
-  flags.DEFINE_float("sigma_max", PUBLISHED_SIGMA_MAX, "Largest training σ (published: 1).")
-  flags.DEFINE_float("sigma_min", PUBLISHED_SIGMA_MIN, "Smallest training σ (published: 0.01).")
+                    "Dataset the model was trained on (sets the image size).",
+                    flag_values=flag_values)
+  flags.DEFINE_float("sigma_max", PUBLISHED_SIGMA_MAX, "Largest training σ (published: 1).",
+                     flag_values=flag_values)
+  flags.DEFINE_float("sigma_min", PUBLISHED_SIGMA_MIN, "Smallest training σ (published: 0.01).",
+                     flag_values=flag_values)
 
 
 def main(argv):
@@ -137,5 +142,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  _define_flags()
+  define_flags()
   cli.run(main)
