@@ -99,6 +99,13 @@ def config_to_json(config: GlowConfig) -> dict:
   return values
 
 
+def config_from_json(values: dict) -> GlowConfig:
+  """The inverse of `config_to_json` (a file's `glow_config` metadata)."""
+  values = dict(values)
+  values["image_shape"] = tuple(values["image_shape"])
+  return GlowConfig(**values)
+
+
 # What a per-σ file stacks: every parameter, or only the modulation parameters
 # (`glow_model.is_modulation_parameter`; the rest, shared by every σ, is stored once).
 PER_SIGMA = ("all", "modulation")
@@ -134,9 +141,7 @@ def load_weights(path: str) -> GlowWeights:
   if metadata.get("architecture") != "glow" or "glow_config" not in metadata:
     raise ValueError(f"{path} is not a Glow weights file (architecture "
                      f"{metadata.get('architecture')!r}).")
-  values = dict(metadata["glow_config"])
-  values["image_shape"] = tuple(values["image_shape"])
-  config = GlowConfig(**values)
+  config = config_from_json(metadata["glow_config"])
   graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Glow(config)))
   sigmas = metadata.get("sigmas")
   per_sigma = metadata.get("per_sigma", "all")

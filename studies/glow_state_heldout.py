@@ -1,0 +1,71 @@
+"""Held-out bits/dim of a Glow training state's current parameters, mid-stage.
+
+`experiments.train_glow` measures held-out bits/dim only when a stage ends (the clean
+stage of the width-128 MNIST Glow ends after 20,000 steps, several sessions away). This
+reads the parameters of a compact training state (`training_state.npz`) and measures them
+exactly as the trainer does at a stage's end: the same 1,000 held-out images (training
+images 58,000-58,999), the same dequantisation draw, σ = 0 (the clean stage). Given
+`--compare`, a clean model file (e.g. the shipped `training/glow_mnist/glow_clean.npz`) is
+measured the same way beside it.
+
+    python -m studies.glow_state_heldout --data_path=/path/to/mnist \
+        --state=training/glow_mnist_w128/training_state.npz \
+        --compare=training/glow_mnist/glow_clean.npz
+"""
+
+import jax
+from absl import app, flags
+from flax import nnx
+
+from basis_jax.files import checkpoint_io
+from basis_jax.files import data as data_lib
+from basis_jax.priors import glow
+from basis_jax.training import glow_training, optim
+from configs import train_glow_mnist
+
+_DATA = flags.DEFINE_string("data_path", None, "MNIST directory (the four idx .gz files).",
+                            required=True)
+_STATE = flags.DEFINE_string("state", None, "A Glow compact training state.", required=True)
+_COMPARE = flags.DEFINE_string("compare", "", "A clean Glow file measured beside it.")
+
+
+def main(argv):
+  del argv
+  config = train_glow_mnist.get_config()
+  metadata = checkpoint_io.read_metadata(_STATE.value)
+  if not metadata.get("glow_training_state"):
+    raise ValueError(f"{_STATE.value} is not a Glow training state.")
+  model_config = glow.config_from_json(metadata["glow_config"])
+  data = dict(config.data)
+  data.update(path=_DATA.value, split=config.eval_split,
+              first_example=config.eval_first_example,
+              num_examples=config.train.eval_batch_size)
+  space = glow.data_space(model_config, (28, 28, 1))  # MNIST's own shape.
+  images = space.to_prior(data_lib.load(data).images)
+  key = jax.random.fold_in(jax.random.key(int(metadata["seed"])),
+                           glow_training._EVAL_STREAM)  # pylint: disable=protected-access
+  optimizer = optim.settings_from_config(config.optim)
+
+  def measure(model_config, state):
+    graphdef, params, rest = nnx.split(nnx.merge(*state), nnx.Param, ...)
+    _, _, eval_bpd = glow_training.make_steps(graphdef, model_config, optimizer)
+    return float(eval_bpd(params, rest, images, key, 0.0))
+
+  graphdef, full = nnx.split(glow.Glow(model_config))
+  params = nnx.split(nnx.merge(graphdef, full), nnx.Param, ...)[1]
+  tree, _ = checkpoint_io.load_params(_STATE.value, {"params": nnx.to_pure_dict(params)},
+                                      allow_unexpected=True)
+  nnx.replace_by_pure_dict(full, tree["params"])  # Fixed variables: none without LU.
+  if model_config.lu_decomposed:
+    raise ValueError("An LU model's fixed variables are not read here.")
+  progress = metadata["progress"]
+  print(f"{_STATE.value}: stage {progress['stage']}, step {progress['step']}: held-out "
+        f"{measure(model_config, (graphdef, full)):.4f} bits/dim ({len(images)} images)")
+  if _COMPARE.value:
+    other = glow.load_weights(_COMPARE.value)
+    print(f"{_COMPARE.value}: held-out "
+          f"{measure(other.config, (other.graphdef, other.state)):.4f} bits/dim")
+
+
+if __name__ == "__main__":
+  app.run(main)
