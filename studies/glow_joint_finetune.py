@@ -111,7 +111,7 @@ def main(argv):
 
   _, _, eval_bpd = glow_training.make_steps(
       graphdef, config, optim.settings_from_config(train_glow_mnist.get_config().optim))
-  eval_key = jax.random.fold_in(jax.random.key(0), glow_training._EVAL_STREAM)  # pylint: disable=protected-access
+  eval_key = glow_training.held_out_key(0)
 
   def evaluate(params):
     return [float(eval_bpd(select_level(params, i), nnx.State({}), held_out, eval_key,

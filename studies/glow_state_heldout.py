@@ -13,7 +13,6 @@ measured the same way beside it.
         --compare=training/glow_mnist/glow_clean.npz
 """
 
-import jax
 from absl import app, flags
 from flax import nnx
 
@@ -33,38 +32,28 @@ def main(argv):
   del argv
   config = train_glow_mnist.get_config()
   metadata = checkpoint_io.read_metadata(_STATE.value)
-  if not metadata.get("glow_training_state"):
-    raise ValueError(f"{_STATE.value} is not a Glow training state.")
-  model_config = glow.config_from_json(metadata["glow_config"])
+  model_config, model = glow_training.model_from_state(_STATE.value)
   data = dict(config.data)
   data.update(path=_DATA.value, split=config.eval_split,
               first_example=config.eval_first_example,
               num_examples=config.train.eval_batch_size)
-  space = glow.data_space(model_config, (28, 28, 1))  # MNIST's own shape.
+  space = glow.data_space(model_config, config.model.data_shape)
   images = space.to_prior(data_lib.load(data).images)
-  key = jax.random.fold_in(jax.random.key(int(metadata["seed"])),
-                           glow_training._EVAL_STREAM)  # pylint: disable=protected-access
+  key = glow_training.held_out_key(int(metadata["seed"]))
   optimizer = optim.settings_from_config(config.optim)
 
-  def measure(model_config, state):
-    graphdef, params, rest = nnx.split(nnx.merge(*state), nnx.Param, ...)
+  def measure(model_config, model):
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     _, _, eval_bpd = glow_training.make_steps(graphdef, model_config, optimizer)
     return float(eval_bpd(params, rest, images, key, 0.0))
 
-  graphdef, full = nnx.split(glow.Glow(model_config))
-  params = nnx.split(nnx.merge(graphdef, full), nnx.Param, ...)[1]
-  tree, _ = checkpoint_io.load_params(_STATE.value, {"params": nnx.to_pure_dict(params)},
-                                      allow_unexpected=True)
-  nnx.replace_by_pure_dict(full, tree["params"])  # Fixed variables: none without LU.
-  if model_config.lu_decomposed:
-    raise ValueError("An LU model's fixed variables are not read here.")
   progress = metadata["progress"]
   print(f"{_STATE.value}: stage {progress['stage']}, step {progress['step']}: held-out "
-        f"{measure(model_config, (graphdef, full)):.4f} bits/dim ({len(images)} images)")
+        f"{measure(model_config, model):.4f} bits/dim ({len(images)} images)")
   if _COMPARE.value:
     other = glow.load_weights(_COMPARE.value)
     print(f"{_COMPARE.value}: held-out "
-          f"{measure(other.config, (other.graphdef, other.state)):.4f} bits/dim")
+          f"{measure(other.config, nnx.merge(other.graphdef, other.state)):.4f} bits/dim")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ import gzip
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from basis_jax import errors
 
@@ -116,6 +118,17 @@ def test_growing_a_trained_glow_wider_keeps_its_density_then_trains_on(tmp_path)
   # widening moves it by percents.
   assert end["bpd_before"] == pytest.approx(start["bpd_after"], rel=1e-4)
   assert end["bpd_after"] < end["bpd_before"]
+  # The model a state is training (`model_from_state`, for mid-stage measurements): the last
+  # checkpoint's parameters, here the σ stage's file, and the narrow model's permutation.
+  config, model = glow_training.model_from_state(
+      str(tmp_path / "wide" / glow_training.STATE_FILE))
+  last_stage = glow.load_weights(str(tmp_path / "wide" / "sigma_01.npz"))
+  assert config == wide_config
+  for (path, x), (_, y) in zip(jax.tree_util.tree_leaves_with_path(nnx.state(model)),
+                               jax.tree_util.tree_leaves_with_path(last_stage.state)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
+  with pytest.raises(errors.InputFileError, match="not a compact Glow training state"):
+    glow_training.model_from_state(narrow_file)
   glow_training.train(wide_config, opts, train, test, str(tmp_path / "b"),
                       grow_from=narrow_file, stop_after_steps=2)
   glow_training.train(wide_config, opts, train, test, str(tmp_path / "c"),

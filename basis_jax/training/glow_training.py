@@ -276,7 +276,7 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   params, rest, opt_state = jax.device_put((params, rest, opt_state), replicated)
 
   eval_x = eval_images[:options.eval_batch_size]
-  eval_key = jax.random.fold_in(key, _EVAL_STREAM)
+  eval_key = held_out_key(options.seed)
   steps_left = stop_after_steps
   # Each stage's run takes the budget left (and at least one step, as every run of the loop).
   deadline = time.time() + options.max_seconds if options.max_seconds else None
@@ -458,6 +458,25 @@ def _read_metrics(workdir):
 def is_training_state(path: str) -> bool:
   """Whether `path` is a compact Glow training state (not a weights file)."""
   return bool(checkpoint_io.read_metadata(path).get("glow_training_state"))
+
+
+def held_out_key(seed: int) -> jax.Array:
+  """The key of every held-out bits/dim measurement of a run of `seed` (one dequantisation
+  and noise draw for every stage, so stages and runs compare)."""
+  return jax.random.fold_in(jax.random.key(seed), _EVAL_STREAM)
+
+
+def model_from_state(path: str) -> tuple[glow.GlowConfig, glow.Glow]:
+  """The model a compact training state is training, with its current parameters and its
+  fixed variables (e.g. an LU model's permutation): to measure a run mid-stage."""
+  if not is_training_state(path):
+    raise InputFileError(f"{path} is not a compact Glow training state.")
+  model_config = glow.config_from_json(checkpoint_io.read_metadata(path)["glow_config"])
+  graphdef, params, rest = nnx.split(glow.Glow(model_config), nnx.Param, ...)
+  tree, _ = checkpoint_io.load_params(path, {"params": nnx.to_pure_dict(params)},
+                                      allow_unexpected=True)
+  nnx.replace_by_pure_dict(params, tree["params"])
+  return model_config, nnx.merge(graphdef, params, _restore_fixed_variables(path, rest))
 
 
 def _pack_state(workdir, model_config, options, first_stage, checkpoints, fixed) -> None:
