@@ -19,7 +19,7 @@ from flax import nnx
 from basis_jax.files import checkpoint_io
 from basis_jax.files import data as data_lib
 from basis_jax.priors import glow
-from basis_jax.training import glow_training, optim
+from basis_jax.training import glow_training, glow_workdir, optim
 from configs import train_glow_mnist
 
 _DATA = flags.DEFINE_string("data_path", None, "MNIST directory (the four idx .gz files).",
@@ -32,7 +32,7 @@ def main(argv):
   del argv
   config = train_glow_mnist.get_config()
   metadata = checkpoint_io.read_metadata(_STATE.value)
-  model_config, model = glow_training.model_from_state(_STATE.value)
+  model_config, model = glow_workdir.model_from_state(_STATE.value)
   data = dict(config.data)
   data.update(path=_DATA.value, split=config.eval_split,
               first_example=config.eval_first_example,

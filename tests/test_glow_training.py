@@ -14,7 +14,7 @@ from basis_jax import errors
 
 from basis_jax.files import checkpoint_io
 from basis_jax.sampling import schedules
-from basis_jax.training import glow_training, optim
+from basis_jax.training import glow_training, glow_workdir, optim
 from configs import base_training, mnist_glow
 from basis_jax.priors import glow
 from tests.conftest import shared_data_dir
@@ -54,7 +54,7 @@ def test_finetuning_lowers_nll_at_every_sigma(tmp_path):
   assert sorted(stages) == [0.0, 0.01, 0.1, 1.0]
   for sigma, m in stages.items():
     assert m["bpd_after"] < m["bpd_before"], (sigma, m)
-  weights = glow.load_weights(str(tmp_path / glow_training.STACKED_FILE))
+  weights = glow.load_weights(str(tmp_path / glow_workdir.STACKED_FILE))
   assert weights.sigmas == SIGMAS  # Largest σ first, the sampler's level order.
   assert weights.config == CONFIG
 
@@ -70,13 +70,13 @@ def test_modulation_finetuning_shares_the_clean_body_and_stores_it_once(tmp_path
   glow_training.train(CONFIG, dataclasses.replace(opts, finetune_params="modulation"), train,
                       test, str(run))
   flat = lambda path: checkpoint_io.flatten(glow.load_weights(str(path)).state)[0]
-  clean = flat(run / glow_training.CLEAN_FILE)
+  clean = flat(run / glow_workdir.CLEAN_FILE)
   stages = [flat(run / f"sigma_{stage:02d}.npz") for stage in (1, 2, 3)]  # σ ascending.
   for stage in stages:
     changed = {k for k in clean if not np.array_equal(clean[k], stage[k])}
     assert changed and all(glow.is_modulation_parameter(k) for k in changed)
     assert any(k.endswith("conv1/actnorm/logs") for k in changed)
-  stacked = glow.load_weights(str(run / glow_training.STACKED_FILE))
+  stacked = glow.load_weights(str(run / glow_workdir.STACKED_FILE))
   assert stacked.per_sigma == "modulation" and stacked.sigmas == SIGMAS
   leaves = checkpoint_io.flatten(stacked.state)[0]
   assert leaves["levels/0/steps/0/coupling_net/conv1/kernel"].shape[0] == 1
@@ -86,7 +86,7 @@ def test_modulation_finetuning_shares_the_clean_body_and_stores_it_once(tmp_path
   body = sum(v.size for v in clean.values()) - per_sigma
   assert sum(v.size for v in leaves.values()) == body + len(SIGMAS) * per_sigma
   prior_config = mnist_glow.glow_prior(image_shape=(16, 16, 1), levels=2, depth=2, width=16,
-                                       weights=str(run / glow_training.STACKED_FILE))
+                                       weights=str(run / glow_workdir.STACKED_FILE))
   prior = glow.load(prior_config, schedules.Schedule(SIGMAS, 1, 1e-5))
   for level, stage in enumerate(reversed(stages)):  # Level 0 is the largest σ.
     selected = checkpoint_io.flatten(prior.select_level(prior.params, level))[0]
@@ -108,7 +108,7 @@ def test_growing_a_trained_glow_wider_keeps_its_density_then_trains_on(tmp_path)
   lu = dataclasses.replace(CONFIG, lu_decomposed=True)
   narrow = glow_training.train(lu, dataclasses.replace(opts, seed=1), train, test,
                                str(tmp_path / "narrow"), stop_after_steps=6)  # Clean only.
-  narrow_file = str(tmp_path / "narrow" / glow_training.CLEAN_FILE)
+  narrow_file = str(tmp_path / "narrow" / glow_workdir.CLEAN_FILE)
   wide_config = dataclasses.replace(lu, width=24)
   wide = glow_training.train(wide_config, opts, train, test, str(tmp_path / "wide"),
                              grow_from=narrow_file)
@@ -120,21 +120,21 @@ def test_growing_a_trained_glow_wider_keeps_its_density_then_trains_on(tmp_path)
   assert end["bpd_after"] < end["bpd_before"]
   # The model a state is training (`model_from_state`, for mid-stage measurements): the last
   # checkpoint's parameters, here the σ stage's file, and the narrow model's permutation.
-  config, model = glow_training.model_from_state(
-      str(tmp_path / "wide" / glow_training.STATE_FILE))
+  config, model = glow_workdir.model_from_state(
+      str(tmp_path / "wide" / glow_workdir.STATE_FILE))
   last_stage = glow.load_weights(str(tmp_path / "wide" / "sigma_01.npz"))
   assert config == wide_config
   for (path, x), (_, y) in zip(jax.tree_util.tree_leaves_with_path(nnx.state(model)),
                                jax.tree_util.tree_leaves_with_path(last_stage.state)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
   with pytest.raises(errors.InputFileError, match="not a compact Glow training state"):
-    glow_training.model_from_state(narrow_file)
+    glow_workdir.model_from_state(narrow_file)
   glow_training.train(wide_config, opts, train, test, str(tmp_path / "b"),
                       grow_from=narrow_file, stop_after_steps=2)
   glow_training.train(wide_config, opts, train, test, str(tmp_path / "c"),
-                      init_weights=str(tmp_path / "b" / glow_training.STATE_FILE))
-  a = np.load(tmp_path / "wide" / glow_training.STACKED_FILE)
-  c = np.load(tmp_path / "c" / glow_training.STACKED_FILE)
+                      init_weights=str(tmp_path / "b" / glow_workdir.STATE_FILE))
+  a = np.load(tmp_path / "wide" / glow_workdir.STACKED_FILE)
+  c = np.load(tmp_path / "c" / glow_workdir.STACKED_FILE)
   assert any(name.endswith("/p") for name in a.files)
   for name in a.files:
     np.testing.assert_array_equal(a[name], c[name], err_msg=name)
@@ -164,14 +164,14 @@ def test_resume_is_exact(tmp_path):
     result = glow_training.train(CONFIG, opts, train, test, str(tmp_path / "b"),
                                  stop_after_steps=stop)
     assert result["stopped"] == (stop is not None)
-  a = np.load(tmp_path / "a" / glow_training.STACKED_FILE)
-  b = np.load(tmp_path / "b" / glow_training.STACKED_FILE)
+  a = np.load(tmp_path / "a" / glow_workdir.STACKED_FILE)
+  b = np.load(tmp_path / "b" / glow_workdir.STACKED_FILE)
   assert set(a.files) == set(b.files)
   for name in a.files:
     np.testing.assert_array_equal(a[name], b[name], err_msg=name)
   # One record per log window (here: each stage's end, and each stop), in step order.
   records = lambda run: [json.loads(line) for line in
-                         open(tmp_path / run / glow_training.STEPS_FILE)]
+                         open(tmp_path / run / glow_workdir.STEPS_FILE)]
   assert [(r["step"], r["stage"]) for r in records("a")] == [(6, 0), (10, 1), (14, 2)]
   assert [r["step"] for r in records("b")] == [1, 5, 6, 8, 10, 14]
 
@@ -207,10 +207,10 @@ def test_resume_with_another_ladder_is_refused(tmp_path):
   with pytest.raises(errors.ConfigError, match=r"trained with the σ ladder \(0.1, 0.2\)"):
     glow_training.train(CONFIG, other, train, test, str(tmp_path))
   # A workdir without the recorded ladder: each σ file's own stage_sigma is checked.
-  (tmp_path / glow_training.LADDER_FILE).unlink()
+  (tmp_path / glow_workdir.LADDER_FILE).unlink()
   with pytest.raises(errors.ConfigError, match=r"fine-tuned at σ = 0.1, .* σ = 0.15 at stage 1"):
     glow_training.train(CONFIG, other, train, test, str(tmp_path))
-  assert not (tmp_path / glow_training.STACKED_FILE).exists()
+  assert not (tmp_path / glow_workdir.STACKED_FILE).exists()
 
 
 def test_resume_with_changed_train_settings_is_refused_naming_the_keys(tmp_path):
@@ -241,14 +241,14 @@ def test_compact_training_state_continues_exactly_in_an_empty_workdir(tmp_path):
   glow_training.train(CONFIG, opts, train, test, str(tmp_path / "a"))
   # Stopped mid-way through the second σ stage: the state holds stage 1's finished weights.
   glow_training.train(CONFIG, opts, train, test, str(tmp_path / "b"), stop_after_steps=10)
-  state = tmp_path / "b" / glow_training.STATE_FILE
-  assert glow_training.is_training_state(str(state))
+  state = tmp_path / "b" / glow_workdir.STATE_FILE
+  assert glow_workdir.is_training_state(str(state))
   assert os.path.getsize(state) < 200_000
   result = glow_training.train(CONFIG, opts, train, test, str(tmp_path / "c"),
                                init_weights=str(state))
   assert not result["stopped"]
-  a = np.load(tmp_path / "a" / glow_training.STACKED_FILE)
-  c = np.load(tmp_path / "c" / glow_training.STACKED_FILE)
+  a = np.load(tmp_path / "a" / glow_workdir.STACKED_FILE)
+  c = np.load(tmp_path / "c" / glow_workdir.STACKED_FILE)
   for name in a.files:
     np.testing.assert_array_equal(a[name], c[name], err_msg=name)
   assert [m["stage"] for m in result["metrics"]] == [0, 1, 2]

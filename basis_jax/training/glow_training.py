@@ -16,22 +16,20 @@ learning rate, up to `max_restarts` times, then stops with a user error. Data-pa
 the loop is: the batch sharded over all devices (batch_size must divide), parameters
 replicated; more than one device changes the weights only by float rounding.
 
-Outputs in the workdir: `training_state.npz` beside every checkpoint (the compact training
-state: the current stage's parameters, Adamax state and progress, every finished stage's
-parameters and the held-out records; a few MB, committed between sessions, and
+Outputs in the workdir (`basis_jax.training.glow_workdir` owns them): `training_state.npz`
+beside every checkpoint (the compact training state, a few MB, committed between sessions:
 `init_weights=training_state.npz` continues the run in an empty workdir exactly as the
 checkpoint would), `glow_clean.npz` (after stage 0), `sigma_XX.npz` per finished σ,
-`glow_sigmas.npz` (all σ stacked on a leading axis, largest σ first, as
-`basis_jax.priors.glow.load` expects), `metrics.jsonl` (bits/dim before and after each
-stage on held-out data at that stage's σ) and `train_metrics.jsonl` (training bits/dim,
-learning rate and steps/s per log window; `step` counts optimizer steps over all stages).
+`glow_sigmas.npz` (all σ stacked, largest σ first), `metrics.jsonl` (bits/dim before and
+after each stage on held-out data at that stage's σ) and `train_metrics.jsonl` (training
+bits/dim, learning rate and steps/s per log window; `step` counts optimizer steps over all
+stages).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import time
@@ -43,21 +41,12 @@ import numpy as np
 import optax
 from flax import nnx
 
-from basis_jax.files import atomic, checkpoint_io, sharding
-
-from basis_jax import errors
-
-from basis_jax.sampling import schedules
-
-from basis_jax.training import optim, training_loop
 from basis_jax.errors import ConfigError, InputFileError
+from basis_jax.files import checkpoint_io, sharding
 from basis_jax.priors import glow
+from basis_jax.sampling import schedules
+from basis_jax.training import glow_workdir, optim, training_loop
 
-CLEAN_FILE = "glow_clean.npz"
-STACKED_FILE = "glow_sigmas.npz"
-LADDER_FILE = "sigmas.json"  # The ascending ladder the workdir is trained for.
-STEPS_FILE = "train_metrics.jsonl"  # One record per log window (the loop's MetricsLog).
-STATE_FILE = "training_state.npz"  # The compact training state, rewritten at each checkpoint.
 # Config keys a resumed run may change (experiments/train_glow.py): they change neither
 # the weights nor the metrics. (allow_config_change: see train_resume.RESUME_INVARIANT_KEYS.)
 RESUME_INVARIANT_KEYS = ("train.log_every", "train.checkpoint_every", "train.max_restarts",
@@ -114,6 +103,12 @@ class TrainOptions:
   def ascending_sigmas(self) -> tuple[float, ...]:
     return tuple(sorted(self.sigmas))
 
+  def stage_sigma(self, stage: int) -> float:
+    return 0.0 if stage == 0 else self.ascending_sigmas[stage - 1]
+
+  def stage_steps(self, stage: int) -> int:
+    return self.train_steps if stage == 0 else self.finetune_steps
+
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainOptions)
                      if f.name not in ("sigmas", "optimizer"))
@@ -132,14 +127,6 @@ def options_from_config(config) -> TrainOptions:
                                                          s.num_levels)
   return TrainOptions(sigmas=sigmas, optimizer=optim.settings_from_config(config.optim),
                       **{name: t[name] for name in TRAIN_FIELDS})
-
-
-def _stage_sigma(options: TrainOptions, stage: int) -> float:
-  return 0.0 if stage == 0 else options.ascending_sigmas[stage - 1]
-
-
-def _stage_steps(options: TrainOptions, stage: int) -> int:
-  return options.train_steps if stage == 0 else options.finetune_steps
 
 
 def learning_rate(options: TrainOptions, step: int, lr_scale: float) -> float:
@@ -188,11 +175,6 @@ def make_steps(graphdef, config: glow.GlowConfig, optimizer: optim.OptimizerSett
   return jax.jit(tx.init), train_step, eval_bpd
 
 
-def _save_state_file(path, graphdef, config, params, rest, **metadata):
-  _, state = nnx.split(nnx.merge(graphdef, params, rest))
-  glow.save_weights(path, config, state, **metadata)
-
-
 def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np.ndarray,
           eval_images: np.ndarray, workdir: str, init_weights: str | None = None,
           stop_after_steps: int | None = None, grow_from: str | None = None) -> dict[str, Any]:
@@ -215,7 +197,7 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   os.makedirs(workdir, exist_ok=True)
   key = jax.random.key(options.seed)
   state_file = None
-  if init_weights and is_training_state(init_weights):
+  if init_weights and glow_workdir.is_training_state(init_weights):
     # A compact training state: the run continues from it (the clean file is not needed).
     state_file, init_weights = init_weights, None
   if init_weights and grow_from:
@@ -246,7 +228,7 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
         raise InputFileError(f"{grow_from}: {e}") from None
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   if state_file:
-    rest = _restore_fixed_variables(state_file, rest)
+    rest = glow_workdir.restore_fixed_variables(state_file, rest)
   first_stage = 1 if init_weights else 0
   if state_file:
     first_stage = int(checkpoint_io.read_metadata(state_file)["first_stage"])
@@ -254,23 +236,25 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
 
   # The stages share one checkpoint directory: a checkpoint's block is its stage, and its
   # progress holds the held-out bits/dim the stage started from (stage_start_bpd).
-  checkpoints = training_loop.OrbaxCheckpoints(
-      workdir, replicated, block_size=_STAGE_STRIDE,
-      after_save=lambda state: _pack_state(workdir, model_config, options, first_stage,
-                                           checkpoints, rest))
-  progress = {"stage": first_stage, "step": 0, "lr_scale": 1.0, "restarts": 0,
-              "stage_start_bpd": 0.0}
   opt_init, train_step, eval_bpd = make_steps(graphdef, model_config, options.optimizer)
   opt_state = opt_init(params)
-  _check_ladder(workdir, options)
+  opt_state_shape = jax.eval_shape(lambda: opt_state)
+  checkpoints = training_loop.OrbaxCheckpoints(
+      workdir, replicated, block_size=_STAGE_STRIDE,
+      after_save=lambda state: glow_workdir.pack_state(
+          workdir, model_config, options, first_stage, checkpoints, rest, opt_state_shape))
+  progress = {"stage": first_stage, "step": 0, "lr_scale": 1.0, "restarts": 0,
+              "stage_start_bpd": 0.0}
+  glow_workdir.check_ladder(workdir, options)
   if checkpoints.latest_block() is None and state_file:
-    _unpack_state(state_file, workdir, checkpoints, model_config, options, params, opt_state)
+    glow_workdir.unpack_state(state_file, workdir, checkpoints, model_config, options, params,
+                              opt_state)
   if checkpoints.latest_block() is not None:
-    params, opt_state, progress = _restore_latest(checkpoints, params, opt_state)
+    params, opt_state, progress = glow_workdir.restore_latest(checkpoints, params, opt_state)
     logging.info("Resumed from the checkpoint of stage %d, step %d.", progress["stage"],
                  progress["step"])
     for stage in range(1, min(progress["stage"], num_stages)):  # Fail now, not at the end.
-      _load_stage_file(workdir, options, stage)
+      glow_workdir.load_stage(workdir, options, stage)
   # Replicated over the mesh, as the step's outputs are: otherwise the first call after a
   # start or restore compiles again.
   params, rest, opt_state = jax.device_put((params, rest, opt_state), replicated)
@@ -280,10 +264,10 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
   steps_left = stop_after_steps
   # Each stage's run takes the budget left (and at least one step, as every run of the loop).
   deadline = time.time() + options.max_seconds if options.max_seconds else None
-  metrics = _read_metrics(workdir)
+  metrics = glow_workdir.read_metrics(workdir)
   while progress["stage"] < num_stages:
-    stage, sigma = progress["stage"], _stage_sigma(options, progress["stage"])
-    num_steps = _stage_steps(options, stage)
+    stage, sigma = progress["stage"], options.stage_sigma(progress["stage"])
+    num_steps = options.stage_steps(stage)
     name = "clean" if stage == 0 else f"σ={sigma:.4g} ({stage}/{num_stages - 1})"
     if steps_left is not None and steps_left <= 0:
       checkpoints.manager.wait_until_finished()
@@ -302,8 +286,9 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
                                  jax.random.fold_in(key, stage),
                                  trainable_mask(params, options, stage))
     # Records numbered by optimizer steps over all stages, so the file stays in order.
-    steps_log = training_loop.MetricsLog(os.path.join(workdir, STEPS_FILE), offset=sum(
-        _stage_steps(options, earlier) for earlier in range(first_stage, stage)))
+    steps_log = training_loop.MetricsLog(
+        os.path.join(workdir, glow_workdir.STEPS_FILE),
+        offset=sum(options.stage_steps(earlier) for earlier in range(first_stage, stage)))
     settings = training_loop.LoopSettings(
         num_steps=num_steps, log_every=options.log_every,
         checkpoint_every=options.checkpoint_every, max_restarts=options.max_restarts,
@@ -326,15 +311,14 @@ def train(model_config: glow.GlowConfig, options: TrainOptions, train_images: np
     record = {"stage": stage, "sigma": sigma, "steps": num_steps, "bpd_before": before,
               "bpd_after": after, "lr_scale": progress["lr_scale"]}
     logging.info("[%s] done: held-out bits/dim %.4f -> %.4f", name, before, after)
-    stage_file = os.path.join(workdir, CLEAN_FILE if stage == 0 else f"sigma_{stage:02d}.npz")
-    _save_state_file(stage_file, graphdef, model_config, params, rest, stage_sigma=sigma)
+    glow_workdir.save_stage(workdir, stage, model_config,
+                            nnx.state(nnx.merge(graphdef, params, rest)), options)
     metrics = [m for m in metrics if m["stage"] != stage] + [record]
-    with atomic.atomic_open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
-      f.writelines(json.dumps(m) + "\n" for m in metrics)
+    glow_workdir.write_metrics(workdir, metrics)
     progress = {"stage": stage + 1, "step": 0, "lr_scale": 1.0, "restarts": 0,
                 "stage_start_bpd": 0.0}
   checkpoints.manager.wait_until_finished()
-  _write_stacked(workdir, model_config, options)
+  glow_workdir.write_stacked(workdir, model_config, options)
   return {"stopped": False, "metrics": metrics, "sigmas": options.ascending_sigmas}
 
 
@@ -383,183 +367,7 @@ def _check_images(images, config, name):
     raise ConfigError(f"{name} is empty.")
 
 
-def _check_ladder(workdir, options):
-  """Records the σ ladder of the workdir's first run and refuses to resume under another.
-
-  A checkpoint taken mid-stage would otherwise continue (and label) the stage at a new σ.
-  """
-  path = os.path.join(workdir, LADDER_FILE)
-  current = list(options.ascending_sigmas)
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)["sigmas"]
-    if len(saved) != len(current) or not np.allclose(saved, current, rtol=1e-6, atol=0):
-      raise errors.ConfigError(
-          f"{workdir} was trained with the σ ladder {tuple(saved)}, but this run asks for "
-          f"{tuple(current)}.", hint="Resume with the same ladder, or use a new workdir.")
-  else:
-    atomic.write_json(path, {"sigmas": current})
-
-
-def _load_stage_file(workdir, options, stage):
-  """A finished stage's weights, refused unless it was trained at this run's σ for the stage.
-
-  A resumed run with another ladder would otherwise label old files with new σ values,
-  which `glow.load`'s σ check then accepts.
-  """
-  path = os.path.join(workdir, f"sigma_{stage:02d}.npz")
-  weights = glow.load_weights(path)
-  stored, expected = weights.metadata.get("stage_sigma"), _stage_sigma(options, stage)
-  if stored is None or not np.isclose(float(stored), expected, rtol=1e-6, atol=0):
-    raise errors.ConfigError(
-        f"{path} was fine-tuned at σ = {stored}, but this run's ladder "
-        f"{options.ascending_sigmas} puts σ = {expected:.6g} at stage {stage}.",
-        hint="Resume with the ladder the workdir was trained with, or use a new workdir.")
-  return weights
-
-
-def _write_stacked(workdir, config, options):
-  """All σ stacked, largest σ first (the sampler's level order)."""
-  states, sigmas = [], []
-  for stage in range(len(options.sigmas), 0, -1):
-    weights = _load_stage_file(workdir, options, stage)
-    states.append(weights.state)
-    sigmas.append(float(weights.metadata["stage_sigma"]))
-  shared = None
-  if options.finetune_params == "modulation":  # The rest is the clean model's: stored once.
-    shared = jax.tree.map(lambda m: not m, glow.modulation_mask(states[0]))
-  glow.save_weights(os.path.join(workdir, STACKED_FILE), config,
-                    glow.stack_states(states, shared), sigmas=sigmas,
-                    per_sigma=options.finetune_params)
-
-
-def _restore_latest(checkpoints, params, opt_state):
-  """(params, opt_state, progress dict) of the directory's latest checkpoint (any stage)."""
-  checkpoints.block = checkpoints.latest_block()
-  checkpoints.extra = {"stage_start_bpd": 0.0}  # The structure of the saved progress.
-  state, done = checkpoints.restore({"params": params, "opt_state": opt_state})
-  progress = {"stage": checkpoints.block, "step": done.step, "lr_scale": done.lr_scale,
-              "restarts": done.restarts,
-              "stage_start_bpd": float(checkpoints.restored_extra["stage_start_bpd"])}
-  return state["params"], state["opt_state"], progress
-
-
-def _read_metrics(workdir):
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-# -- the compact training state ------------------------------------------------------------
-
-
-def is_training_state(path: str) -> bool:
-  """Whether `path` is a compact Glow training state (not a weights file)."""
-  return bool(checkpoint_io.read_metadata(path).get("glow_training_state"))
-
-
 def held_out_key(seed: int) -> jax.Array:
   """The key of every held-out bits/dim measurement of a run of `seed` (one dequantisation
   and noise draw for every stage, so stages and runs compare)."""
   return jax.random.fold_in(jax.random.key(seed), _EVAL_STREAM)
-
-
-def model_from_state(path: str) -> tuple[glow.GlowConfig, glow.Glow]:
-  """The model a compact training state is training, with its current parameters and its
-  fixed variables (e.g. an LU model's permutation): to measure a run mid-stage."""
-  if not is_training_state(path):
-    raise InputFileError(f"{path} is not a compact Glow training state.")
-  model_config = glow.config_from_json(checkpoint_io.read_metadata(path)["glow_config"])
-  graphdef, params, rest = nnx.split(glow.Glow(model_config), nnx.Param, ...)
-  tree, _ = checkpoint_io.load_params(path, {"params": nnx.to_pure_dict(params)},
-                                      allow_unexpected=True)
-  nnx.replace_by_pure_dict(params, tree["params"])
-  return model_config, nnx.merge(graphdef, params, _restore_fixed_variables(path, rest))
-
-
-def _pack_state(workdir, model_config, options, first_stage, checkpoints, fixed) -> None:
-  """Writes STATE_FILE from the workdir's latest checkpoint and its finished stage files
-  (read back from disk, so the file holds exactly what a resume would restore), with the
-  model's fixed (non-trained) variables `fixed`: e.g. an LU model's permutation, which a
-  `grow_from` run takes from the narrow model, not from its own seed."""
-  if checkpoints.latest_block() is None or jax.process_index() != 0:
-    return
-  graphdef, params, _ = nnx.split(nnx.eval_shape(lambda: glow.Glow(model_config)),
-                                  nnx.Param, ...)
-  opt_init, _, _ = make_steps(graphdef, model_config, options.optimizer)
-  block, extra = checkpoints.block, checkpoints.extra
-  params, opt_state, progress = _restore_latest(checkpoints, params,
-                                                jax.eval_shape(opt_init, params))
-  checkpoints.block, checkpoints.extra = block, extra
-  tree = {"params": nnx.to_pure_dict(params), "opt_state": opt_state, "stages": {
-      f"{stage:02d}": nnx.to_pure_dict(_load_stage_file(workdir, options, stage).state)
-      for stage in range(1, progress["stage"])}}
-  if jax.tree.leaves(fixed):
-    tree["fixed"] = jax.tree.map(np.asarray, nnx.to_pure_dict(fixed))
-  metadata = {"architecture": "glow", "glow_training_state": True,
-              "glow_config": glow.config_to_json(model_config), "progress": progress,
-              "first_stage": first_stage, "sigmas": list(options.ascending_sigmas),
-              "seed": options.seed, "metrics": _read_metrics(workdir)}
-  checkpoint_io.save_params(os.path.join(workdir, STATE_FILE), tree, metadata, compress=True)
-
-
-def _has_fixed_variables(path) -> bool:
-  return any(key.startswith("fixed/") for key in checkpoint_io.list_keys(path))
-
-
-def _restore_fixed_variables(path, rest):
-  """`rest` (the model's fixed variables) with the values a training state holds; a state
-  without them (none to hold, or written before they were stored) leaves `rest` as it is."""
-  if not jax.tree.leaves(rest) or not _has_fixed_variables(path):
-    return rest
-  tree, _ = checkpoint_io.load_params(path, {"fixed": nnx.to_pure_dict(rest)},
-                                      allow_unexpected=True)
-  nnx.replace_by_pure_dict(rest, tree["fixed"])
-  return rest
-
-
-def _unpack_state(path, workdir, checkpoints, model_config, options, params,
-                  opt_state) -> None:
-  """Turns a compact training state into the workdir's first checkpoint, its finished stage
-  files and metrics, so the run continues exactly where the state was written."""
-  metadata = checkpoint_io.read_metadata(path)
-  if metadata.get("glow_config") != glow.config_to_json(model_config):
-    raise errors.ConfigError(f"{path} is a training state of the Glow "
-                             f"{metadata.get('glow_config')}, but config.model builds "
-                             f"{glow.config_to_json(model_config)}.")
-  saved = metadata["sigmas"]
-  if len(saved) != len(options.sigmas) or not np.allclose(saved, options.ascending_sigmas,
-                                                          rtol=1e-6, atol=0):
-    raise errors.ConfigError(f"{path} was trained with the σ ladder {tuple(saved)}, but this "
-                             f"run asks for {options.ascending_sigmas}.")
-  if metadata.get("seed") != options.seed:
-    raise errors.ConfigError(f"{path} is a training state of seed {metadata.get('seed')}, but "
-                             f"config.train.seed={options.seed}: the data order would not "
-                             "continue.")
-  progress = metadata["progress"]
-  full_state = nnx.state(nnx.eval_shape(lambda: glow.Glow(model_config)))
-  stages = {f"{stage:02d}": nnx.to_pure_dict(full_state)
-            for stage in range(1, progress["stage"])}
-  abstract = jax.eval_shape(lambda: {"params": nnx.to_pure_dict(params),
-                                     "opt_state": opt_state, "stages": stages})
-  if _has_fixed_variables(path):  # Read in train() (`_restore_fixed_variables`).
-    abstract["fixed"] = nnx.to_pure_dict(
-        nnx.split(nnx.eval_shape(lambda: glow.Glow(model_config)), nnx.Param, ...)[2])
-  tree, _ = checkpoint_io.load_params(path, abstract)
-  for stage, values in tree["stages"].items():
-    state = nnx.state(glow.Glow(model_config))
-    nnx.replace_by_pure_dict(state, values)
-    glow.save_weights(os.path.join(workdir, f"sigma_{stage}.npz"), model_config, state,
-                      stage_sigma=_stage_sigma(options, int(stage)))
-  nnx.replace_by_pure_dict(params, tree["params"])
-  with atomic.atomic_open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
-    f.writelines(json.dumps(m) + "\n" for m in metadata.get("metrics", []))
-  checkpoints.block = int(progress["stage"])
-  checkpoints.extra = {"stage_start_bpd": float(progress["stage_start_bpd"])}
-  checkpoints.save(int(progress["step"]), {"params": params, "opt_state": tree["opt_state"]},
-                   training_loop.Progress(int(progress["step"]), float(progress["lr_scale"]),
-                                          int(progress["restarts"])))
-  logging.info("Continuing from the training state %s: stage %d, step %d.", path,
-               progress["stage"], progress["step"])
