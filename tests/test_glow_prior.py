@@ -130,6 +130,12 @@ def test_separation_configs():
   assert job.priors[0].name == "glow" and job.priors[0].image_shape == (32, 32, 3)
   assert job.priors[0].data_shape == (28, 28, 1)  # The prior pads MNIST itself.
   assert job.options.init == "normal" and job.schedule.likelihood_weight == 4.0
+  # The reference's sampler (soft data term, δ = 3e-5 scaled for 'small') except for the
+  # shipped model, whose two settings were chosen on held-out mixtures (docs/glow.md).
+  assert not job.options.hard_constraint
+  assert not mnist_glow.get_config("paper").sampler.hard_constraint
+  shipped = mnist_glow.get_config("class_split")
+  assert shipped.sampler.hard_constraint and shipped.schedule.step_lr == 2e-5
   config.sampler.init = ""  # The prior's own start: N(½, 1), as the config spells out.
   options = separation.build_job(config).options
   assert (options.init, options.init_mean) == ("normal", 0.5)
