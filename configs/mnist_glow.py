@@ -13,7 +13,7 @@ As in the reference Glow script: average mixture (α = ½), N(0, 1) initialisati
 η·λ·(2m − x0 − x1), 4× the Gaussian-likelihood gradient α_j(m − g(x))/σ² for α = ½).
 The shipped model's variants differ in two settings chosen on held-out mixtures: δ = 2e-5
 (not 3e-5) and the hard constraint (`--config.sampler.hard_constraint=False` gives the
-reference's soft data term alone); 'paper' and 'small' keep the reference's sampler.
+reference's soft data term alone); 'paper' and 'small' keep the soft data term.
 
 Variants (comma-separated): mixtures 'agnostic' (default) | 'class_split' (one digit 0-4,
 one 5-9) | 'heldout' (training images 58,000-59,999, never trained on: choose settings

@@ -130,8 +130,8 @@ def test_separation_configs():
   assert job.priors[0].name == "glow" and job.priors[0].image_shape == (32, 32, 3)
   assert job.priors[0].data_shape == (28, 28, 1)  # The prior pads MNIST itself.
   assert job.options.init == "normal" and job.schedule.likelihood_weight == 4.0
-  # The reference's sampler (soft data term, δ = 3e-5 scaled for 'small') except for the
-  # shipped model, whose two settings were chosen on held-out mixtures (docs/glow.md).
+  # The reference's soft data term, except for the shipped model, whose step size and hard
+  # constraint were chosen on held-out mixtures (docs/glow.md).
   assert not job.options.hard_constraint
   assert not mnist_glow.get_config("paper").sampler.hard_constraint
   shipped = mnist_glow.get_config("class_split")
