@@ -55,11 +55,6 @@ VIEW_SETS = {
 VIEW_SETS["all 18"] = VIEW_SETS["flip + 1-px diagonals"] + VIEW_SETS["flip + 2-px axis shifts"][2:]
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-  e = np.exp(logits - logits.max(-1, keepdims=True))
-  return e / e.sum(-1, keepdims=True)
-
-
 def main(argv):
   del argv
   jpeg = data.load({"source": "cifar10", "path": _JPEG.value, "split": "test"})
@@ -71,7 +66,7 @@ def main(argv):
     model, _ = classifier.load(path)
     for name, (images, _) in sets.items():
       for view, shown in views(images).items():
-        probs[path, name, view] = _softmax(classifier.features(model, shown)[1])
+        probs[path, name, view] = classifier.softmax(classifier.features(model, shown)[1])
   ensembles = [[path] for path in _CLASSIFIERS.value]
   if len(_CLASSIFIERS.value) > 1:
     ensembles.append(list(_CLASSIFIERS.value))

@@ -178,7 +178,8 @@ def features(model: Classifier, images: np.ndarray,
   return pooled.reshape(lead + (-1,)), logits.reshape(lead + (-1,))
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
+  """Class probabilities [..., C] of logits [..., C] (numpy, stable)."""
   e = np.exp(logits - logits.max(-1, keepdims=True))
   return e / e.sum(-1, keepdims=True)
 
@@ -194,7 +195,7 @@ def predict(model: Classifier, images: np.ndarray, batch_size: int = 500, *,
   if not flip_tta:
     return np.argmax(logits, -1)
   mirrored = features(model, np.flip(np.asarray(images), -2), batch_size)[1]
-  return np.argmax(_softmax(logits) + _softmax(mirrored), -1)
+  return np.argmax(softmax(logits) + softmax(mirrored), -1)
 
 
 def accuracy(model: Classifier, images: np.ndarray, labels: np.ndarray, *,
