@@ -71,6 +71,7 @@ FIELD_HELP = {
     "sampler.clamp": "clip the final state to (low, high) (empty: no clamp)",
     "sampler.num_samples": "posterior samples per mixture (the run's time grows with it)",
     "sampler.hard_constraint": "project onto g(x) = m after every step (linear g)",
+    "sampler.metropolis": "accept or refuse every step (MALA; priors with a log-density: Glow)",
     "sampler.snapshots": "also keep the state at the end of every level (paper Figure 9)",
     "sampler.unroll": "lax.scan unroll of the step loop (speed only)",
     "sampler.divergence_bound": "|x| above it after a level counts as diverged (before the clamp)",
@@ -124,7 +125,8 @@ def get_config():
   config.mixing = ml_collections.ConfigDict({"kind": "sum", "alphas": (1.0, 1.0)})
   config.sampler = ml_collections.ConfigDict({
       "init": "", "init_range": (0.0, 1.0), "init_mean": 0.0, "clamp": (), "num_samples": 1,
-      "hard_constraint": False, "snapshots": False, "unroll": 1, "divergence_bound": 1e3,
+      "hard_constraint": False, "metropolis": False, "snapshots": False, "unroll": 1,
+      "divergence_bound": 1e3,
       "prune_after": 0, "survivors": 1,
   })
   config.select = "none"

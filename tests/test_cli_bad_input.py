@@ -76,6 +76,11 @@ CASES = [
     ("weights that do not exist", [*SEP, "--config=configs/mnist_ncsn.py", "--workdir={w}",
                                    "--config.prior.weights={tmp}/ncsn.npz"], [
         "error: Weights file not found: {tmp}/ncsn.npz"]),
+    ("Metropolis with a score prior", [*SEP, "--config=configs/mnist_unet.py", "--workdir={w}",
+                                       "--config.sampler.metropolis=True"], [
+        "error: sampler.metropolis needs each prior's exact log-density, whose gradient is its "
+        "score; score_unet has none (a score network's likelihood is a bound).",
+        "hint: use it with Glow priors, or set --config.sampler.metropolis=False."]),
     ("data path that does not exist", [*TOY_MNIST, "--workdir={w}",
                                        "--config.data.path={tmp}/nowhere"], [
         "error: config.data.path {tmp}/nowhere does not exist.",

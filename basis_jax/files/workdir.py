@@ -38,7 +38,8 @@ WEIGHTS_KEY = "prior_weights_sha256"
 
 # Keys added to separation configs after runs were saved with them absent, and the value that
 # reproduces those runs: resuming such a run is not a change of settings.
-ADDED_KEY_DEFAULTS = {"select": "none", "sampler.prune_after": 0, "sampler.survivors": 1}
+ADDED_KEY_DEFAULTS = {"select": "none", "sampler.prune_after": 0, "sampler.survivors": 1,
+                      "sampler.metropolis": False}
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "",
@@ -234,5 +235,5 @@ def loads_in_full(path: str) -> bool:
   return True
 
 
-RESULT_FIELDS = ("components", "residual_norm", "score_norm", "snapshots", "samples",
+RESULT_FIELDS = ("components", "residual_norm", "score_norm", "acceptance", "snapshots", "samples",
                  "sample_scores", "chosen", "sample_index", "prune_scores")

@@ -10,7 +10,9 @@ Priors whose parameters differ per level (Glow fine-tuned per σ) supply
 `select_level(params, level)`, which the sampler calls once per level, outside the
 inner step loop, so only that level's slice is touched by the steps.
 Priors with a tractable density (Glow) supply `log_density_fn(params, x, level)`
--> [B], used for best-of-S selection.
+-> [B], used for best-of-S selection; where it is the density whose gradient the score
+is (Glow, the Gaussian toy; not the score networks' likelihood bound), `exact_log_density`
+says so and the Metropolis-adjusted sampler (`sampler.metropolis`) may use it.
 
 A prior also owns its data space. Mixtures, ground truth and separations stay in the
 dataset's space ([0, 1] pixels of the dataset's shape); `to_prior` maps images into the
@@ -81,6 +83,8 @@ class Prior:
   num_levels: int | None = None  # Levels the network was trained for (None: any).
   select_level: Callable[[Any, Any], Any] = _identity_level
   log_density_fn: Callable[[Any, Any, Any], Any] | None = None
+  # log_density_fn is log p_σ itself, with score_fn its gradient (not a bound).
+  exact_log_density: bool = False
   # SHA-256 of the weights file the parameters came from (None: analytic or random
   # weights); a resumed separation refuses chunks computed with other weights.
   weights_digest: str | None = None

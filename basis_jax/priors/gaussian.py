@@ -44,7 +44,7 @@ def make_prior(means, variances, sigmas) -> Prior:
 
   return Prior(name="gaussian_toy", score_fn=score_fn, params=params,
                image_shape=tuple(means.shape), num_levels=len(sigmas),
-               log_density_fn=log_density_fn, sample=sample_fn)
+               log_density_fn=log_density_fn, exact_log_density=True, sample=sample_fn)
 
 
 def toy_moments(shape, component: int, seed: int, mean: float, std: float):

@@ -253,6 +253,7 @@ def load(prior_config, schedule=None) -> Prior:
 
   return Prior(name="glow", score_fn=score_fn, params=params, image_shape=config.image_shape,
                num_levels=num_levels, select_level=select, log_density_fn=log_density_fn,
+               exact_log_density=True,
                data_space=data_space(config, prior_config["data_shape"]),
                default_init={"init": "normal", "init_mean": 0.5},
                weights_digest=data_formats.file_digest(path) if path else None)

@@ -8,6 +8,14 @@ move together (Jacobi; the released CIFAR runner updates them one after the othe
 with η_i = δ·σ_i²/σ_L². The sign of the data term is the released code's (it pulls x
 towards the mixture); the paper's Algorithm 1 prints it with a minus.
 
+With `metropolis` (priors with a log-density: Glow, the Gaussian toy) each step is a
+Metropolis-adjusted Langevin (MALA) proposal of the level's target
+log π_i(x) = Σ_j log p_σi(x_j) − w/(2γ_i²)·‖m − g(x)‖² (on g(x) = m with the hard
+constraint), accepted with probability min(1, π_i(x')q(x | x')/(π_i(x)q(x' | x))): the
+proposal is the step above, so every accepted step is the plain update, and a step into a
+region where the density is too sharp for η_i is refused instead of diverging. A
+deviation from the paper (its chains never reject), off by default.
+
 `make_separator` returns ONE pure function. Its whole L×T schedule is a nested
 `lax.scan` (levels outside, steps inside); the per-mixture update is `vmap`ped over
 mixtures and the prior is called once per step on all N·k components as one batch.
@@ -31,6 +39,8 @@ from basis_jax.sampling.schedules import Schedule
 
 INITS = ("uniform", "normal")
 RankFn = selection.RankFn  # rank_fn(params, x [M, k, H, W, C], mixtures [M, ...]) -> [M].
+# log_density_fn(params, x [B, H, W, C], level) -> [B].
+LogDensityFn = Callable[[Any, jax.Array, Any], jax.Array]
 
 
 class SamplingDivergedError(UserError, FloatingPointError):
@@ -66,6 +76,9 @@ class SamplerOptions:
   num_samples: int  # Posterior samples per mixture; > 1 adds an S axis.
   hard_constraint: bool  # Project onto g(x) = m after every step (linear g).
   snapshots: bool  # Keep the state at the end of every level (paper Figure 9).
+  # Metropolis-adjusted Langevin: accept or refuse every step (module docstring; needs the
+  # priors' log_density_fn).
+  metropolis: bool
   unroll: int  # lax.scan unroll of the inner step loop.
   # A state with |x| above this at the end of a level counts as diverged, like a non-finite
   # one: a state that explodes to huge finite values would otherwise be hidden by the clamp.
@@ -149,6 +162,7 @@ def make_separator(
     progress: Callable[[int], None] | None = None,
     step_progress: Callable[[int], None] | None = None,
     rank_fn: RankFn | None = None,
+    log_density_fn: LogDensityFn | Sequence[LogDensityFn] | None = None,
 ) -> Callable[..., dict[str, jax.Array]]:
   """Builds `separate(params, mixtures, key, indices) -> dict` (pure, jit-able).
 
@@ -167,6 +181,9 @@ def make_separator(
     rank_fn: `rank_fn(params, x [M, k, H, W, C], mixtures [M, ...]) -> [M]`, higher is
       better (`basis_jax.sampling.selection`): with S > 1 samples it picks each mixture's result
       (and the survivors when `options.prune_after` is set).
+    log_density_fn: log p_σ(x) as `log_density_fn(params, x[B,H,W,C], level) -> [B]`, one
+      or k like `score_fn` (whose gradient it must be); needed by `options.metropolis`, which
+      then takes the scores from it.
 
   The returned function takes params, mixtures [N, *mixture_shape], a PRNG key and
   int32 indices [N] (the global index of each mixture; noise derives from it) and returns
@@ -174,7 +191,8 @@ def make_separator(
   rank_fn), `diverged_level` [N] or [N, S] (first level whose final state is non-finite or
   beyond `options.divergence_bound` in absolute value, -1 if none; checked before the clamp),
   `residual_norm` (‖g(x) − m‖ per sample at the end), `score_norm` [N, (S,) L] (mean
-  per-component score norm at each level's last step) and, with snapshots, `snapshots`
+  per-component score norm at each level's last step), with `metropolis` `acceptance`
+  [N, (S,) L] (the fraction of each level's steps accepted) and, with snapshots, `snapshots`
   [N, (S,) L, k, H, W, C]. With a rank_fn and S > 1, `components` is each mixture's chosen
   sample and beside it: `samples` [N, S', k, H, W, C] (the S' = `options.final_samples`
   chains that ran to the end), `sample_scores` [N, S'], `chosen` [N] (index into samples),
@@ -204,6 +222,15 @@ def make_separator(
 
   # One prior for all components, or one (score_fn, params, select_level) per component.
   score_fns = _as_tuple(score_fn, k, "score_fn")
+  metropolis = options.metropolis
+  if metropolis:
+    if log_density_fn is None or (isinstance(log_density_fn, (list, tuple))
+                                  and any(fn is None for fn in log_density_fn)):
+      raise ConfigError("sampler.metropolis needs the log-density of every component's prior; "
+                        "this prior has none (Glow and the Gaussian toy have one).")
+    if (score_fns is None) != (_as_tuple(log_density_fn, k, "log_density_fn") is None):
+      raise ConfigError("Give log_density_fn as score_fn is given: one shared, or one per "
+                        "component.")
   select_shared = _identity_level if select_level is None else select_level
   if score_fns is not None:
     selects = _as_tuple(select_level, k, "select_level") or (select_shared,) * k
@@ -226,6 +253,25 @@ def make_separator(
     return jnp.stack([fn(p, x[:, j], level)
                       for j, (fn, p) in enumerate(zip(score_fns, level_params))], axis=1)
 
+  def prior_log_density_and_score(level_params, x, level):
+    """(Σ_j log p(x_j) [M], scores [M, k, H, W, C]) for x [M, k, H, W, C], one pass."""
+    m = x.shape[0]
+
+    def value_and_score(fn, p, flat):
+      def total(flat):
+        values = fn(p, flat, level)
+        return jnp.sum(values), values
+      (_, values), grad = jax.value_and_grad(total, has_aux=True)(flat)
+      return values, grad
+
+    if score_fns is None:
+      values, grad = value_and_score(log_density_fn, level_params,
+                                     x.reshape((m * k,) + component_shape))
+      return values.reshape(m, k).sum(-1), grad.reshape(x.shape)
+    pairs = [value_and_score(fn, p, x[:, j])
+             for j, (fn, p) in enumerate(zip(log_density_fn, level_params))]
+    return sum(v for v, _ in pairs), jnp.stack([g for _, g in pairs], axis=1)
+
   def select(params, level):
     if score_fns is None:
       return select_shared(params, level)
@@ -238,16 +284,46 @@ def make_separator(
       return jax.random.uniform(key, shape, jnp.float32, low, high)
     return options.init_mean + jax.random.normal(key, shape, jnp.float32)
 
+  def drift(x, mixture, score, inv_g2):
+    """∇ log π_i(x) for ONE mixture: the prior's score plus the weighted data term."""
+    return score + weight * inv_g2 * mixing.likelihood_direction(x, mixture)
+
+  def constrained(x, mixture):
+    return mixing.project(x, mixture) if options.hard_constraint else x
+
   def data_step(x, mixture, score, key, step_size, inv_g2):
     """One Langevin step for ONE mixture (vmapped over the batch)."""
-    direction = mixing.likelihood_direction(x, mixture)
     noise = jax.random.normal(key, x.shape, x.dtype)
-    x = x + step_size * (score + weight * inv_g2 * direction) + jnp.sqrt(2.0 * step_size) * noise
-    if options.hard_constraint:
-      x = mixing.project(x, mixture)
-    return x
+    x = x + step_size * drift(x, mixture, score, inv_g2) + jnp.sqrt(2.0 * step_size) * noise
+    return constrained(x, mixture)
 
   batched_data_step = jax.vmap(data_step, in_axes=(0, 0, 0, 0, None, None))
+
+  def metropolis_accept(x, proposal, mixture, score, proposal_score, log_p, proposal_log_p, key,
+                        step_size, inv_g2):
+    """Whether ONE mixture's proposal is accepted (MALA's Metropolis-Hastings test).
+
+    With the hard constraint both points lie on g(x) = m and the proposal's noise is the
+    projection of isotropic noise onto that plane, so the proposal density is the isotropic
+    Gaussian N(P(x + η∇log π(x)), 2η) within it and the data term is constant there.
+    """
+    def log_target(z, log_p):
+      residual = mixture - mixing(z)
+      return log_p - 0.5 * weight * inv_g2 * jnp.sum(residual**2)
+
+    def log_proposal(to, frm, frm_score):
+      mean = constrained(frm + step_size * drift(frm, mixture, frm_score, inv_g2), mixture)
+      return -jnp.sum((to - mean)**2) / (4.0 * step_size)
+
+    log_ratio = (log_target(proposal, proposal_log_p) - log_target(x, log_p)
+                 + log_proposal(x, proposal, proposal_score)
+                 - log_proposal(proposal, x, score))
+    # Its own stream: the plain step's noise (`key`) is unchanged by turning MALA on.
+    uniform = jax.random.uniform(jax.random.fold_in(key, 1), (), jnp.float32)
+    return jnp.log(uniform) < log_ratio  # A non-finite proposal (NaN ratio) is refused.
+
+  batched_accept = jax.vmap(metropolis_accept,
+                            in_axes=(0, 0, 0, 0, 0, 0, 0, 0, None, None))
 
   def clamped(x):
     return x if options.clamp is None else jnp.clip(x, *options.clamp)
@@ -261,20 +337,48 @@ def make_separator(
       level, step_size, inv_g2 = level_inputs
       level_params = select(params, level)
 
-      def step_body(carry, t):
-        x, _ = carry
-        score = prior_score(level_params, x, level)
+      def step_keys_at(t):
         global_step = level * num_steps_per_level + t
-        keys = jax.vmap(lambda sk: jax.random.fold_in(sk, global_step))(step_keys)
-        x = batched_data_step(x, obs, score, keys, step_size, inv_g2)
+        return jax.vmap(lambda sk: jax.random.fold_in(sk, global_step))(step_keys)
+
+      def report_step(t, x):
         if step_progress is not None and first == 0:
           # A value of this step's x makes the callback wait for the step's work.
           jax.lax.cond(level == 0, lambda: jax.debug.callback(
               lambda t, _: step_progress(t), t, jnp.max(x)), lambda: None)
+
+      def step_body(carry, t):
+        x, _ = carry
+        score = prior_score(level_params, x, level)
+        x = batched_data_step(x, obs, score, step_keys_at(t), step_size, inv_g2)
+        report_step(t, x)
         return (x, score), None  # Only the last score is kept (for its norm), not all T.
 
-      (x, last_score), _ = jax.lax.scan(step_body, (x, jnp.zeros_like(x)),
-                                        jnp.arange(num_steps_per_level), unroll=options.unroll)
+      def metropolis_step_body(carry, t):
+        x, score, log_p, accepted = carry
+        keys = step_keys_at(t)
+        proposal = batched_data_step(x, obs, score, keys, step_size, inv_g2)
+        proposal_log_p, proposal_score = prior_log_density_and_score(level_params, proposal,
+                                                                     level)
+        accept = batched_accept(x, proposal, obs, score, proposal_score, log_p, proposal_log_p,
+                                keys, step_size, inv_g2)
+        take = lambda new, old: jnp.where(accept.reshape((-1,) + (1,) * (new.ndim - 1)),
+                                          new, old)
+        x = take(proposal, x)
+        report_step(t, x)
+        return (x, take(proposal_score, score), take(proposal_log_p, log_p),
+                accepted + accept.astype(jnp.float32)), None
+
+      steps = jnp.arange(num_steps_per_level)
+      if metropolis:
+        # The level's own density at the state it starts from (one pass per level).
+        log_p, score = prior_log_density_and_score(level_params, x, level)
+        (x, last_score, _, accepted), _ = jax.lax.scan(
+            metropolis_step_body, (x, score, log_p, jnp.zeros((rows,), jnp.float32)), steps,
+            unroll=options.unroll)
+      else:
+        (x, last_score), _ = jax.lax.scan(step_body, (x, jnp.zeros_like(x)), steps,
+                                          unroll=options.unroll)
       score_norm = jnp.mean(jnp.sqrt(jnp.sum(last_score.reshape(rows, k, -1)**2, -1)), -1)
       flat = x.reshape(rows, -1)
       bounded = jnp.all(jnp.isfinite(flat) & (jnp.abs(flat) <= options.divergence_bound), -1)
@@ -286,6 +390,8 @@ def make_separator(
         # was an "involuntary full rematerialization" in every sharded run.
         jax.debug.callback(lambda level, _: progress(level), level, jnp.max(diverged_level))
       outputs = {"score_norm": score_norm}
+      if metropolis:
+        outputs["acceptance"] = accepted / num_steps_per_level
       if options.snapshots:
         outputs["snapshots"] = x
       return (x, diverged_level), outputs
@@ -322,6 +428,10 @@ def make_separator(
     init_keys, step_keys = init_keys[:, 0], step_keys[:, 0]
     obs = jnp.repeat(mixtures.astype(jnp.float32), num_samples, axis=0)
     x = jax.vmap(init_one)(init_keys)
+    if metropolis and options.hard_constraint:
+      # MALA's proposals stay on g(x) = m, so the chain must start there: from a start off
+      # the plane no step back to it could be proposed, and every step would be refused.
+      x = jax.vmap(constrained)(x, obs)
     diverged_level = jnp.full((x.shape[0],), -1, jnp.int32)
     extra = {}
     if prune_after:
@@ -353,6 +463,8 @@ def make_separator(
         "residual_norm": unflatten(residual_norm),
         "score_norm": unflatten(per_level["score_norm"]),
     }
+    if metropolis:
+      result["acceptance"] = unflatten(per_level["acceptance"])
     if options.snapshots:
       result["snapshots"] = unflatten(per_level["snapshots"])
     if selecting:
@@ -385,8 +497,8 @@ def make_prior_sampler(score_fn: ScoreFn, schedule: Schedule, component_shape,
   """
   options = options or SamplerOptions(
       init="uniform", init_range=(0.0, 1.0), init_mean=0.0, clamp=(0.0, 1.0), num_samples=1,
-      hard_constraint=False, snapshots=False, unroll=1, divergence_bound=float("inf"),
-      prune_after=0, survivors=1)
+      hard_constraint=False, snapshots=False, metropolis=False, unroll=1,
+      divergence_bound=float("inf"), prune_after=0, survivors=1)
   unconditional = dataclasses.replace(schedule, likelihood_weight=0.0)
   separate = make_separator(score_fn, mixing_lib.Sum((1.0,)), unconditional,
                             component_shape=component_shape, options=options)

@@ -8,7 +8,8 @@ end the chunks are assembled into WORKDIR/separations.npz:
 
   mixtures [N, *mixture_shape], components [N, k, H, W, C] (or [N, S, k, H, W, C]),
   ground_truth [N, k, H, W, C] when known, indices (dataset items mixed), positions [N],
-  residual_norm, score_norm [N, (S,) L], alphas.
+  residual_norm, score_norm [N, (S,) L], acceptance [N, (S,) L] (with sampler.metropolis),
+  alphas.
 
 Mixtures, components and ground truth are saved in the dataset's space; a prior that works
 in another (`Prior.to_prior`/`from_prior`) gets its mixtures mapped in and its components
@@ -91,6 +92,12 @@ def build_job(config, progress=None, step_progress=None) -> Job:
   k = settings.num_components
   priors = build_priors(config, settings.schedule, k)
   options = settings.options_for(priors[0].default_init)
+  inexact = sorted({p.name for p in priors if not p.exact_log_density})
+  if options.metropolis and inexact:
+    raise ConfigError(f"sampler.metropolis needs each prior's exact log-density, whose gradient "
+                      f"is its score; {', '.join(inexact)} has none (a score network's "
+                      "likelihood is a bound).", hint="use it with Glow priors, or set "
+                      "--config.sampler.metropolis=False.")
   rank_fn = selection.make_rank_fn(settings.select, priors, settings.mixing,
                                    settings.schedule.num_levels)
   shared = all(p is priors[0] for p in priors)
@@ -98,7 +105,9 @@ def build_job(config, progress=None, step_progress=None) -> Job:
       priors[0].score_fn if shared else [p.score_fn for p in priors], settings.mixing,
       settings.schedule, component_shape=priors[0].image_shape, num_components=k,
       select_level=priors[0].select_level if shared else [p.select_level for p in priors],
-      options=options, progress=progress, step_progress=step_progress, rank_fn=rank_fn)
+      options=options, progress=progress, step_progress=step_progress, rank_fn=rank_fn,
+      log_density_fn=(priors[0].log_density_fn if shared
+                      else [p.log_density_fn for p in priors]) if options.metropolis else None)
   params = priors[0].params if shared else tuple(p.params for p in priors)
   return Job(settings.schedule, settings.mixing, priors, options, params, separate, settings)
 
@@ -306,6 +315,9 @@ def _append_chunk_metrics(work, start, stop, seconds, local, mine, mixture_set, 
             "residual_norm_mean": float(np.mean(local["residual_norm"])),
             "score_norm_per_level": np.mean(local["score_norm"].reshape(
                 -1, job.schedule.num_levels), axis=0).tolist()}
+  if "acceptance" in local:
+    record["acceptance_per_level"] = np.mean(local["acceptance"].reshape(
+        -1, job.schedule.num_levels), axis=0).tolist()
   if mixture_set.ground_truth is not None and local["components"].ndim == 5:
     record["psnr_mean"] = metrics.separation_psnr(
         local["components"], mixture_set.ground_truth[mine], 1.0)["mixture"].mean().item()
