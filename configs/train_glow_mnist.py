@@ -52,6 +52,8 @@ def get_config(size: str = "native"):
       # (every actnorm, the zero convs' bias and scale, the split and top priors; the rest
       # stays the clean model's, stored once: a ladder ~1.3× one model instead of 10×).
       "finetune_params": "all",
+      # Steps per σ stage, the smallest σ first (one per σ); empty: finetune_steps for each.
+      "finetune_steps_per_stage": (),
       "seed": 0, "init_batch_size": 256, "eval_batch_size": 500, "log_every": 100,
       "checkpoint_every": 2000, "max_restarts": 3,
       # A wall-clock budget per start (0: none): checkpoint, stop; re-running resumes.

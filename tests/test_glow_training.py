@@ -48,10 +48,13 @@ def options(**overrides):
 
 
 def test_finetuning_lowers_nll_at_every_sigma(tmp_path):
-  result = glow_training.train(CONFIG, options(), mnist16("train", 1000), mnist16("test", 100),
-                               str(tmp_path))
+  """Each σ stage trains its own count of steps (`finetune_steps_per_stage`, the smallest σ
+  first) and lowers the held-out bits/dim at its σ."""
+  result = glow_training.train(CONFIG, options(finetune_steps_per_stage=(12, 10, 8)),
+                               mnist16("train", 1000), mnist16("test", 100), str(tmp_path))
   stages = {m["sigma"]: m for m in result["metrics"]}
   assert sorted(stages) == [0.0, 0.01, 0.1, 1.0]
+  assert [stages[s]["steps"] for s in (0.0, 0.01, 0.1, 1.0)] == [30, 12, 10, 8]
   for sigma, m in stages.items():
     assert m["bpd_after"] < m["bpd_before"], (sigma, m)
   weights = glow.load_weights(str(tmp_path / glow_workdir.STACKED_FILE))
@@ -143,6 +146,14 @@ def test_growing_a_trained_glow_wider_keeps_its_density_then_trains_on(tmp_path)
                         str(tmp_path / "deeper"), grow_from=narrow_file)
 
 
+@pytest.mark.parametrize("per_stage,message", [
+    ((10, 10), r"has 2 entries but the σ ladder has 3"),
+    ((10, 0, 10), r"whole numbers >= 1, got \(10, 0, 10\)")])
+def test_bad_steps_per_stage_are_refused(per_stage, message):
+  with pytest.raises(errors.ConfigError, match=message):
+    options(finetune_steps_per_stage=per_stage)
+
+
 def test_stacking_refuses_a_shared_parameter_that_differs():
   a, b = {"w": np.zeros(3), "s": np.zeros(2)}, {"w": np.ones(3), "s": np.zeros(2)}
   stacked = glow.stack_states([a, b], shared={"w": False, "s": True})
@@ -232,6 +243,11 @@ def test_resume_with_changed_train_settings_is_refused_naming_the_keys(tmp_path)
   _assert_user_error(_run([*command, "--config.optim.lr=5e-4",
                            "--allow_config_change"]), "no_data does not exist")
   assert json.loads((tmp_path / "config.json").read_text())["optim"]["lr"] == 5e-4
+  # A run saved before train.finetune_steps_per_stage existed resumes at its default.
+  old = json.loads((tmp_path / "config.json").read_text())
+  del old["train"]["finetune_steps_per_stage"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  _assert_user_error(_run([*command, "--config.optim.lr=5e-4"]), "no_data does not exist")
 
 
 def test_compact_training_state_continues_exactly_in_an_empty_workdir(tmp_path):

@@ -36,10 +36,12 @@ RESULT_SHAPE_KEYS = ("sampler.num_samples", "select", "sampler.prune_after", "sa
 # (a weights file rewritten under the same path changes results without changing the config).
 WEIGHTS_KEY = "prior_weights_sha256"
 
-# Keys added to separation configs after runs were saved with them absent, and the value that
+# Keys added to configs after runs were saved with them absent, and the value that
 # reproduces those runs: resuming such a run is not a change of settings.
 ADDED_KEY_DEFAULTS = {"select": "none", "sampler.prune_after": 0, "sampler.survivors": 1,
-                      "sampler.metropolis": False}
+                      "sampler.metropolis": False,
+                      # Training configs (train_resume.check_config compares them alike).
+                      "train.finetune_steps_per_stage": []}
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "",

@@ -82,6 +82,8 @@ class TrainOptions:
   # parameters (`glow.is_modulation_parameter`), the rest staying the clean model's, shared
   # by every σ and stored once in glow_sigmas.npz.
   finetune_params: str = "all"
+  # Steps of each σ stage, stage 1 (the smallest σ) first; empty: `finetune_steps` for each.
+  finetune_steps_per_stage: tuple[int, ...] = ()
 
   def __post_init__(self):
     sigmas = tuple(float(s) for s in self.sigmas)
@@ -92,6 +94,14 @@ class TrainOptions:
                  "checkpoint_every", "init_batch_size", "eval_batch_size"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+    per_stage = tuple(self.finetune_steps_per_stage or ())
+    if per_stage and len(per_stage) != len(sigmas):
+      raise ConfigError(f"train.finetune_steps_per_stage has {len(per_stage)} entries but the "
+                        f"σ ladder has {len(sigmas)} (one per σ, the smallest first).")
+    if any(int(n) != n or n < 1 for n in per_stage):
+      raise ConfigError(f"train.finetune_steps_per_stage must be whole numbers >= 1, got "
+                        f"{per_stage}.")
+    object.__setattr__(self, "finetune_steps_per_stage", tuple(int(n) for n in per_stage))
     if self.finetune_params not in glow.PER_SIGMA:
       raise ConfigError(f"train.finetune_params must be one of {glow.PER_SIGMA}, got "
                         f"{self.finetune_params!r}.")
@@ -107,7 +117,11 @@ class TrainOptions:
     return 0.0 if stage == 0 else self.ascending_sigmas[stage - 1]
 
   def stage_steps(self, stage: int) -> int:
-    return self.train_steps if stage == 0 else self.finetune_steps
+    if stage == 0:
+      return self.train_steps
+    if self.finetune_steps_per_stage:
+      return self.finetune_steps_per_stage[stage - 1]
+    return self.finetune_steps
 
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainOptions)
