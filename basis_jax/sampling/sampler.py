@@ -362,8 +362,11 @@ def make_separator(
                                                                      level)
         accept = batched_accept(x, proposal, obs, score, proposal_score, log_p, proposal_log_p,
                                 keys, step_size, inv_g2)
-        take = lambda new, old: jnp.where(accept.reshape((-1,) + (1,) * (new.ndim - 1)),
-                                          new, old)
+
+        def take(new, old):
+          """Each row's proposal where it was accepted, else its current value."""
+          return jnp.where(accept.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+
         x = take(proposal, x)
         report_step(t, x)
         return (x, take(proposal_score, score), take(proposal_log_p, log_p),
