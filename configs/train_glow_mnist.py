@@ -54,6 +54,9 @@ def get_config(size: str = "native"):
       "finetune_params": "all",
       # Steps per σ stage, the smallest σ first (one per σ); empty: finetune_steps for each.
       "finetune_steps_per_stage": (),
+      # The last fraction of every stage lowers the rate linearly towards zero (0: constant
+      # to the end, as openai/glow and the shipped model train).
+      "cooldown_fraction": 0.0,
       "seed": 0, "init_batch_size": 256, "eval_batch_size": 500, "log_every": 100,
       "checkpoint_every": 2000, "max_restarts": 3,
       # A wall-clock budget per start (0: none): checkpoint, stop; re-running resumes.

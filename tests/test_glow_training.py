@@ -154,6 +154,30 @@ def test_bad_steps_per_stage_are_refused(per_stage, message):
     options(finetune_steps_per_stage=per_stage)
 
 
+def test_cooldown_lowers_the_rate_linearly_over_the_last_fraction_of_every_stage():
+  """train.cooldown_fraction: after the warm-up the rate is constant until the last
+  C = round(f · steps) steps of the stage, which fall linearly: C/(C+1), ..., 1/(C+1)."""
+  opts = options(train_steps=40, finetune_steps_per_stage=(20, 8, 4), cooldown_fraction=0.25)
+  rates = lambda stage: np.array([glow_training.learning_rate(opts, stage, step, 1.0)
+                                  for step in range(opts.stage_steps(stage))]) / 1e-3
+  np.testing.assert_allclose(rates(0)[:5], [0.2, 0.4, 0.6, 0.8, 1.0])  # Warm-up, 5 steps.
+  np.testing.assert_allclose(rates(0)[5:30], 1.0)
+  np.testing.assert_allclose(rates(0)[30:], np.arange(10, 0, -1) / 11)  # The last 10 of 40.
+  np.testing.assert_allclose(rates(1)[-6:], [1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])  # 5 of 20.
+  np.testing.assert_allclose(rates(2), [0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 2 / 3, 1 / 3])  # 2 of 8.
+  np.testing.assert_allclose(rates(3), [0.2, 0.4, 0.6, 0.5])  # 1 of 4: warm-up and cool-down meet.
+  # A restart's halved rate scales the whole schedule; no cool-down keeps it constant.
+  assert glow_training.learning_rate(opts, 0, 35, 0.5) == pytest.approx(0.5 * 5 / 11 * 1e-3)
+  plain = options(train_steps=40)
+  assert glow_training.learning_rate(plain, 0, 39, 1.0) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0])
+def test_a_cooldown_fraction_outside_zero_to_one_is_refused(fraction):
+  with pytest.raises(errors.ConfigError, match=r"train.cooldown_fraction must be in \[0, 1\)"):
+    options(cooldown_fraction=fraction)
+
+
 def test_stacking_refuses_a_shared_parameter_that_differs():
   a, b = {"w": np.zeros(3), "s": np.zeros(2)}, {"w": np.ones(3), "s": np.zeros(2)}
   stacked = glow.stack_states([a, b], shared={"w": False, "s": True})
@@ -243,17 +267,20 @@ def test_resume_with_changed_train_settings_is_refused_naming_the_keys(tmp_path)
   _assert_user_error(_run([*command, "--config.optim.lr=5e-4",
                            "--allow_config_change"]), "no_data does not exist")
   assert json.loads((tmp_path / "config.json").read_text())["optim"]["lr"] == 5e-4
-  # A run saved before train.finetune_steps_per_stage existed resumes at its default.
+  # A run saved before train.finetune_steps_per_stage and train.cooldown_fraction existed
+  # resumes at their defaults.
   old = json.loads((tmp_path / "config.json").read_text())
-  del old["train"]["finetune_steps_per_stage"]
+  del old["train"]["finetune_steps_per_stage"], old["train"]["cooldown_fraction"]
   (tmp_path / "config.json").write_text(json.dumps(old))
   _assert_user_error(_run([*command, "--config.optim.lr=5e-4"]), "no_data does not exist")
 
 
 def test_compact_training_state_continues_exactly_in_an_empty_workdir(tmp_path):
-  """training_state.npz (what a session commits) resumes on another machine bit-exactly."""
+  """training_state.npz (what a session commits) resumes on another machine bit-exactly,
+  with a cool-down (its rates are a function of the step alone)."""
   train, test = mnist16("train", 200), mnist16("test", 50)
-  opts = options(train_steps=4, finetune_steps=4, sigmas=(0.5, 0.05), checkpoint_every=2)
+  opts = options(train_steps=4, finetune_steps=4, sigmas=(0.5, 0.05), checkpoint_every=2,
+                 cooldown_fraction=0.5)
   glow_training.train(CONFIG, opts, train, test, str(tmp_path / "a"))
   # Stopped mid-way through the second σ stage: the state holds stage 1's finished weights.
   glow_training.train(CONFIG, opts, train, test, str(tmp_path / "b"), stop_after_steps=10)

@@ -41,7 +41,7 @@ WEIGHTS_KEY = "prior_weights_sha256"
 ADDED_KEY_DEFAULTS = {"select": "none", "sampler.prune_after": 0, "sampler.survivors": 1,
                       "sampler.metropolis": False,
                       # Training configs (train_resume.check_config compares them alike).
-                      "train.finetune_steps_per_stage": []}
+                      "train.finetune_steps_per_stage": [], "train.cooldown_fraction": 0.0}
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "",

@@ -84,6 +84,9 @@ class TrainOptions:
   finetune_params: str = "all"
   # Steps of each σ stage, stage 1 (the smallest σ) first; empty: `finetune_steps` for each.
   finetune_steps_per_stage: tuple[int, ...] = ()
+  # The last fraction of every stage's steps lowers the rate linearly towards zero (a
+  # cool-down; 0: none, the rate stays constant to the stage's end, as openai/glow trains).
+  cooldown_fraction: float = 0.0
 
   def __post_init__(self):
     sigmas = tuple(float(s) for s in self.sigmas)
@@ -102,12 +105,15 @@ class TrainOptions:
       raise ConfigError(f"train.finetune_steps_per_stage must be whole numbers >= 1, got "
                         f"{per_stage}.")
     object.__setattr__(self, "finetune_steps_per_stage", tuple(int(n) for n in per_stage))
+    if not 0.0 <= self.cooldown_fraction < 1.0:
+      raise ConfigError(f"train.cooldown_fraction must be in [0, 1), got "
+                        f"{self.cooldown_fraction}.")
     if self.finetune_params not in glow.PER_SIGMA:
       raise ConfigError(f"train.finetune_params must be one of {glow.PER_SIGMA}, got "
                         f"{self.finetune_params!r}.")
     if self.optimizer.decay_steps:
       raise ConfigError("config.optim.decay_steps must be 0 for Glow: each σ stage warms up "
-                        "and then trains at a constant rate.")
+                        "anew, so its cool-down is set per stage by train.cooldown_fraction.")
 
   @property
   def ascending_sigmas(self) -> tuple[float, ...]:
@@ -143,10 +149,17 @@ def options_from_config(config) -> TrainOptions:
                       **{name: t[name] for name in TRAIN_FIELDS})
 
 
-def learning_rate(options: TrainOptions, step: int, lr_scale: float) -> float:
-  """Linear warm-up over `optim.warmup_steps`, then constant (each stage warms up anew)."""
+def learning_rate(options: TrainOptions, stage: int, step: int, lr_scale: float) -> float:
+  """The rate of `step` (0-based) of `stage`: a linear warm-up over `optim.warmup_steps`
+  (each stage warms up anew), then constant; with `train.cooldown_fraction` f > 0, the last
+  C = round(f · steps) steps of the stage fall linearly, step k of them (0-based) at
+  (C − k)/(C + 1) of it.
+  A function of the step alone, so a resumed run follows the same rates."""
   o = options.optimizer
-  return o.lr * lr_scale * min(1.0, (step + 1) / max(1, o.warmup_steps))
+  num_steps = options.stage_steps(stage)
+  cooldown = round(options.cooldown_fraction * num_steps)
+  cool = min(1.0, (num_steps - step) / (cooldown + 1)) if cooldown else 1.0
+  return o.lr * lr_scale * min(1.0, (step + 1) / max(1, o.warmup_steps), cool)
 
 
 @functools.lru_cache(maxsize=4)
@@ -359,7 +372,7 @@ class _NoisyLikelihood(training_loop.Objective):
     self.stage, self.sigma, self.key, self.lr = stage, sigma, stage_key, 0.0
 
   def step(self, state, step: int, lr_scale: float):
-    self.lr = learning_rate(self.options, step, lr_scale)
+    self.lr = learning_rate(self.options, self.stage, step, lr_scale)
     params, opt_state, loss, finite = self.train_step(
         state["params"], self.rest, state["opt_state"], self.batches(step),
         training_loop.step_key(self.key, step), self.sigma, self.lr, self.trainable)

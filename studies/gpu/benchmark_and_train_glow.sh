@@ -7,7 +7,8 @@
 #      from a committed training state (STATE=path), then the σ ladder fine-tuned
 #      (FINETUNE=all, one whole model per σ as BASIS does; FINETUNE=modulation shares the
 #      body, docs/glow.md), until max_seconds; re-running the same call continues it (the
-#      state comes back under $OUT).
+#      state comes back under $OUT). As the CPU run trains it: the last COOLDOWN (0.15) of
+#      every stage cools the rate down, and the ladder's steps per σ are LADDER.
 #
 # Prepare here first (the GPU machine lacks ml_collections and clu; ../shared does not travel):
 #   mkdir -p .gpu-run/wheels  # .gpu-run/ is git-ignored
@@ -23,7 +24,8 @@
 # Tested end to end on the CPU with tiny settings first (docs/glow.md gives the command).
 set -uo pipefail
 BUDGET_S=${BUDGET_S:-560} BENCH_S=${BENCH_S:-180} BENCH=${BENCH:-} TRAIN_EXTRA=${TRAIN_EXTRA:-}
-STATE=${STATE:-} STARTUP_S=${STARTUP_S:-40} FINETUNE=${FINETUNE:-all}
+STATE=${STATE:-} STARTUP_S=${STARTUP_S:-40} FINETUNE=${FINETUNE:-all} COOLDOWN=${COOLDOWN:-0.15}
+LADDER=${LADDER:-"(1000,1000,1000,300,300,300,300,300,300,300)"}
 source studies/gpu/common.sh
 
 run_benchmarks
@@ -36,6 +38,7 @@ if (( train_s < 20 )); then echo "glow skipped: no time left" >> "$W/logs/stages
   timeout $(( train_s + STARTUP_S + 20 )) $PY -m experiments.train_glow \
     --config=configs/train_glow_mnist.py --config.data.path=.gpu-run/mnist \
     --config.model.width=128 --config.train.finetune_params="$FINETUNE" \
+    --config.train.cooldown_fraction="$COOLDOWN" --config.train.finetune_steps_per_stage="$LADDER" \
     --config.train.checkpoint_every=1000 --config.train.max_seconds="$train_s" \
     $start_from $TRAIN_EXTRA --workdir="$W/glow" > "$W/logs/glow.log" 2>&1
   echo "glow exit $? at $((SECONDS - start)) s" >> "$W/logs/stages.txt"
