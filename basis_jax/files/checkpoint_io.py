@@ -110,9 +110,11 @@ def read_metadata(path: str) -> dict[str, Any]:
       raise CheckpointError(f"{path} is corrupt or truncated: {e}") from e
 
 
-def copy_groups(src: str, dst: str, groups: Sequence[str]) -> dict[str, Any]:
+def copy_groups(src: str, dst: str, groups: Sequence[str], *, compress: bool = False,
+                float16: bool = False) -> dict[str, Any]:
   """Writes to `dst` the top-level groups of `src` named in `groups` (e.g. params and EMA
-  of a training state, without its optimizer moments), with the same metadata; returns it."""
+  of a training state, without its optimizer moments), with the same metadata; returns it.
+  `compress`, `float16`: as `save_params`."""
   arrays, metadata = _read_all(src)
   present = {k.split("/", 1)[0] for k in arrays}
   missing = [g for g in groups if g not in present]
@@ -121,7 +123,7 @@ def copy_groups(src: str, dst: str, groups: Sequence[str]) -> dict[str, Any]:
                           f"{', '.join(sorted(present))}.")
   kept = {k: v for k, v in arrays.items() if k.split("/", 1)[0] in groups}
   metadata = {k: v for k, v in metadata.items() if k != "format_version"}
-  save_params(dst, kept, metadata)
+  save_params(dst, kept, metadata, compress=compress, float16=float16)
   return metadata
 
 

@@ -98,7 +98,8 @@ class ScoreNetwork:
     The architecture comes from the file; `expected` fields (the dataset preset's image
     shape, explicit config fields) must agree with it, except the compute dtype, which
     `expected` may set. Training files hold `params/...` and possibly `ema/...` (the EMA
-    weights are used when present and `use_ema`); a converter writes bare parameters.
+    weights are used when present and `use_ema`); the shipped files hold `ema/...` alone; a
+    converter writes bare parameters.
     """
     expected = dict(expected or {})
     file_config, metadata = base.file_architecture(
@@ -106,8 +107,14 @@ class ScoreNetwork:
     config = dataclasses.replace(file_config, dtype=expected.get("dtype", file_config.dtype))
     graphdef, abstract = self.abstract_params(config)
     keys = checkpoint_io.list_keys(path)
-    prefix = "ema" if use_ema and any(k.startswith("ema/") for k in keys) else "params"
-    if not any(k.startswith(prefix + "/") for k in keys):
+    groups = {k.split("/", 1)[0] for k in keys}
+    if not use_ema and "ema" in groups and "params" not in groups:
+      raise checkpoint_io.CheckpointError(
+          f"{path} holds only EMA weights (as the package ships them), but use_ema=False asks "
+          "for the raw weights; set prior.use_ema=True, or give a training state, which holds "
+          "both.")
+    prefix = "ema" if use_ema and "ema" in groups else "params"
+    if prefix not in groups:
       prefix = None  # A bare parameter file.
     target = abstract if prefix is None else {prefix: abstract}
     loaded, _ = checkpoint_io.load_params(path, target, allow_unexpected=prefix is not None)
