@@ -10,12 +10,12 @@ Each --settings is NAME:key=value[,key=value...] over the config (values parsed 
 literals); each runs `basis_jax.sampling.separation.run` in WORKDIR/NAME (so a re-run resumes and
 skips finished settings) on the same mixtures. The table: PSNR mean ± 95% interval, the
 difference to the first setting mixture by mixture (mean ± 95% interval of the paired
-differences: settings run on the same mixtures, so the spread between mixtures cancels;
-what is left is the spread between chains, which on CIFAR-10 is as wide as the PSNR
-interval itself), the fraction of components above 29.5 dB, the Average baseline on the
-same mixtures, network evaluations per component (levels × steps × samples) and separation
-wall time (from WORKDIR/NAME/timing.json, measured when that setting ran). Written to
-WORKDIR/sweep.md.
+differences, and on how many mixtures the setting is better: settings run on the same
+mixtures, so the spread between mixtures cancels; what is left is the spread between
+chains, which on CIFAR-10 is as wide as the PSNR interval itself), the fraction of
+components above 29.5 dB, the Average baseline on the same mixtures, network evaluations
+per component (levels × steps × samples) and separation wall time (from
+WORKDIR/NAME/timing.json, measured when that setting ran). Written to WORKDIR/sweep.md.
 """
 
 import ast
@@ -91,12 +91,14 @@ def _row(name, config, workdir):
 
 
 def paired_difference(row, first):
-  """Mean ± 95% interval of row's per-mixture PSNR minus first's; None unless both ran on
-  the same mixtures (same count and, where recorded, the same image indices)."""
+  """Mean ± 95% interval of row's per-mixture PSNR minus first's, and on how many mixtures
+  row is better ('better'); None unless both ran on the same mixtures (same count and,
+  where recorded, the same image indices)."""
   if (row["per_mixture"].shape != first["per_mixture"].shape
       or not np.array_equal(row["indices"], first["indices"])):  # None == None only.
     return None
-  return metrics.summarize(row["per_mixture"] - first["per_mixture"])
+  change = row["per_mixture"] - first["per_mixture"]
+  return {**metrics.summarize(change), "better": int(np.sum(change > 0))}
 
 
 def markdown(rows) -> str:
@@ -112,7 +114,8 @@ def markdown(rows) -> str:
       continue
     diff = None if r is first else paired_difference(r, first)
     delta = ("reference" if r is first else "—" if diff is None
-             else f"{diff['mean']:+.2f} ± {diff['ci95']:.2f}")
+             else f"{diff['mean']:+.2f} ± {diff['ci95']:.2f}, better on {diff['better']}/"
+                  f"{diff['n']}")
     lines.append(f"| {r['name']} | {r['psnr']['mean']:.2f} ± {r['psnr']['ci95']:.2f} | "
                  f"{delta} | {100 * r['above_29_5']:.0f}% | {r['baseline']['mean']:.2f} | "
                  f"{r['evals']} | {r['seconds']:.0f} | {r['n']} |")

@@ -47,7 +47,8 @@ def test_sweep_table_compares_settings_mixture_by_mixture():
   assert diff["mean"] == pytest.approx(0.5)
   assert diff["ci95"] == pytest.approx(1.96 * np.std([0.4, 0.5, 0.6, 0.5], ddof=1) / 2,
                                        rel=1e-3)
-  assert f"| +0.50 ± {diff['ci95']:.2f} |" in lines[4]
+  assert diff["better"] == 4
+  assert f"| +0.50 ± {diff['ci95']:.2f}, better on 4/4 |" in lines[4]
   # Other mixtures (or another count) cannot be paired: no difference is claimed.
   assert psnr_sweep.paired_difference(other, base) is None and "| — |" in lines[5]
 
