@@ -1,11 +1,11 @@
 """The weights a prior ships, from a training state: params and EMA, no optimizer moments.
 
   python -m experiments.export_weights --state=training/score_unet_mnist/weights.npz \
-    --out=basis_jax/weights/score_unet_mnist.npz --groups=ema --float16 --compress
+    --out=basis_jax/weights/score_unet_mnist.npz --float16 --compress
 
-The package ships the EMA weights alone, in 16 bits, deflated (as above; loaded back as
-float32; tests/test_shipped_score_16bit.py and tests/test_shipped_prior.py bound the change).
-Without the flags it keeps params and EMA in float32.
+The package ships its score priors in 16 bits, deflated, as above (CIFAR-10's with
+`--groups=ema`; loaded back as float32; tests/test_shipped_score_16bit.py and
+tests/test_shipped_prior.py bound the change). Without the flags the file is float32.
 
 The metadata (architecture, config, step, seed, σ range) is copied unchanged, so the
 exported file loads with the prior's `load` and names the step it was taken at.
