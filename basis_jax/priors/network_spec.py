@@ -98,8 +98,8 @@ class ScoreNetwork:
     The architecture comes from the file; `expected` fields (the dataset preset's image
     shape, explicit config fields) must agree with it, except the compute dtype, which
     `expected` may set. Training files hold `params/...` and possibly `ema/...` (the EMA
-    weights are used when present and `use_ema`); the shipped files hold `ema/...` alone; a
-    converter writes bare parameters.
+    weights are used when present and `use_ema`); a shipped file may hold `ema/...` alone
+    (CIFAR-10's); a converter writes bare parameters.
     """
     expected = dict(expected or {})
     file_config, metadata = base.file_architecture(
@@ -110,7 +110,8 @@ class ScoreNetwork:
     groups = {k.split("/", 1)[0] for k in keys}
     if not use_ema and "ema" in groups and "params" not in groups:
       raise checkpoint_io.CheckpointError(
-          f"{path} holds only EMA weights (as the package ships them), but use_ema=False asks "
+          f"{path} holds only EMA weights (as CIFAR-10's shipped file does), but use_ema=False "
+          "asks "
           "for the raw weights; set prior.use_ema=True, or give a training state, which holds "
           "both.")
     prefix = "ema" if use_ema and "ema" in groups else "params"
