@@ -3,12 +3,11 @@ its float32 weights did before 16-bit storage."""
 
 import json
 
-import numpy as np
 
-from basis_jax.evaluation import report, scores
 from basis_jax.sampling import separation
 from basis_jax.priors import score_unet
 from configs import mnist_unet
+from tests import stored_precision
 
 # Measured with the shipped weights on these 8 held-out mixtures at T=20 (jax 0.10.2 with 8
 # CPU devices): 25.0 dB (step 6000, soft constraint), 25.34 dB (step 11000, soft), 26.17 dB
@@ -36,8 +35,4 @@ def test_shipped_weights_exist_and_separate_heldout_mixtures(tmp_path, shared_da
   print(f"shipped prior, 8 held-out mixtures, T=20: {psnr:.2f} dB (Average {baseline:.2f})")
   assert psnr > MIN_PSNR_DB and psnr > baseline + 5.0
   # 16-bit storage: most chains end where float32's did, and the mean stays.
-  run = report.load_separations(str(tmp_path))
-  _, arrays = scores.separation_scores(run.components, run.ground_truth, run.mixtures,
-                                       run.alphas)
-  change = arrays["mixture_psnr"] - np.asarray(FLOAT32_PSNR)
-  assert abs(change.mean()) < 0.5 and np.sum(np.abs(change) < 0.1) >= 6, change
+  stored_precision.assert_psnr_kept(tmp_path, FLOAT32_PSNR)

@@ -21,6 +21,7 @@ from basis_jax.files import checkpoint_io, data_formats
 from basis_jax.priors import score_unet
 from basis_jax.sampling import schedules
 from basis_jax.training import dsm
+from tests import stored_precision
 
 FLOAT32_DSM_LOSS = {  # weights -> mean held-out DSM loss per σ (1.0 ... 0.01) of float32
     "mnist": (7.79831, 10.26793, 13.65325, 19.91228, 27.87806, 35.29787, 40.68204, 44.50265,
@@ -45,7 +46,7 @@ def heldout_images(shared_data, dataset: str) -> np.ndarray:
                                             ("cifar10", {"ema"})])
 def test_shipped_score_prior_is_stored_in_16_bits_and_loads_as_float32(dataset, groups):
   path = score_unet.shipped_weights(dataset)
-  assert {k.split("/", 1)[0] for k in checkpoint_io.list_keys(path)} == groups
+  assert checkpoint_io.list_groups(path) == groups
   assert checkpoint_io.read_metadata(path)["stored_dtype"] == "float16"
   _, _, params, _ = score_unet.load_weights(path)
   assert {a.dtype for a in jax.tree.leaves(params)} == {np.dtype(np.float32)}
@@ -83,7 +84,6 @@ CIFAR10_FLOAT32_PSNR = (13.0518, 13.8203, 18.3727, 15.8272, 13.9693, 15.9678, 15
 @pytest.mark.slow
 def test_16_bit_storage_keeps_cifar10_separation_psnr(tmp_path, shared_data):
   """About a minute on the 2-core CPU."""
-  from basis_jax.evaluation import report, scores  # pylint: disable=import-outside-toplevel
   from basis_jax.sampling import separation  # pylint: disable=import-outside-toplevel
   from configs import cifar_unet  # pylint: disable=import-outside-toplevel
   config = cifar_unet.get_config("heldout")
@@ -91,8 +91,4 @@ def test_16_bit_storage_keeps_cifar10_separation_psnr(tmp_path, shared_data):
   config.num_mixtures = config.batch_size = len(CIFAR10_FLOAT32_PSNR)
   config.schedule.steps_per_level = 10
   separation.run(config, str(tmp_path))
-  run = report.load_separations(str(tmp_path))
-  _, arrays = scores.separation_scores(run.components, run.ground_truth, run.mixtures,
-                                       run.alphas)
-  change = arrays["mixture_psnr"] - np.asarray(CIFAR10_FLOAT32_PSNR)
-  assert abs(change.mean()) < 0.5 and np.sum(np.abs(change) < 0.1) >= 6, change
+  stored_precision.assert_psnr_kept(tmp_path, CIFAR10_FLOAT32_PSNR)

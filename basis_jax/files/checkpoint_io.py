@@ -116,7 +116,7 @@ def copy_groups(src: str, dst: str, groups: Sequence[str], *, compress: bool = F
   of a training state, without its optimizer moments), with the same metadata; returns it.
   `compress`, `float16`: as `save_params`."""
   arrays, metadata = _read_all(src)
-  present = {k.split("/", 1)[0] for k in arrays}
+  present = top_groups(arrays)
   missing = [g for g in groups if g not in present]
   if missing:
     raise CheckpointError(f"{src} has no {', '.join(missing)} group(s); it holds "
@@ -130,6 +130,16 @@ def copy_groups(src: str, dst: str, groups: Sequence[str], *, compress: bool = F
 def list_keys(path: str) -> list[str]:
   with _open(path) as data:
     return [k for k in data.files if k != _METADATA_KEY]
+
+
+def top_groups(keys) -> set[str]:
+  """The top-level groups of flattened keys: {"params", "ema"} for `params/...`, `ema/...`."""
+  return {k.split("/", 1)[0] for k in keys}
+
+
+def list_groups(path: str) -> set[str]:
+  """The top-level groups of a weights file (e.g. params, ema, opt_state, stages)."""
+  return top_groups(list_keys(path))
 
 
 def check_keys(expected: Mapping[str, tuple], found: Mapping[str, tuple], source: str,

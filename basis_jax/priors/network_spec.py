@@ -106,8 +106,7 @@ class ScoreNetwork:
         path, self.architecture, self.config_class.from_dict, expected)
     config = dataclasses.replace(file_config, dtype=expected.get("dtype", file_config.dtype))
     graphdef, abstract = self.abstract_params(config)
-    keys = checkpoint_io.list_keys(path)
-    groups = {k.split("/", 1)[0] for k in keys}
+    groups = checkpoint_io.list_groups(path)
     if not use_ema and "ema" in groups and "params" not in groups:
       raise checkpoint_io.CheckpointError(
           f"{path} holds only EMA weights (as CIFAR-10's shipped file does), but use_ema=False "

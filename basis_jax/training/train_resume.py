@@ -46,8 +46,7 @@ def load_into(path: str, state: dict, *, architecture: str, model_config: dict,
     raise checkpoint_io.CheckpointError(
         f"{path} was written for the architecture {arch(metadata['config'])}, but config.model "
         f"builds {arch(model_config)}; the weights cannot be loaded into it.")
-  keys = checkpoint_io.list_keys(path)
-  groups = {k.split("/", 1)[0] for k in keys}
+  groups = checkpoint_io.list_groups(path)
   abstract = jax.eval_shape(lambda: state)
   if "params" not in groups:  # A bare parameter file, e.g. converted from PyTorch.
     params, _ = checkpoint_io.load_params(path, abstract["params"])
