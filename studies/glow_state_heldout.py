@@ -4,9 +4,10 @@
 stage of the width-128 MNIST Glow ends after 20,000 steps, several sessions away). This
 reads the parameters of a compact training state (`training_state.npz`) and measures them
 exactly as the trainer does at a stage's end: the same 1,000 held-out images (training
-images 58,000-58,999), the same dequantisation draw, σ = 0 (the clean stage). Given
-`--compare`, a clean model file (e.g. the shipped `training/glow_mnist/glow_clean.npz`) is
-measured the same way beside it.
+images 58,000-58,999), the same dequantisation draw, σ = 0 (the clean stage) unless
+`--sigma` asks for the noise of a σ stage (e.g. σ = 0.01: what the first σ stage starts
+from). Given `--compare`, a clean model file (e.g. the shipped
+`training/glow_mnist/glow_clean.npz`) is measured the same way beside it.
 
     python -m studies.glow_state_heldout --data_path=/path/to/mnist \
         --state=training/glow_mnist_w128/training_state.npz \
@@ -26,6 +27,7 @@ _DATA = flags.DEFINE_string("data_path", None, "MNIST directory (the four idx .g
                             required=True)
 _STATE = flags.DEFINE_string("state", None, "A Glow compact training state.", required=True)
 _COMPARE = flags.DEFINE_string("compare", "", "A clean Glow file measured beside it.")
+_SIGMA = flags.DEFINE_float("sigma", 0.0, "The noise σ of the held-out images (0: clean).")
 
 
 def main(argv):
@@ -45,11 +47,12 @@ def main(argv):
   def measure(model_config, model):
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     _, _, eval_bpd = glow_training.make_steps(graphdef, model_config, optimizer)
-    return float(eval_bpd(params, rest, images, key, 0.0))
+    return float(eval_bpd(params, rest, images, key, _SIGMA.value))
 
   progress = metadata["progress"]
   print(f"{_STATE.value}: stage {progress['stage']}, step {progress['step']}: held-out "
-        f"{measure(model_config, model):.4f} bits/dim ({len(images)} images)")
+        f"{measure(model_config, model):.4f} bits/dim at σ = {_SIGMA.value:g} "
+        f"({len(images)} images)")
   if _COMPARE.value:
     other = glow.load_weights(_COMPARE.value)
     print(f"{_COMPARE.value}: held-out "
