@@ -1,7 +1,7 @@
 """Held-out bits/dim of a Glow training state's current parameters, mid-stage.
 
 `experiments.train_glow` measures held-out bits/dim only when a stage ends (the clean
-stage of the width-128 MNIST Glow ends after 20,000 steps, several sessions away). This
+stage of the width-128 MNIST Glow took 20,000 steps, over several sessions). This
 reads the parameters of a compact training state (`training_state.npz`) and measures them
 exactly as the trainer does at a stage's end: the same 1,000 held-out images (training
 images 58,000-58,999), the same dequantisation draw, σ = 0 (the clean stage) unless
