@@ -110,9 +110,8 @@ class ScoreNetwork:
     if not use_ema and "ema" in groups and "params" not in groups:
       raise checkpoint_io.CheckpointError(
           f"{path} holds only EMA weights (as CIFAR-10's shipped file does), but use_ema=False "
-          "asks "
-          "for the raw weights; set prior.use_ema=True, or give a training state, which holds "
-          "both.")
+          "asks for the raw weights; set prior.use_ema=True, or give a training state, which "
+          "holds both.")
     prefix = "ema" if use_ema and "ema" in groups else "params"
     if prefix not in groups:
       prefix = None  # A bare parameter file.
